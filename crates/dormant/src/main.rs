@@ -1,1 +1,35 @@
-fn main() {}
+//! `dormant`: parse the command line, then serve or run a client command.
+
+use clap::Parser;
+use dormant::cli::{run_client, Cli, Command};
+
+fn main() -> std::process::ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // Before any thread exists: the config file becomes DORMANT_* variables.
+    if let Err(e) = dormant::config::apply_config_file(&args) {
+        eprintln!("dormant: {e:#}");
+        return std::process::ExitCode::from(2);
+    }
+    let cli = Cli::parse_from(args);
+    dormant::logging::init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("dormant: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(config) => dormant::serve::run(config, dormant::serve::shutdown_signal()).await,
+            other => run_client(other).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dormant: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! `/v1/containers`: create, list, show and delete containers.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+
+use super::error::{ApiError, ErrorBody};
+use super::model::{ContainerList, ContainerView, CreateContainers};
+use super::{create_request, ApiState};
+
+/// Create one or more containers (all or none), started and answering.
+#[utoipa::path(
+    post,
+    path = "/v1/containers",
+    request_body = CreateContainers,
+    responses(
+        (status = 201, description = "Created and answering", body = ContainerList),
+        (status = 400, description = "A field is invalid, or the image is not present", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 409, description = "A name is taken", body = ErrorBody),
+        (status = 502, description = "Docker failed, or the container did not start", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn create(State(state): State<ApiState>, body: Bytes) -> Result<(StatusCode, Json<ContainerList>), ApiError> {
+    let request = create_request::parse(&body, &state.create_defaults, "admin")?;
+    let created = state.lifecycle.create(request).await?;
+    let containers = created.iter().map(|r| state.public.view(r)).collect();
+    Ok((StatusCode::CREATED, Json(ContainerList { containers })))
+}
+
+/// List every container.
+#[utoipa::path(
+    get,
+    path = "/v1/containers",
+    responses((status = 200, body = ContainerList), (status = 401, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn list(State(state): State<ApiState>) -> Result<Json<ContainerList>, ApiError> {
+    let records = state.lifecycle.list().await?;
+    let containers = records.iter().map(|r| state.public.view(r)).collect();
+    Ok(Json(ContainerList { containers }))
+}
+
+/// Show one container.
+#[utoipa::path(
+    get,
+    path = "/v1/containers/{name}",
+    params(("name" = String, Path, description = "Container name")),
+    responses((status = 200, body = ContainerView), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn get(State(state): State<ApiState>, Path(name): Path<String>) -> Result<Json<ContainerView>, ApiError> {
+    let record = state.lifecycle.get(&name).await?;
+    Ok(Json(state.public.view(&record)))
+}
+
+/// Delete a container and its volumes.
+#[utoipa::path(
+    delete,
+    path = "/v1/containers/{name}",
+    params(("name" = String, Path, description = "Container name")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 502, description = "Docker failed to remove it", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn delete(State(state): State<ApiState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+    state.lifecycle.delete(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,264 @@
+//! Reading a create request: the JSON body, checked field by field, becomes
+//! a `NewContainers` for lifecycle. Every rejection names its field.
+
+use std::path::{Component, Path};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::error::ApiError;
+use super::model::CreateContainers;
+use crate::lifecycle::{names, NewContainers};
+use crate::units::parse_memory;
+
+/// Most containers one request may create.
+pub const MAX_COUNT: u32 = 100;
+/// Docker refuses memory limits under 6 MiB.
+const MIN_MEMORY: u64 = 6 << 20;
+const MAX_VOLUMES: usize = 16;
+
+/// Fields a container engine offers that would let a container reach the
+/// host. They are refused by name, with the reason, rather than as merely
+/// "unknown".
+const FORBIDDEN_FIELDS: &[&str] = &[
+    "privileged",
+    "cap_add",
+    "capabilities",
+    "devices",
+    "device_requests",
+    "network_mode",
+    "network",
+    "host_network",
+    "pid_mode",
+    "ipc_mode",
+    "userns_mode",
+    "binds",
+    "mounts",
+    "security_opt",
+    "volumes_from",
+    "sysctls",
+    "host_config",
+    "hostconfig",
+    "HostConfig",
+    "Privileged",
+];
+
+/// Defaults for fields a request leaves out.
+#[derive(Debug, Clone)]
+pub struct CreateDefaults {
+    pub memory_bytes: u64,
+    pub idle_timeout: Duration,
+    pub max_cpus: f64,
+}
+
+/// Parses and checks a create body.
+pub fn parse(body: &[u8], defaults: &CreateDefaults, owner: &str) -> Result<NewContainers, ApiError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(axum::http::StatusCode::BAD_REQUEST, "invalid_json", format!("the body is not valid JSON: {e}")))?;
+    let Value::Object(fields) = &value else {
+        return Err(ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "the body must be a JSON object",
+        ));
+    };
+    if let Some(field) = fields.keys().find(|k| FORBIDDEN_FIELDS.contains(&k.as_str())) {
+        return Err(ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "forbidden_field",
+            format!("field `{field}` is not allowed: dormant never gives a container privileged mode, host mounts, the host network, added capabilities or devices"),
+        ));
+    }
+    let request: CreateContainers = serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            // A top-level problem: an unknown or missing field. serde names it.
+            ApiError::new(axum::http::StatusCode::BAD_REQUEST, "invalid_field", inner.to_string())
+        } else {
+            ApiError::invalid(&path, inner)
+        }
+    })?;
+    check(request, defaults, owner)
+}
+
+fn check(request: CreateContainers, defaults: &CreateDefaults, owner: &str) -> Result<NewContainers, ApiError> {
+    let image = request.image.trim();
+    if image.is_empty() || image.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(ApiError::invalid("image", "must be an image reference such as `dormant-demo:latest`"));
+    }
+    if request.port == Some(0) {
+        return Err(ApiError::invalid("port", "must be between 1 and 65535"));
+    }
+    let count = request.count.unwrap_or(1);
+    if !(1..=MAX_COUNT).contains(&count) {
+        return Err(ApiError::invalid("count", format!("is {count}; it must be between 1 and {MAX_COUNT}")));
+    }
+    let names = match &request.name {
+        Some(name) => {
+            names::check_name(name).map_err(|why| ApiError::invalid("name", why))?;
+            if count == 1 && request.count.is_none() {
+                vec![name.clone()]
+            } else {
+                let names: Vec<String> = (1..=count).map(|i| format!("{name}-{i}")).collect();
+                names::check_name(names.last().expect("count >= 1"))
+                    .map_err(|why| ApiError::invalid("name", format!("with count {count} gives `{}` which {why}", names.last().unwrap())))?;
+                names
+            }
+        }
+        None => {
+            let mut names: Vec<String> = Vec::with_capacity(count as usize);
+            while names.len() < count as usize {
+                let name = names::generate_name();
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+            names
+        }
+    };
+    let env = request.env.unwrap_or_default();
+    for key in env.keys() {
+        if key.is_empty() || key.contains('=') || key.contains('\0') {
+            return Err(ApiError::invalid("env", format!("has the variable name `{key}`; names must be non-empty without `=`")));
+        }
+    }
+    if env.values().any(|v| v.contains('\0')) {
+        return Err(ApiError::invalid("env", "values must not contain NUL characters"));
+    }
+    if let Some(cmd) = &request.cmd {
+        if cmd.is_empty() {
+            return Err(ApiError::invalid("cmd", "must not be empty; leave it out to use the image's command"));
+        }
+    }
+    let memory_bytes = match &request.memory {
+        Some(text) => parse_memory(text).map_err(|why| ApiError::invalid("memory", why))?,
+        None => defaults.memory_bytes,
+    };
+    if memory_bytes < MIN_MEMORY {
+        return Err(ApiError::invalid("memory", "must be at least 6m (Docker's minimum)"));
+    }
+    let nano_cpus = match request.cpus {
+        None => None,
+        Some(cpus) if cpus.is_finite() && cpus >= 0.01 && cpus <= defaults.max_cpus => Some((cpus * 1e9).round() as i64),
+        Some(cpus) => {
+            return Err(ApiError::invalid(
+                "cpus",
+                format!("is {cpus}; it must be between 0.01 and this host's {} cores", defaults.max_cpus),
+            ))
+        }
+    };
+    let idle_timeout = match &request.idle_timeout {
+        Some(text) => humantime::parse_duration(text)
+            .map_err(|e| ApiError::invalid("idle_timeout", format!("`{text}` is not a duration ({e}); write e.g. `10m` or `1h`")))?,
+        None => defaults.idle_timeout,
+    };
+    if idle_timeout < Duration::from_secs(1) {
+        return Err(ApiError::invalid("idle_timeout", "must be at least 1s"));
+    }
+    let volumes = request.volumes.unwrap_or_default();
+    check_volumes(&volumes)?;
+    Ok(NewContainers {
+        names,
+        image: image.to_owned(),
+        port: request.port,
+        env,
+        cmd: request.cmd,
+        memory_bytes,
+        nano_cpus,
+        idle_timeout,
+        volumes,
+        owner: owner.to_owned(),
+    })
+}
+
+fn check_volumes(volumes: &[String]) -> Result<(), ApiError> {
+    if volumes.len() > MAX_VOLUMES {
+        return Err(ApiError::invalid("volumes", format!("has {} paths; at most {MAX_VOLUMES} are allowed", volumes.len())));
+    }
+    for (i, path) in volumes.iter().enumerate() {
+        let field = format!("volumes[{i}]");
+        let p = Path::new(path);
+        let normal = p.is_absolute()
+            && p.components().skip(1).all(|c| matches!(c, Component::Normal(_)))
+            && p.components().count() > 1
+            && !path.ends_with('/')
+            && !path.contains(['\0', ':', ',']);
+        if !normal {
+            return Err(ApiError::invalid(
+                &field,
+                format!("is `{path}`; it must be an absolute path inside the container such as `/data`, without `..`, `:` or `,`"),
+            ));
+        }
+        if volumes[..i].contains(path) {
+            return Err(ApiError::invalid(&field, format!("repeats `{path}`")));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> CreateDefaults {
+        CreateDefaults {
+            memory_bytes: 512 << 20,
+            idle_timeout: Duration::from_secs(900),
+            max_cpus: 2.0,
+        }
+    }
+
+    fn parse_json(json: &str) -> Result<NewContainers, ApiError> {
+        parse(json.as_bytes(), &defaults(), "admin")
+    }
+
+    fn rejected(json: &str) -> String {
+        let err = parse_json(json).expect_err(json);
+        assert_eq!(err.status, 400, "{json}");
+        err.message
+    }
+
+    #[test]
+    fn a_minimal_request_gets_defaults() {
+        let req = parse_json(r#"{"image":"demo","name":"alice"}"#).unwrap();
+        assert_eq!(req.names, ["alice"]);
+        assert_eq!(req.memory_bytes, 512 << 20);
+        assert_eq!(req.idle_timeout, Duration::from_secs(900));
+        assert_eq!(req.port, None);
+    }
+
+    #[test]
+    fn count_numbers_the_names() {
+        let req = parse_json(r#"{"image":"demo","name":"lab","count":3}"#).unwrap();
+        assert_eq!(req.names, ["lab-1", "lab-2", "lab-3"]);
+        let req = parse_json(r#"{"image":"demo","count":5}"#).unwrap();
+        assert_eq!(req.names.len(), 5);
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        assert!(rejected(r#"{"image":"demo","name":"Bad_Name"}"#).contains("`name`"));
+        assert!(rejected(r#"{"image":"demo","count":0}"#).contains("`count`"));
+        assert!(rejected(r#"{"image":"demo","count":101}"#).contains("`count`"));
+        assert!(rejected(r#"{"image":"demo","colour":"red"}"#).contains("unknown field `colour`"));
+        assert!(rejected(r#"{"name":"a"}"#).contains("missing field `image`"));
+        assert!(rejected(r#"{"image":"demo","memory":"lots"}"#).contains("`memory`"));
+        assert!(rejected(r#"{"image":"demo","memory":"1m"}"#).contains("`memory`"));
+        assert!(rejected(r#"{"image":"demo","cpus":99}"#).contains("`cpus`"));
+        assert!(rejected(r#"{"image":"demo","idle_timeout":"soon"}"#).contains("`idle_timeout`"));
+        assert!(rejected(r#"{"image":"demo","volumes":["data"]}"#).contains("`volumes[0]`"));
+        assert!(rejected(r#"{"image":"demo","volumes":["/a/../b"]}"#).contains("`volumes[0]`"));
+        assert!(rejected(r#"{"image":"demo","port":"eighty"}"#).contains("`port`"));
+        assert!(rejected(r#"{"image":"demo","env":{"A=B":"c"}}"#).contains("`env`"));
+        assert!(rejected(r#"{"image":"demo","name":"abcdefghijabcdefghijabcdefghijabcdefghij","count":2}"#).contains("`name`"));
+    }
+
+    #[test]
+    fn host_access_is_refused_by_name() {
+        for field in ["privileged", "cap_add", "devices", "network_mode", "binds"] {
+            let message = rejected(&format!(r#"{{"image":"demo","{field}":true}}"#));
+            assert!(message.contains(field) && message.contains("not allowed"), "{message}");
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! The REST API under `/v1`: JSON in and out, bearer-token auth, errors in
+//! one shape. Handlers only translate; lifecycle does the work.
+
+mod containers;
+pub mod create_request;
+mod error;
+pub mod model;
+mod openapi;
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use utoipa::OpenApi;
+
+use crate::lifecycle::Lifecycle;
+use crate::token::constant_time_eq;
+pub use create_request::CreateDefaults;
+pub use error::ApiError;
+use model::PublicAddress;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct ApiState {
+    pub lifecycle: Arc<Lifecycle>,
+    pub admin_token: Arc<str>,
+    pub public: Arc<PublicAddress>,
+    pub create_defaults: Arc<CreateDefaults>,
+}
+
+pub fn router(state: ApiState) -> Router {
+    let v1 = Router::new()
+        .route("/containers", get(containers::list).post(containers::create))
+        .route("/containers/{name}", get(containers::get).delete(containers::delete))
+        .route("/openapi.json", get(openapi_json))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .nest("/v1", v1)
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn require_token(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match presented {
+        Some(token) if constant_time_eq(token.as_bytes(), state.admin_token.as_bytes()) => next.run(request).await,
+        _ => ApiError::unauthorized().into_response(),
+    }
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn openapi_json() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], openapi::ApiDoc::openapi().to_json().unwrap_or_default()).into_response()
+}
+
+async fn not_found(request: Request) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::NOT_FOUND,
+        "no_such_route",
+        format!("no API route {} {}; see /v1/openapi.json", request.method(), request.uri().path()),
+    )
+}

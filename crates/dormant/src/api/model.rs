@@ -1,0 +1,120 @@
+//! The API's wire types: what clients send and what they get back.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::domain::{rfc3339, ContainerRecord, ContainerState};
+use crate::units::format_memory;
+
+/// Body of `POST /v1/containers`. Unknown fields are rejected.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateContainers {
+    /// Image to run; must already be present on the Docker host (never pulled).
+    #[schema(example = "dormant-demo:latest")]
+    pub image: String,
+    /// Port the app listens on inside the container. Optional when the image
+    /// exposes exactly one port.
+    pub port: Option<u16>,
+    /// DNS label `[a-z0-9]([a-z0-9-]*[a-z0-9])?`, at most 40 characters; the
+    /// container is reached at `<name>.<base-domain>`. Generated when absent.
+    pub name: Option<String>,
+    /// How many containers to create (1..100). With `name`, they are named
+    /// `name-1` .. `name-N`. All or none are created.
+    pub count: Option<u32>,
+    /// Environment variables.
+    pub env: Option<BTreeMap<String, String>>,
+    /// Command (replaces the image's CMD).
+    pub cmd: Option<Vec<String>>,
+    /// Memory limit, e.g. `"256m"`; default from `--default-memory`.
+    #[schema(example = "256m")]
+    pub memory: Option<String>,
+    /// CPU limit in cores, e.g. 0.5.
+    pub cpus: Option<f64>,
+    /// Idle time before the container is put to sleep, e.g. `"10m"`; default
+    /// from `--idle-timeout`.
+    #[schema(example = "10m")]
+    pub idle_timeout: Option<String>,
+    /// Absolute paths inside the container, each kept in a named volume.
+    pub volumes: Option<Vec<String>>,
+}
+
+/// A container as the API shows it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ContainerView {
+    pub name: String,
+    /// Hostname the proxy routes to this container.
+    pub host: String,
+    /// URL of the container through the proxy.
+    pub url: String,
+    pub state: ContainerState,
+    /// Why the container is in its state (set when `failed`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason: Option<String>,
+    pub image: String,
+    pub port: u16,
+    /// Memory limit, e.g. `512m`.
+    pub memory: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub cpus: Option<f64>,
+    /// Idle time before sleep, e.g. `15m`.
+    pub idle_timeout: String,
+    pub volumes: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub cmd: Option<Vec<String>>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339: the last request, open connection or heartbeat.
+    pub last_active_at: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ContainerList {
+    pub containers: Vec<ContainerView>,
+}
+
+/// How the API spells hostnames and URLs.
+#[derive(Debug, Clone)]
+pub struct PublicAddress {
+    pub base_domain: String,
+    /// `:8080`, or empty when the proxy is on port 80.
+    pub port_suffix: String,
+}
+
+impl PublicAddress {
+    pub fn new(base_domain: &str, proxy_port: u16) -> Self {
+        Self {
+            base_domain: base_domain.trim_matches('.').to_ascii_lowercase(),
+            port_suffix: if proxy_port == 80 {
+                String::new()
+            } else {
+                format!(":{proxy_port}")
+            },
+        }
+    }
+
+    pub fn view(&self, record: &ContainerRecord) -> ContainerView {
+        let host = format!("{}.{}", record.name, self.base_domain);
+        let spec = &record.spec;
+        ContainerView {
+            url: format!("http://{host}{}/", self.port_suffix),
+            host,
+            name: record.name.clone(),
+            state: record.state,
+            reason: record.reason.clone(),
+            image: spec.image.clone(),
+            port: spec.port,
+            memory: format_memory(spec.memory_bytes),
+            cpus: spec.nano_cpus.map(|n| n as f64 / 1e9),
+            idle_timeout: humantime::format_duration(spec.idle_timeout).to_string(),
+            volumes: spec.volumes.clone(),
+            env: spec.env.clone(),
+            cmd: spec.cmd.clone(),
+            created_at: rfc3339(record.created_at),
+            last_active_at: rfc3339(record.last_active_at),
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! The OpenAPI document, generated from the handlers and types so it cannot drift.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::containers;
+use super::error::{ErrorBody, ErrorDetail};
+use super::model::{ContainerList, ContainerView, CreateContainers};
+use crate::domain::ContainerState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "dormant", description = "Containers that seem to live forever: create them, reach them at <name>.<base-domain>, and let dormant put idle ones to sleep."),
+    paths(containers::create, containers::list, containers::get, containers::delete),
+    components(schemas(CreateContainers, ContainerView, ContainerList, ContainerState, ErrorBody, ErrorDetail)),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_document_lists_every_route() {
+        let doc = ApiDoc::openapi();
+        let paths: Vec<&String> = doc.paths.paths.keys().collect();
+        assert!(paths.iter().any(|p| *p == "/v1/containers"), "{paths:?}");
+        assert!(paths.iter().any(|p| *p == "/v1/containers/{name}"), "{paths:?}");
+        let json = doc.to_json().unwrap();
+        assert!(json.contains("idle_timeout") && json.contains("bearer"));
+    }
+}

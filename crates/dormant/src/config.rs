@@ -1,0 +1,172 @@
+//! `dormant serve`'s configuration: flags, `DORMANT_*` environment variables
+//! and an optional TOML file, in that order of precedence, over defaults.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, CommandFactory};
+
+use crate::units::parse_memory;
+
+/// Every setting of `dormant serve`. Each flag `--some-flag` is also read from
+/// `DORMANT_SOME_FLAG` and from the key `some-flag` (or `some_flag`) in the
+/// `--config` file.
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    /// TOML file with any of these settings as keys (`data-dir = "/srv/dormant"`).
+    /// Flags and environment variables override it.
+    #[arg(long, env = "DORMANT_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Where dormant keeps its database, admin token and node id.
+    #[arg(long, env = "DORMANT_DATA_DIR", default_value = Self::DEFAULT_DATA_DIR, value_name = "DIR")]
+    pub data_dir: PathBuf,
+
+    /// Address of the REST API.
+    #[arg(long, env = "DORMANT_API_ADDR", default_value = "127.0.0.1:7070", value_name = "ADDR")]
+    pub api_addr: SocketAddr,
+
+    /// Address of the reverse proxy that serves `<name>.<base-domain>`.
+    #[arg(long, env = "DORMANT_PROXY_ADDR", default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    pub proxy_addr: SocketAddr,
+
+    /// Containers are reached at `<name>.<base-domain>`. The default works in
+    /// browsers and curl with no DNS set-up (`http://alice.localhost:8080/`).
+    #[arg(long, env = "DORMANT_BASE_DOMAIN", default_value = "localhost", value_name = "DOMAIN")]
+    pub base_domain: String,
+
+    /// Docker daemon to use (`unix:///var/run/docker.sock`, `tcp://host:2375`).
+    /// Default: `DOCKER_HOST`, else the local socket.
+    #[arg(long, env = "DORMANT_DOCKER_HOST", value_name = "URL")]
+    pub docker_host: Option<String>,
+
+    /// Idle time after which a container is put to sleep, when its create
+    /// request gives none.
+    #[arg(long, env = "DORMANT_IDLE_TIMEOUT", default_value = "15m", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub idle_timeout: Duration,
+
+    /// Memory limit of a container whose create request gives none.
+    #[arg(long, env = "DORMANT_DEFAULT_MEMORY", default_value = "512m", value_parser = parse_memory, value_name = "SIZE")]
+    pub default_memory: u64,
+
+    /// Most processes one container may run.
+    #[arg(long, env = "DORMANT_PIDS_LIMIT", default_value_t = 1024, value_name = "N")]
+    pub pids_limit: i64,
+
+    /// How long a container may take from start until its app answers.
+    #[arg(long, env = "DORMANT_WAKE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub wake_timeout: Duration,
+
+    /// How long shutdown waits for in-flight requests.
+    #[arg(long, env = "DORMANT_DRAIN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub drain_timeout: Duration,
+}
+
+impl ServeConfig {
+    pub const DEFAULT_DATA_DIR: &'static str = "./dormant-data";
+}
+
+/// Reads the `--config` file (named in `args` or `DORMANT_CONFIG`) and
+/// exposes each of its keys as the matching `DORMANT_*` variable, unless that
+/// variable is already set. Parsing the flags afterwards then gives
+/// flag > env > file > default, with one parser and one set of error
+/// messages for all three. Call before any thread starts.
+pub fn apply_config_file(args: &[OsString]) -> anyhow::Result<()> {
+    let Some(path) = config_path(args) else {
+        return Ok(());
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| anyhow::anyhow!("cannot read the config file {}: {e}", path.display()))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e| anyhow::anyhow!("the config file {} is not valid TOML: {e}", path.display()))?;
+    let command = ServeCommandForKeys::command();
+    for (key, value) in table {
+        let flag = key.replace('_', "-");
+        let known = command
+            .get_arguments()
+            .any(|arg| arg.get_long() == Some(flag.as_str()) && flag != "config");
+        if !known {
+            anyhow::bail!(
+                "the config file {} has the key `{key}`, which is not a setting of `dormant serve` (see `dormant serve --help`)",
+                path.display()
+            );
+        }
+        let value = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            other => anyhow::bail!(
+                "the config file {} gives `{key}` a {}; use a string or a number",
+                path.display(),
+                other.type_str()
+            ),
+        };
+        let var = format!("DORMANT_{}", flag.replace('-', "_").to_ascii_uppercase());
+        if std::env::var_os(&var).is_none() {
+            // Safe: called from `main` before the runtime or any thread starts.
+            std::env::set_var(var, value);
+        }
+    }
+    Ok(())
+}
+
+/// Only `serve` reads a config file; its path comes from `--config` or
+/// `DORMANT_CONFIG`.
+fn config_path(args: &[OsString]) -> Option<PathBuf> {
+    let args: Vec<&str> = args.iter().filter_map(|a| a.to_str()).collect();
+    if !args.contains(&"serve") {
+        return None;
+    }
+    for (i, arg) in args.iter().enumerate() {
+        if let Some(value) = arg.strip_prefix("--config=") {
+            return Some(value.into());
+        }
+        if *arg == "--config" {
+            return args.get(i + 1).map(PathBuf::from);
+        }
+    }
+    std::env::var_os("DORMANT_CONFIG").map(PathBuf::from)
+}
+
+/// Lets `apply_config_file` list `ServeConfig`'s flags.
+#[derive(clap::Parser)]
+struct ServeCommandForKeys {
+    #[command(flatten)]
+    config: ServeConfig,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: ServeConfig,
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let cli = Cli::try_parse_from(["dormant"]).unwrap();
+        let c = cli.config;
+        assert_eq!(c.api_addr, "127.0.0.1:7070".parse().unwrap());
+        assert_eq!(c.proxy_addr, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.base_domain, "localhost");
+        assert_eq!(c.idle_timeout, Duration::from_secs(900));
+        assert_eq!(c.default_memory, 512 << 20);
+        assert_eq!(c.data_dir, PathBuf::from("./dormant-data"));
+    }
+
+    #[test]
+    fn the_config_path_is_found_only_for_serve() {
+        let args = |v: &[&str]| v.iter().map(OsString::from).collect::<Vec<_>>();
+        assert_eq!(config_path(&args(&["dormant", "serve", "--config", "a.toml"])), Some("a.toml".into()));
+        assert_eq!(config_path(&args(&["dormant", "serve", "--config=b.toml"])), Some("b.toml".into()));
+        assert_eq!(config_path(&args(&["dormant", "ls", "--config", "a.toml"])), None);
+    }
+}

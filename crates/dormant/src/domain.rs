@@ -1,0 +1,181 @@
+//! dormant's vocabulary, defined once: container states, the labels that link
+//! Docker objects to dormant, and the durable record of one container.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// Label on every Docker object dormant manages.
+pub const LABEL_MANAGED: &str = "dormant.managed";
+/// Label carrying the container's dormant name (the hostname's first label).
+pub const LABEL_NAME: &str = "dormant.name";
+/// Label carrying the id of the dormant node that owns the object. Lets several
+/// dormant instances share one Docker daemon without touching each other's
+/// containers (and is the seed of the multi-host design).
+pub const LABEL_NODE: &str = "dormant.node";
+
+/// Prefix of the Docker container name: `dormant-<name>`.
+pub const DOCKER_NAME_PREFIX: &str = "dormant-";
+
+/// Where a container is in its life. See DESIGN.md for the transitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ContainerState {
+    Creating,
+    Running,
+    Starting,
+    Stopping,
+    Asleep,
+    Archiving,
+    Archived,
+    Restoring,
+    Failed,
+}
+
+impl ContainerState {
+    pub const ALL: [ContainerState; 9] = [
+        Self::Creating,
+        Self::Running,
+        Self::Starting,
+        Self::Stopping,
+        Self::Asleep,
+        Self::Archiving,
+        Self::Archived,
+        Self::Restoring,
+        Self::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Creating => "creating",
+            Self::Running => "running",
+            Self::Starting => "starting",
+            Self::Stopping => "stopping",
+            Self::Asleep => "asleep",
+            Self::Archiving => "archiving",
+            Self::Archived => "archived",
+            Self::Restoring => "restoring",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+impl fmt::Display for ContainerState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ContainerState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| format!("unknown container state `{s}`"))
+    }
+}
+
+/// What a container is made from: everything needed to create it again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerSpec {
+    pub image: String,
+    /// The port the app listens on inside the container.
+    pub port: u16,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub cmd: Option<Vec<String>>,
+    pub memory_bytes: u64,
+    #[serde(default)]
+    pub nano_cpus: Option<i64>,
+    #[serde(with = "duration_ms")]
+    pub idle_timeout: Duration,
+    /// Absolute paths inside the container, each kept in a named volume.
+    #[serde(default)]
+    pub volumes: Vec<String>,
+}
+
+/// The durable record of one container, as the store keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerRecord {
+    pub name: String,
+    pub spec: ContainerSpec,
+    pub state: ContainerState,
+    /// Why the container is in its state, when that needs explaining (`failed`).
+    pub reason: Option<String>,
+    /// The Docker container id, once created.
+    pub docker_id: Option<String>,
+    /// Who asked for it; every row has one so tenants can come later.
+    pub owner: String,
+    /// The dormant node that owns it.
+    pub node: String,
+    pub created_at: UnixMillis,
+    pub last_active_at: UnixMillis,
+}
+
+impl ContainerRecord {
+    /// The Docker container name for this record.
+    pub fn docker_name(&self) -> String {
+        docker_name(&self.name)
+    }
+}
+
+pub fn docker_name(name: &str) -> String {
+    format!("{DOCKER_NAME_PREFIX}{name}")
+}
+
+/// The named volume that keeps `path` of container `name`.
+pub fn volume_name(name: &str, index: usize) -> String {
+    format!("{DOCKER_NAME_PREFIX}{name}-v{index}")
+}
+
+/// Milliseconds since the Unix epoch: how the store and the API keep time.
+pub type UnixMillis = i64;
+
+pub fn now_millis() -> UnixMillis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Formats Unix milliseconds as RFC 3339 (UTC, millisecond precision).
+pub fn rfc3339(ms: UnixMillis) -> String {
+    let time = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
+mod duration_ms {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_millis(u64::deserialize(d)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_round_trip_through_their_names() {
+        for state in ContainerState::ALL {
+            assert_eq!(state.as_str().parse::<ContainerState>(), Ok(state));
+        }
+        assert!("sleeping".parse::<ContainerState>().is_err());
+    }
+
+    #[test]
+    fn rfc3339_formats_milliseconds_in_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+    }
+}

@@ -1,0 +1,31 @@
+//! dormant: users' Docker containers at their own hostnames, asleep when
+//! idle, awake on the next request, never losing what their users wrote.
+//!
+//! # Layout
+//!
+//! - [`serve`]: wires the parts together and runs them until shutdown.
+//! - [`proxy`]: routes `<name>.<base-domain>` to the container; the hot path.
+//! - [`api`]: the REST API under `/v1`.
+//! - [`lifecycle`]: the only place a container's state changes; one owner
+//!   per container.
+//! - [`runtime`]: the container engine as a small trait; Docker via bollard.
+//! - [`store`]: SQLite, the durable truth about what should exist.
+//! - [`domain`]: the vocabulary: states, labels, the container record.
+//! - [`config`], [`cli`]: the command line and `dormant serve`'s settings.
+//! - [`demo_image`]: builds the demo workload into a local image.
+
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod demo_image;
+pub mod domain;
+pub mod lifecycle;
+pub mod logging;
+pub mod proxy;
+pub mod runtime;
+pub mod serve;
+pub mod store;
+pub mod token;
+pub mod units;

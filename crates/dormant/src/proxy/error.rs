@@ -1,0 +1,72 @@
+//! Every way a proxied request can fail, and the one place they become HTTP.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http::{header, Response, StatusCode};
+use http_body_util::Full;
+
+use crate::domain::ContainerState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("no Host header; dormant routes by hostname (<name>.{base_domain})")]
+    MissingHost { base_domain: String },
+    #[error("no container here answers to `{host}`; containers are reached at <name>.{base_domain}")]
+    NotOurHost { host: String, base_domain: String },
+    #[error("no container named `{name}`")]
+    UnknownContainer { name: String },
+    #[error("container `{name}` is {state}{}", reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default())]
+    NotRunning {
+        name: String,
+        state: ContainerState,
+        reason: Option<std::sync::Arc<str>>,
+    },
+    #[error("container `{name}` did not answer at {upstream}: {cause}")]
+    Upstream {
+        name: String,
+        upstream: SocketAddr,
+        cause: String,
+    },
+}
+
+impl ProxyError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::MissingHost { .. } => StatusCode::BAD_REQUEST,
+            Self::NotOurHost { .. } | Self::UnknownContainer { .. } => StatusCode::NOT_FOUND,
+            Self::NotRunning { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// A short plain-text answer a person can act on.
+    pub fn into_response(self) -> Response<Full<Bytes>> {
+        let status = self.status();
+        let mut response = Response::new(Full::new(Bytes::from(format!("{self}\n"))));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        headers.insert("x-dormant-error", header::HeaderValue::from_static("1"));
+        response
+    }
+}
+
+/// Describes a hyper client error by its deepest cause, which is the one that
+/// says what happened ("Connection refused"), not where.
+pub fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut deepest: &(dyn std::error::Error + 'static) = err;
+    while let Some(source) = deepest.source() {
+        deepest = source;
+    }
+    let top = err.to_string();
+    let root = deepest.to_string();
+    if top == root {
+        top
+    } else {
+        format!("{top}: {root}")
+    }
+}

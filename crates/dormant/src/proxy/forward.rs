@@ -1,0 +1,178 @@
+//! Forwarding one request to its container: header rewriting, the pooled
+//! upstream client, and tunnelling of upgraded (WebSocket) connections.
+
+use std::net::SocketAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Uri};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+use super::error::{root_cause, ProxyError};
+
+/// The pooled keep-alive HTTP/1.1 client to upstream containers.
+pub type UpstreamClient = Client<HttpConnector, Incoming>;
+
+pub fn upstream_client() -> UpstreamClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(std::time::Duration::from_secs(5)));
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(std::time::Duration::from_secs(30))
+        .pool_max_idle_per_host(256)
+        .build(connector)
+}
+
+/// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Removes hop-by-hop headers, including those named by `Connection`.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+}
+
+/// The protocol a client asked to switch to, if this is an upgrade request.
+fn requested_upgrade(headers: &HeaderMap) -> Option<HeaderValue> {
+    let connection_upgrade = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    connection_upgrade
+        .then(|| headers.get(header::UPGRADE).cloned())
+        .flatten()
+}
+
+/// Rewrites `req` for the upstream and forwards it; returns the upstream's
+/// answer with hop-by-hop headers removed. Upgrades are tunnelled both ways.
+pub async fn forward(
+    client: &UpstreamClient,
+    name: &str,
+    upstream: SocketAddr,
+    client_addr: SocketAddr,
+    mut req: Request<Incoming>,
+) -> Result<Response<Incoming>, ProxyError> {
+    let upgrade = requested_upgrade(req.headers());
+    let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+
+    let path = req.uri().path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
+    let uri: Uri = format!("http://{upstream}{path}")
+        .parse()
+        .expect("an address and a path already parsed make a URI");
+    *req.uri_mut() = uri;
+    *req.version_mut() = http::Version::HTTP_11;
+
+    let headers = req.headers_mut();
+    strip_hop_by_hop(headers);
+    add_forwarded_headers(headers, client_addr);
+    if let Some(protocol) = &upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, protocol.clone());
+    }
+
+    let mut response = client.request(req).await.map_err(|e| ProxyError::Upstream {
+        name: name.to_owned(),
+        upstream,
+        cause: root_cause(&e),
+    })?;
+
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(client_upgrade) = client_upgrade {
+            let upstream_upgrade = hyper::upgrade::on(&mut response);
+            let name = name.to_owned();
+            tokio::spawn(async move {
+                if let Err(e) = tunnel(client_upgrade, upstream_upgrade).await {
+                    tracing::debug!(container = %name, error = %e, "upgraded connection ended with an error");
+                }
+            });
+            // Keep Connection/Upgrade: the client needs them to switch too.
+            return Ok(response);
+        }
+    }
+    strip_hop_by_hop(response.headers_mut());
+    Ok(response)
+}
+
+async fn tunnel(
+    client: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+) -> std::io::Result<()> {
+    let (client, upstream) = tokio::try_join!(client, upstream).map_err(std::io::Error::other)?;
+    let mut client = TokioIo::new(client);
+    let mut upstream = TokioIo::new(upstream);
+    tokio::io::copy_bidirectional(&mut client, &mut upstream).await?;
+    Ok(())
+}
+
+fn add_forwarded_headers(headers: &mut HeaderMap, client_addr: SocketAddr) {
+    let client_ip = client_addr.ip().to_string();
+    let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(previous) => format!("{previous}, {client_ip}"),
+        None => client_ip,
+    };
+    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
+        headers.insert("x-forwarded-for", value);
+    }
+    if let Some(host) = headers.get(header::HOST).cloned() {
+        headers.insert("x-forwarded-host", host);
+    }
+    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_and_those_named_by_connection_are_removed() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-secret"));
+        headers.insert("x-secret", HeaderValue::from_static("1"));
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        headers.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(headers.len(), 1, "{headers:?}");
+        assert!(headers.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn upgrade_needs_both_connection_and_upgrade_headers() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        assert_eq!(requested_upgrade(&headers), None);
+        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, Upgrade"));
+        assert_eq!(requested_upgrade(&headers), Some(HeaderValue::from_static("websocket")));
+    }
+
+    #[test]
+    fn forwarded_for_appends_to_an_existing_chain() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_static("a.localhost"));
+        headers.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
+        add_forwarded_headers(&mut headers, "127.0.0.1:5000".parse().unwrap());
+        assert_eq!(headers["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
+        assert_eq!(headers["x-forwarded-host"], "a.localhost");
+        assert_eq!(headers["x-forwarded-proto"], "http");
+    }
+}

@@ -1,0 +1,152 @@
+//! The reverse proxy: routes each request by its Host header to the
+//! container's upstream and forwards it.
+//!
+//! It knows nothing of Docker or SQL. For a running container the hot path is:
+//! parse Host, look the route up in memory, record activity (an atomic store),
+//! forward over a pooled connection.
+
+mod error;
+mod forward;
+pub mod routes;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, Request, Response};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+use crate::domain::ContainerState;
+pub use error::ProxyError;
+use forward::{forward, upstream_client, UpstreamClient};
+use routes::{name_from_host, Routes};
+
+/// What the proxy answers with: the upstream's streamed body, or dormant's own
+/// short answer.
+pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+
+/// Shared by every connection the proxy serves.
+pub struct Proxy {
+    routes: Arc<Routes>,
+    base_domain: String,
+    client: UpstreamClient,
+}
+
+impl Proxy {
+    pub fn new(routes: Arc<Routes>, base_domain: &str) -> Self {
+        Self {
+            routes,
+            base_domain: base_domain.trim_matches('.').to_ascii_lowercase(),
+            client: upstream_client(),
+        }
+    }
+
+    /// Serves connections from `listener` until `shutdown` completes, then
+    /// lets in-flight requests finish for up to `drain`.
+    pub async fn run(self: Arc<Self>, listener: TcpListener, shutdown: impl Future<Output = ()>, drain: Duration) {
+        // Every connection task holds a clone of `open_tx`; when all are
+        // dropped, `open_rx` says the drain is over.
+        let (open_tx, mut open_rx) = mpsc::channel::<()>(1);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, client_addr) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        // Usually EMFILE: back off instead of spinning.
+                        tracing::warn!(error = %e, "proxy accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let proxy = self.clone();
+            let service = service_fn(move |req| {
+                let proxy = proxy.clone();
+                async move { Ok::<_, Infallible>(proxy.handle(client_addr, req).await) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            let mut stop_rx = stop_rx.clone();
+            let open = open_tx.clone();
+            tokio::spawn(async move {
+                let _open = open;
+                tokio::pin!(connection);
+                let result = tokio::select! {
+                    result = connection.as_mut() => result,
+                    () = async { let _ = stop_rx.wait_for(|stop| *stop).await; } => {
+                        // Finish the request in flight, then close.
+                        connection.as_mut().graceful_shutdown();
+                        connection.await
+                    }
+                };
+                if let Err(e) = result {
+                    tracing::debug!(client = %client_addr, error = %e, "proxy connection ended with an error");
+                }
+            });
+        }
+        drop(listener);
+        let _ = stop_tx.send(true);
+        drop(open_tx);
+        if tokio::time::timeout(drain, open_rx.recv()).await.is_err() {
+            tracing::warn!(?drain, "proxy: some connections were still open after the drain period");
+        }
+    }
+
+    async fn handle(&self, client_addr: SocketAddr, req: Request<Incoming>) -> Response<ProxyBody> {
+        match self.route_and_forward(client_addr, req).await {
+            Ok(response) => response.map(Either::Left),
+            Err(error) => {
+                tracing::debug!(%error, "proxy answered with an error");
+                error.into_response().map(Either::Right)
+            }
+        }
+    }
+
+    async fn route_and_forward(
+        &self,
+        client_addr: SocketAddr,
+        req: Request<Incoming>,
+    ) -> Result<Response<Incoming>, ProxyError> {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri().host())
+            .ok_or_else(|| ProxyError::MissingHost {
+                base_domain: self.base_domain.clone(),
+            })?;
+        let name = name_from_host(host, &self.base_domain).ok_or_else(|| ProxyError::NotOurHost {
+            host: host.to_owned(),
+            base_domain: self.base_domain.clone(),
+        })?;
+        let route = self.routes.get(&name).ok_or_else(|| ProxyError::UnknownContainer {
+            name: name.clone().into_owned(),
+        })?;
+        let status = route.status();
+        let upstream = match (status.state, status.upstream) {
+            (ContainerState::Running, Some(upstream)) => upstream,
+            (state, _) => {
+                return Err(ProxyError::NotRunning {
+                    name: route.name().to_owned(),
+                    state,
+                    reason: status.reason,
+                })
+            }
+        };
+        route.touch();
+        forward(&self.client, route.name(), upstream, client_addr, req).await
+    }
+}

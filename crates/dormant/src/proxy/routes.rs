@@ -1,0 +1,219 @@
+//! The in-memory route table: hostname label -> route (state, upstream, activity).
+//!
+//! Shared by the proxy (reads, on every request) and lifecycle (writes, on
+//! every transition). Reading a route is a short read lock and a clone of an
+//! `Arc`; recording activity is one atomic store. No await happens under a lock.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::watch;
+
+use crate::domain::{now_millis, ContainerState, UnixMillis};
+
+/// Where a route stands right now, as lifecycle last published it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteStatus {
+    pub state: ContainerState,
+    /// Where the container answers, when it is running.
+    pub upstream: Option<SocketAddr>,
+    /// Why the container is not serving (`failed`), for the proxy's answer.
+    pub reason: Option<Arc<str>>,
+}
+
+impl RouteStatus {
+    pub fn running(upstream: SocketAddr) -> Self {
+        Self {
+            state: ContainerState::Running,
+            upstream: Some(upstream),
+            reason: None,
+        }
+    }
+
+    pub fn not_serving(state: ContainerState, reason: Option<&str>) -> Self {
+        Self {
+            state,
+            upstream: None,
+            reason: reason.map(Arc::from),
+        }
+    }
+}
+
+/// One container's route.
+#[derive(Debug)]
+pub struct Route {
+    name: String,
+    /// A watch channel so that, besides reading the current status, a task can
+    /// wait for the next change (a wake finishing, say).
+    status: watch::Sender<RouteStatus>,
+    /// Unix milliseconds of the last request, connection or heartbeat.
+    last_active_ms: AtomicI64,
+    /// The activity time last handed to the store, so a flush writes only
+    /// the routes that saw activity since.
+    flushed_ms: AtomicI64,
+}
+
+impl Route {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn status(&self) -> RouteStatus {
+        self.status.borrow().clone()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<RouteStatus> {
+        self.status.subscribe()
+    }
+
+    pub fn set_status(&self, status: RouteStatus) {
+        self.status.send_replace(status);
+    }
+
+    /// Records activity now: one relaxed atomic store.
+    pub fn touch(&self) {
+        self.last_active_ms.store(now_millis(), Ordering::Relaxed);
+    }
+
+    pub fn last_active_ms(&self) -> UnixMillis {
+        self.last_active_ms.load(Ordering::Relaxed)
+    }
+
+    /// True once per change of the activity time: whether a flush should
+    /// write this route.
+    pub fn take_unflushed(&self) -> bool {
+        let last = self.last_active_ms();
+        self.flushed_ms.swap(last, Ordering::Relaxed) != last
+    }
+}
+
+/// All routes, by container name.
+#[derive(Debug, Default)]
+pub struct Routes {
+    /// A std lock: held only to clone an `Arc` out or to insert/remove.
+    by_name: RwLock<HashMap<String, Arc<Route>>>,
+}
+
+impl Routes {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<Route>> {
+        self.read().get(name).cloned()
+    }
+
+    /// Adds or replaces the route for `name`; activity starts at `last_active`.
+    pub fn insert(&self, name: &str, status: RouteStatus, last_active: UnixMillis) -> Arc<Route> {
+        let route = Arc::new(Route {
+            name: name.to_owned(),
+            status: watch::Sender::new(status),
+            last_active_ms: AtomicI64::new(last_active),
+            flushed_ms: AtomicI64::new(last_active),
+        });
+        self.write().insert(name.to_owned(), route.clone());
+        route
+    }
+
+    pub fn remove(&self, name: &str) -> Option<Arc<Route>> {
+        self.write().remove(name)
+    }
+
+    pub fn all(&self) -> Vec<Arc<Route>> {
+        self.read().values().cloned().collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.read().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Route>>> {
+        self.by_name.read().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Route>>> {
+        self.by_name.write().unwrap_or_else(|poison| poison.into_inner())
+    }
+}
+
+/// Finds the container name in a Host header value: `alice.example.com:8080`
+/// with base domain `example.com` gives `alice`. Case-insensitive; the port
+/// and a trailing dot are ignored; only one label may precede the base domain.
+pub fn name_from_host<'h>(host: &'h str, base_domain: &str) -> Option<std::borrow::Cow<'h, str>> {
+    let host = strip_port(host);
+    let host = host.strip_suffix('.').unwrap_or(host);
+    let split = host.len().checked_sub(base_domain.len() + 1)?;
+    if !host.is_char_boundary(split) {
+        return None;
+    }
+    let (name, suffix) = host.split_at(split);
+    if !suffix.starts_with('.') || !suffix[1..].eq_ignore_ascii_case(base_domain) {
+        return None;
+    }
+    if name.is_empty() || name.contains('.') {
+        return None;
+    }
+    Some(if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(name.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(name)
+    })
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        // An IPv6 literal never names a container; keep it whole so it fails.
+        return host;
+    }
+    match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_come_from_the_first_label_of_the_base_domain() {
+        let name = |h| name_from_host(h, "localhost").map(|n| n.into_owned());
+        assert_eq!(name("alice.localhost").as_deref(), Some("alice"));
+        assert_eq!(name("alice.localhost:8080").as_deref(), Some("alice"));
+        assert_eq!(name("ALICE.LocalHost.").as_deref(), Some("alice"));
+        assert_eq!(name("localhost"), None);
+        assert_eq!(name(".localhost"), None);
+        assert_eq!(name("a.b.localhost"), None);
+        assert_eq!(name("alicelocalhost"), None);
+        assert_eq!(name("alice.otherhost"), None);
+        assert_eq!(name("[::1]:8080"), None);
+        let name = |h| name_from_host(h, "dev.example.com").map(|n| n.into_owned());
+        assert_eq!(name("bob.dev.example.com").as_deref(), Some("bob"));
+        assert_eq!(name("bob.example.com"), None);
+    }
+
+    #[test]
+    fn activity_and_status_are_visible_through_the_table() {
+        let routes = Routes::new();
+        routes.insert("a", RouteStatus::not_serving(ContainerState::Creating, None), 5);
+        let route = routes.get("a").unwrap();
+        assert_eq!(route.last_active_ms(), 5);
+        assert!(!route.take_unflushed());
+        route.touch();
+        assert!(route.take_unflushed());
+        assert!(!route.take_unflushed());
+        assert!(routes.get("a").unwrap().last_active_ms() > 5);
+        let mut rx = route.subscribe();
+        route.set_status(RouteStatus::not_serving(ContainerState::Failed, Some("boom")));
+        assert!(rx.has_changed().unwrap());
+        assert_eq!(rx.borrow_and_update().state, ContainerState::Failed);
+        assert!(routes.remove("a").is_some());
+        assert!(routes.get("a").is_none());
+    }
+}

@@ -1,0 +1,286 @@
+//! The `Runtime` on the Docker Engine API, through bollard.
+//!
+//! The API version is negotiated at connect time: the daemon may be older than
+//! bollard's default. Nothing here ever pulls an image.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use async_trait::async_trait;
+use bollard::errors::Error as BollardError;
+use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, PortBinding, VolumeCreateRequest};
+use bollard::query_parameters::{
+    CreateContainerOptions, InspectContainerOptions, ListContainersOptions, RemoveContainerOptions,
+    ListVolumesOptions, RemoveVolumeOptions, StopContainerOptions,
+};
+use bollard::Docker;
+
+use super::{CreateParams, ImageInfo, Inspection, Managed, Runtime, RuntimeError, RuntimeResult};
+
+/// Docker as dormant's container runtime.
+#[derive(Clone)]
+pub struct DockerRuntime {
+    docker: Docker,
+}
+
+impl DockerRuntime {
+    /// Connects to `docker_host` (`unix://...` or `tcp://...`), or to
+    /// `DOCKER_HOST` / the local socket when `None`, and negotiates the API
+    /// version.
+    pub async fn connect(docker_host: Option<&str>) -> anyhow::Result<Self> {
+        let docker = match docker_host {
+            Some(host) => Docker::connect_with_host(host),
+            None => Docker::connect_with_defaults(),
+        }
+        .map_err(|e| anyhow::anyhow!("cannot connect to Docker at {}: {e}", describe_host(docker_host)))?;
+        let docker = docker.negotiate_version().await.map_err(|e| {
+            anyhow::anyhow!(
+                "Docker at {} does not answer ({e}); is the daemon running and may this user use its socket?",
+                describe_host(docker_host)
+            )
+        })?;
+        Ok(Self { docker })
+    }
+
+    /// The bollard client, for the few callers that need Docker itself
+    /// (building the demo image).
+    pub fn client(&self) -> &Docker {
+        &self.docker
+    }
+}
+
+fn describe_host(docker_host: Option<&str>) -> String {
+    docker_host
+        .map(str::to_owned)
+        .or_else(|| std::env::var("DOCKER_HOST").ok())
+        .unwrap_or_else(|| "unix:///var/run/docker.sock".into())
+}
+
+/// Turns bollard's error into one that names the call and the object.
+fn failed(call: &str, object: &str, err: BollardError) -> RuntimeError {
+    match err {
+        BollardError::DockerResponseServerError { status_code: 404, message } => {
+            RuntimeError::NotFound(format!("docker {call} {object}: {message}"))
+        }
+        BollardError::DockerResponseServerError { status_code: 409, message } => {
+            RuntimeError::Conflict(format!("docker {call} {object}: {message}"))
+        }
+        BollardError::DockerResponseServerError { status_code, message } => {
+            RuntimeError::Failed(format!("docker {call} {object} failed ({status_code}): {message}"))
+        }
+        other => RuntimeError::Failed(format!("docker {call} {object} failed: {other}")),
+    }
+}
+
+fn is_not_found(err: &BollardError) -> bool {
+    matches!(err, BollardError::DockerResponseServerError { status_code: 404, .. })
+}
+
+#[async_trait]
+impl Runtime for DockerRuntime {
+    async fn image(&self, image: &str) -> RuntimeResult<Option<ImageInfo>> {
+        match self.docker.inspect_image(image).await {
+            Ok(inspect) => {
+                let exposed = inspect
+                    .config
+                    .and_then(|config| config.exposed_ports)
+                    .unwrap_or_default();
+                let mut exposed_tcp_ports: Vec<u16> = exposed
+                    .iter()
+                    .filter_map(|spec| {
+                        let (port, proto) = spec.split_once('/').unwrap_or((spec, "tcp"));
+                        (proto == "tcp").then(|| port.parse().ok()).flatten()
+                    })
+                    .collect();
+                exposed_tcp_ports.sort_unstable();
+                Ok(Some(ImageInfo { exposed_tcp_ports }))
+            }
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(failed("image inspect", image, e)),
+        }
+    }
+
+    async fn create(&self, params: &CreateParams) -> RuntimeResult<String> {
+        for (volume, _) in &params.volumes {
+            let request = VolumeCreateRequest {
+                name: Some(volume.clone()),
+                labels: Some(params.labels.clone()),
+                ..Default::default()
+            };
+            self.docker
+                .create_volume(request)
+                .await
+                .map_err(|e| failed("volume create", volume, e))?;
+        }
+        let port_key = format!("{}/tcp", params.port);
+        let host_config = HostConfig {
+            // An ephemeral port on loopback only: the proxy is the way in.
+            port_bindings: Some(HashMap::from([(
+                port_key.clone(),
+                Some(vec![PortBinding {
+                    host_ip: Some("127.0.0.1".into()),
+                    host_port: Some(String::new()),
+                }]),
+            )])),
+            memory: Some(params.memory_bytes as i64),
+            // No swap beyond the memory limit: an idle container must not
+            // quietly live on in swap.
+            memory_swap: Some(params.memory_bytes as i64),
+            nano_cpus: params.nano_cpus,
+            pids_limit: Some(params.pids_limit),
+            security_opt: Some(vec!["no-new-privileges".into()]),
+            mounts: Some(
+                params
+                    .volumes
+                    .iter()
+                    .map(|(volume, path)| Mount {
+                        target: Some(path.clone()),
+                        source: Some(volume.clone()),
+                        typ: Some(MountType::VOLUME),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        };
+        let body = ContainerCreateBody {
+            image: Some(params.image.clone()),
+            cmd: params.cmd.clone(),
+            env: Some(params.env.clone()),
+            labels: Some(params.labels.clone()),
+            exposed_ports: Some(vec![port_key]),
+            host_config: Some(host_config),
+            ..Default::default()
+        };
+        let options = CreateContainerOptions {
+            name: Some(params.docker_name.clone()),
+            ..Default::default()
+        };
+        let created = self
+            .docker
+            .create_container(Some(options), body)
+            .await
+            .map_err(|e| failed("create", &params.docker_name, e))?;
+        Ok(created.id)
+    }
+
+    async fn start(&self, id: &str) -> RuntimeResult<()> {
+        self.docker
+            .start_container(id, None)
+            .await
+            .map_err(|e| failed("start", id, e))
+    }
+
+    async fn stop(&self, id: &str, grace_secs: i64) -> RuntimeResult<()> {
+        let options = StopContainerOptions {
+            t: Some(grace_secs.clamp(0, i32::MAX as i64) as i32),
+            ..Default::default()
+        };
+        match self.docker.stop_container(id, Some(options)).await {
+            // 304: already stopped.
+            Ok(()) | Err(BollardError::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
+            Err(e) => Err(failed("stop", id, e)),
+        }
+    }
+
+    async fn remove(&self, id: &str) -> RuntimeResult<()> {
+        let options = RemoveContainerOptions {
+            force: true,
+            v: true,
+            ..Default::default()
+        };
+        match self.docker.remove_container(id, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(failed("rm", id, e)),
+        }
+    }
+
+    async fn remove_volumes(&self, volumes: &[String]) -> RuntimeResult<()> {
+        for volume in volumes {
+            let options = RemoveVolumeOptions { force: true };
+            match self.docker.remove_volume(volume, Some(options)).await {
+                Ok(()) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(failed("volume rm", volume, e)),
+            }
+        }
+        Ok(())
+    }
+
+    async fn inspect(&self, id: &str) -> RuntimeResult<Option<Inspection>> {
+        let inspect = match self
+            .docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+        {
+            Ok(inspect) => inspect,
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(failed("inspect", id, e)),
+        };
+        let state = inspect.state.unwrap_or_default();
+        let running = state.running.unwrap_or(false);
+        let upstream = inspect
+            .network_settings
+            .and_then(|settings| settings.ports)
+            .and_then(|ports| {
+                ports.into_values().flatten().flatten().find_map(|binding| {
+                    let port: u16 = binding.host_port?.parse().ok()?;
+                    let ip: IpAddr = match binding.host_ip.as_deref() {
+                        None | Some("") | Some("0.0.0.0") => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                        Some(ip) => ip.parse().ok()?,
+                    };
+                    Some(SocketAddr::new(ip, port))
+                })
+            });
+        Ok(Some(Inspection {
+            id: inspect.id.unwrap_or_else(|| id.to_owned()),
+            running,
+            upstream: if running { upstream } else { None },
+            exit_code: state.exit_code,
+            error: state.error.filter(|e| !e.is_empty()),
+        }))
+    }
+
+    async fn list_labelled(&self, label: &str, value: &str) -> RuntimeResult<Vec<Managed>> {
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(HashMap::from([("label".to_owned(), vec![format!("{label}={value}")])])),
+            ..Default::default()
+        };
+        let containers = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| failed("ps", &format!("--filter label={label}={value}"), e))?;
+        Ok(containers
+            .into_iter()
+            .filter_map(|c| {
+                Some(Managed {
+                    id: c.id?,
+                    labels: c.labels.unwrap_or_default(),
+                })
+            })
+            .collect())
+    }
+
+    async fn list_labelled_volumes(&self, label: &str, value: &str) -> RuntimeResult<Vec<Managed>> {
+        let options = ListVolumesOptions {
+            filters: Some(HashMap::from([("label".to_owned(), vec![format!("{label}={value}")])])),
+        };
+        let listed = self
+            .docker
+            .list_volumes(Some(options))
+            .await
+            .map_err(|e| failed("volume ls", &format!("--filter label={label}={value}"), e))?;
+        Ok(listed
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| Managed {
+                id: v.name,
+                labels: v.labels,
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,90 @@
+//! The container engine as dormant needs it: a small trait in dormant's verbs.
+//!
+//! Docker (through bollard) is the implementation (`docker.rs`); lifecycle
+//! unit tests may use a fake. Every method names the container by its Docker
+//! name or id, and every error says which call failed and why.
+
+pub mod docker;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use async_trait::async_trait;
+
+/// What dormant needs to know about a local image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageInfo {
+    /// Container ports the image declares (`EXPOSE`), TCP only.
+    pub exposed_tcp_ports: Vec<u16>,
+}
+
+/// Everything needed to create one container.
+#[derive(Debug, Clone)]
+pub struct CreateParams {
+    /// The Docker container name.
+    pub docker_name: String,
+    pub image: String,
+    pub port: u16,
+    pub env: Vec<String>,
+    pub cmd: Option<Vec<String>>,
+    pub memory_bytes: u64,
+    pub nano_cpus: Option<i64>,
+    pub pids_limit: i64,
+    pub labels: HashMap<String, String>,
+    /// (named volume, absolute path inside the container)
+    pub volumes: Vec<(String, String)>,
+}
+
+/// What the engine says about one container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inspection {
+    pub id: String,
+    pub running: bool,
+    /// Where the container's port is reachable from this host, when running.
+    pub upstream: Option<SocketAddr>,
+    /// Exit code and error of the last run, for a reason a person can read.
+    pub exit_code: Option<i64>,
+    pub error: Option<String>,
+}
+
+/// One container the engine holds with dormant's labels.
+#[derive(Debug, Clone)]
+pub struct Managed {
+    pub id: String,
+    pub labels: HashMap<String, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+pub type RuntimeResult<T> = Result<T, RuntimeError>;
+
+#[async_trait]
+pub trait Runtime: Send + Sync + 'static {
+    /// The image as it is on this host, or `None` if it is not present.
+    /// Never pulls.
+    async fn image(&self, image: &str) -> RuntimeResult<Option<ImageInfo>>;
+    /// Creates (does not start) a container and the named volumes it needs.
+    async fn create(&self, params: &CreateParams) -> RuntimeResult<String>;
+    async fn start(&self, id: &str) -> RuntimeResult<()>;
+    /// SIGTERM, then SIGKILL after `grace_secs`.
+    async fn stop(&self, id: &str, grace_secs: i64) -> RuntimeResult<()>;
+    /// Removes the container, running or not. A missing container is not an
+    /// error: removal is idempotent.
+    async fn remove(&self, id: &str) -> RuntimeResult<()>;
+    /// Removes named volumes; missing ones are not an error.
+    async fn remove_volumes(&self, volumes: &[String]) -> RuntimeResult<()>;
+    /// `None` if the container does not exist.
+    async fn inspect(&self, id: &str) -> RuntimeResult<Option<Inspection>>;
+    /// Containers carrying `label=value`, running or not.
+    async fn list_labelled(&self, label: &str, value: &str) -> RuntimeResult<Vec<Managed>>;
+    /// Named volumes carrying `label=value`.
+    async fn list_labelled_volumes(&self, label: &str, value: &str) -> RuntimeResult<Vec<Managed>>;
+}

@@ -1,0 +1,155 @@
+//! `dormant serve`: wires store, runtime, lifecycle, API and proxy together
+//! and runs them until shutdown.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::api::{self, ApiState, CreateDefaults};
+use crate::config::ServeConfig;
+use crate::lifecycle::{Lifecycle, LifecycleConfig};
+use crate::proxy::routes::Routes;
+use crate::proxy::Proxy;
+use crate::runtime::docker::DockerRuntime;
+use crate::store::Store;
+use crate::token::{self, TokenSource};
+
+/// How often in-memory activity is written to the store.
+const ACTIVITY_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Runs dormant until `shutdown` completes, then drains and flushes.
+pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let data_dir = &config.data_dir;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create the data dir {}", data_dir.display()))?;
+    let (admin_token, source) = token::load_or_create_admin_token(std::env::var("DORMANT_ADMIN_TOKEN").ok(), data_dir)?;
+    match source {
+        TokenSource::Env => tracing::info!("admin token from DORMANT_ADMIN_TOKEN"),
+        TokenSource::File(path) => tracing::info!(path = %path.display(), "admin token from file"),
+        TokenSource::Generated(path) => tracing::info!(path = %path.display(), "generated an admin token"),
+    }
+    let node = node_id(data_dir)?;
+    let store_path = data_dir.join("dormant.db");
+    let store = Store::open(&store_path).with_context(|| format!("cannot open the store {}", store_path.display()))?;
+    let runtime = DockerRuntime::connect(config.docker_host.as_deref()).await?;
+
+    let routes = Arc::new(Routes::new());
+    let lifecycle = Arc::new(Lifecycle::new(
+        store,
+        Arc::new(runtime),
+        routes.clone(),
+        LifecycleConfig {
+            node: node.clone(),
+            pids_limit: config.pids_limit,
+            ready_timeout: config.wake_timeout,
+            create_concurrency: 4,
+        },
+    ));
+    lifecycle.reconcile().await?;
+
+    let api_listener = TcpListener::bind(config.api_addr)
+        .await
+        .with_context(|| format!("cannot listen for the API on {} (is another dormant running?)", config.api_addr))?;
+    let proxy_listener = TcpListener::bind(config.proxy_addr)
+        .await
+        .with_context(|| format!("cannot listen for the proxy on {}", config.proxy_addr))?;
+    let api_addr = api_listener.local_addr()?;
+    let proxy_addr = proxy_listener.local_addr()?;
+
+    let state = ApiState {
+        lifecycle: lifecycle.clone(),
+        admin_token: admin_token.into(),
+        public: Arc::new(api::model::PublicAddress::new(&config.base_domain, proxy_addr.port())),
+        create_defaults: Arc::new(CreateDefaults {
+            memory_bytes: config.default_memory,
+            idle_timeout: config.idle_timeout,
+            max_cpus: std::thread::available_parallelism().map(|n| n.get() as f64).unwrap_or(1.0),
+        }),
+    };
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+
+    let api_server = axum::serve(api_listener, api::router(state)).with_graceful_shutdown(stopped());
+    let proxy = Arc::new(Proxy::new(routes, &config.base_domain));
+    let proxy_server = proxy.run(proxy_listener, stopped(), config.drain_timeout);
+    let flusher = flush_activity_periodically(lifecycle.clone(), stopped());
+
+    // A stable line on stdout for scripts and tests; the rest goes to the log.
+    println!("dormant listening: api=http://{api_addr} proxy=http://{proxy_addr} node={node}");
+    tracing::info!(%api_addr, %proxy_addr, base_domain = %config.base_domain, %node, "dormant is ready");
+
+    let api_task = tokio::spawn(async move { api_server.await });
+    let proxy_task = tokio::spawn(proxy_server);
+    let flush_task = tokio::spawn(flusher);
+    shutdown.await;
+    tracing::info!("shutting down: draining requests");
+    let _ = stop_tx.send(true);
+    let drain = config.drain_timeout + Duration::from_secs(1);
+    if tokio::time::timeout(drain, api_task).await.is_err() {
+        tracing::warn!("API requests still running after the drain period");
+    }
+    let _ = tokio::time::timeout(drain, proxy_task).await;
+    let _ = flush_task.await;
+    lifecycle.flush_activity().await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn flush_activity_periodically(lifecycle: Arc<Lifecycle>, stopped: impl Future<Output = ()>) {
+    tokio::pin!(stopped);
+    let mut tick = tokio::time::interval(ACTIVITY_FLUSH_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(e) = lifecycle.flush_activity().await {
+                    tracing::warn!(error = %e, "cannot write activity to the store");
+                }
+            }
+            () = &mut stopped => return,
+        }
+    }
+}
+
+/// This node's id: made once, kept in the data dir. It labels every Docker
+/// object this dormant makes, so it only ever touches its own.
+fn node_id(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join("node-id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
+    }
+    let id = token::random_hex(6);
+    std::fs::write(&path, format!("{id}\n")).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(id)
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops dormant");
+            let _ = ctrl_c.await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,57 @@
+//! The store's schema, as an ordered list of migrations applied once each.
+//!
+//! `PRAGMA user_version` records how many have run. Append new migrations;
+//! never edit one that has shipped.
+
+use rusqlite::Connection;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: containers, one row each, with their spec as JSON so that adding a
+    // setting never needs a schema change.
+    "CREATE TABLE containers (
+        name            TEXT PRIMARY KEY,
+        spec            TEXT NOT NULL,
+        state           TEXT NOT NULL,
+        reason          TEXT,
+        docker_id       TEXT,
+        owner           TEXT NOT NULL,
+        node            TEXT NOT NULL,
+        created_at      INTEGER NOT NULL,
+        last_active_at  INTEGER NOT NULL
+    );
+    CREATE INDEX containers_state ON containers(state);",
+];
+
+/// Brings the schema up to date inside one transaction.
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let applied: usize = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if applied > MIGRATIONS.len() {
+        return Err(rusqlite::Error::InvalidParameterName(format!(
+            "the database has schema version {applied} but this dormant knows only {}; \
+             run a newer dormant or point --data-dir elsewhere",
+            MIGRATIONS.len()
+        )));
+    }
+    let tx = conn.transaction()?;
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", index + 1)?;
+    }
+    tx.commit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrating_twice_is_a_no_op() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        migrate(&mut conn).unwrap();
+        let version: usize = conn
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len());
+    }
+}

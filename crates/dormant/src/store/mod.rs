@@ -1,0 +1,293 @@
+//! The durable record of what should exist: SQLite (WAL) in the data dir.
+//!
+//! Docker is the truth about what exists; the store is the truth about what
+//! should exist. Calls are short and run on the blocking pool, never on the
+//! proxy's path.
+
+mod migrations;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use crate::domain::{ContainerRecord, ContainerState, UnixMillis};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("a container named `{0}` already exists")]
+    NameTaken(String),
+    #[error("store (SQLite) failed: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("store row for `{name}` is unreadable: {detail}")]
+    Corrupt { name: String, detail: String },
+    #[error("store task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// Handle to the SQLite store. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    /// A std mutex, not a tokio one: it is only held inside `spawn_blocking`
+    /// for the length of one short statement or transaction.
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and migrates it.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let mut conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // WAL + NORMAL is durable across process crashes (SIGKILL), which is
+        // what we promise; only a power loss may drop the last transactions.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrations::migrate(&mut conn)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().unwrap_or_else(|poison| poison.into_inner());
+            f(&mut guard)
+        })
+        .await?
+    }
+
+    /// Inserts a batch of new containers, all or none. Fails with `NameTaken`
+    /// naming the first name that exists already.
+    pub async fn insert_all(&self, records: Vec<ContainerRecord>) -> Result<(), StoreError> {
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            for record in &records {
+                let spec = serde_json::to_string(&record.spec).map_err(|e| StoreError::Corrupt {
+                    name: record.name.clone(),
+                    detail: e.to_string(),
+                })?;
+                let inserted = tx.execute(
+                    "INSERT INTO containers
+                       (name, spec, state, reason, docker_id, owner, node, created_at, last_active_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                     ON CONFLICT(name) DO NOTHING",
+                    params![
+                        record.name,
+                        spec,
+                        record.state.as_str(),
+                        record.reason,
+                        record.docker_id,
+                        record.owner,
+                        record.node,
+                        record.created_at,
+                        record.last_active_at
+                    ],
+                )?;
+                if inserted == 0 {
+                    return Err(StoreError::NameTaken(record.name.clone()));
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn get(&self, name: &str) -> Result<Option<ContainerRecord>, StoreError> {
+        let name = name.to_owned();
+        self.with(move |conn| {
+            conn.query_row(
+                &format!("SELECT {COLUMNS} FROM containers WHERE name = ?1"),
+                [&name],
+                read_row,
+            )
+            .optional()?
+            .transpose()
+        })
+        .await
+    }
+
+    /// Every container, ordered by name.
+    pub async fn list(&self) -> Result<Vec<ContainerRecord>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM containers ORDER BY name"))?;
+            let rows = stmt.query_map([], read_row)?;
+            rows.map(|row| row?).collect()
+        })
+        .await
+    }
+
+    pub async fn set_state(
+        &self,
+        name: &str,
+        state: ContainerState,
+        reason: Option<String>,
+    ) -> Result<(), StoreError> {
+        let name = name.to_owned();
+        self.with(move |conn| {
+            conn.execute(
+                "UPDATE containers SET state = ?2, reason = ?3 WHERE name = ?1",
+                params![name, state.as_str(), reason],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn set_docker_id(&self, name: &str, docker_id: Option<String>) -> Result<(), StoreError> {
+        let name = name.to_owned();
+        self.with(move |conn| {
+            conn.execute(
+                "UPDATE containers SET docker_id = ?2 WHERE name = ?1",
+                params![name, docker_id],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Records last activity for many containers in one transaction. Times
+    /// only move forward, so a late flush never makes a container look idler.
+    pub async fn record_activity(&self, times: Vec<(String, UnixMillis)>) -> Result<(), StoreError> {
+        if times.is_empty() {
+            return Ok(());
+        }
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "UPDATE containers SET last_active_at = MAX(last_active_at, ?2) WHERE name = ?1",
+                )?;
+                for (name, at) in &times {
+                    stmt.execute(params![name, at])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Deletes the rows of `names` (missing ones are ignored).
+    pub async fn delete_all(&self, names: Vec<String>) -> Result<(), StoreError> {
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            for name in &names {
+                tx.execute("DELETE FROM containers WHERE name = ?1", [name])?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+const COLUMNS: &str =
+    "name, spec, state, reason, docker_id, owner, node, created_at, last_active_at";
+
+/// Reads one row. The outer `Result` is SQLite's; the inner one says whether
+/// dormant can make sense of what SQLite returned.
+fn read_row(row: &Row<'_>) -> rusqlite::Result<Result<ContainerRecord, StoreError>> {
+    let name: String = row.get(0)?;
+    let spec: String = row.get(1)?;
+    let state: String = row.get(2)?;
+    let corrupt = |detail: String| StoreError::Corrupt {
+        name: name.clone(),
+        detail,
+    };
+    let spec = match serde_json::from_str(&spec) {
+        Ok(spec) => spec,
+        Err(e) => return Ok(Err(corrupt(format!("spec: {e}")))),
+    };
+    let state = match state.parse() {
+        Ok(state) => state,
+        Err(e) => return Ok(Err(corrupt(e))),
+    };
+    Ok(Ok(ContainerRecord {
+        spec,
+        state,
+        reason: row.get(3)?,
+        docker_id: row.get(4)?,
+        owner: row.get(5)?,
+        node: row.get(6)?,
+        created_at: row.get(7)?,
+        last_active_at: row.get(8)?,
+        name,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ContainerSpec;
+    use std::time::Duration;
+
+    fn record(name: &str) -> ContainerRecord {
+        ContainerRecord {
+            name: name.into(),
+            spec: ContainerSpec {
+                image: "demo".into(),
+                port: 8080,
+                env: Default::default(),
+                cmd: None,
+                memory_bytes: 1 << 20,
+                nano_cpus: None,
+                idle_timeout: Duration::from_secs(60),
+                volumes: vec!["/data".into()],
+            },
+            state: ContainerState::Creating,
+            reason: None,
+            docker_id: None,
+            owner: "admin".into(),
+            node: "n1".into(),
+            created_at: 1,
+            last_active_at: 1,
+        }
+    }
+
+    fn temp_store() -> (Store, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("dormant-store-test-{}", crate::token::random_hex(8)));
+        std::fs::create_dir_all(&dir).unwrap();
+        (Store::open(&dir.join("dormant.db")).unwrap(), dir)
+    }
+
+    #[tokio::test]
+    async fn a_batch_with_a_taken_name_inserts_nothing() {
+        let (store, dir) = temp_store();
+        store.insert_all(vec![record("a")]).await.unwrap();
+        let err = store
+            .insert_all(vec![record("b"), record("a"), record("c")])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::NameTaken(ref n) if n == "a"), "{err}");
+        let names: Vec<_> = store.list().await.unwrap().into_iter().map(|r| r.name).collect();
+        assert_eq!(names, ["a"]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn records_survive_reopening_and_activity_only_moves_forward() {
+        let (store, dir) = temp_store();
+        store.insert_all(vec![record("a")]).await.unwrap();
+        store.set_state("a", ContainerState::Failed, Some("boom".into())).await.unwrap();
+        store.set_docker_id("a", Some("abc".into())).await.unwrap();
+        store.record_activity(vec![("a".into(), 50)]).await.unwrap();
+        store.record_activity(vec![("a".into(), 10)]).await.unwrap();
+        drop(store);
+
+        let store = Store::open(&dir.join("dormant.db")).unwrap();
+        let got = store.get("a").await.unwrap().unwrap();
+        assert_eq!(got.state, ContainerState::Failed);
+        assert_eq!(got.reason.as_deref(), Some("boom"));
+        assert_eq!(got.docker_id.as_deref(), Some("abc"));
+        assert_eq!(got.last_active_at, 50);
+        assert_eq!(got.spec, record("a").spec);
+        store.delete_all(vec!["a".into()]).await.unwrap();
+        assert!(store.get("a").await.unwrap().is_none());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
