@@ -1,0 +1,261 @@
+//! Test harness: runs the real `dormant` binary against the real Docker
+//! daemon, each instance with its own data dir and node id, and removes every
+//! Docker object that node made when the test ends, even when it fails.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+
+pub const DEMO_IMAGE: &str = "dormant-demo:latest";
+
+/// Builds the demo image once per test binary.
+pub fn demo_image() -> &'static str {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let status = Command::new(env!("CARGO_BIN_EXE_dormant"))
+            .args(["demo-image", "--tag", DEMO_IMAGE])
+            .stdout(Stdio::null())
+            .status()
+            .expect("run dormant demo-image");
+        assert!(status.success(), "dormant demo-image failed");
+    });
+    DEMO_IMAGE
+}
+
+/// A unique name for this test's containers, so parallel tests never collide
+/// on Docker container names.
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{prefix}-{:x}{n}", (nanos ^ std::process::id()) & 0xffffff)
+}
+
+/// One running `dormant serve`.
+pub struct Dormant {
+    child: Option<Child>,
+    pub api: SocketAddr,
+    pub proxy: SocketAddr,
+    pub node: String,
+    pub token: String,
+    pub data_dir: PathBuf,
+    extra_args: Vec<String>,
+    http: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Dormant {
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts dormant with extra `serve` flags, on ephemeral ports.
+    pub fn start_with(extra_args: &[&str]) -> Self {
+        let data_dir = std::env::temp_dir().join(unique("dormant-test"));
+        std::fs::create_dir_all(&data_dir).unwrap();
+        let mut dormant = Self {
+            child: None,
+            api: "0.0.0.0:0".parse().unwrap(),
+            proxy: "0.0.0.0:0".parse().unwrap(),
+            node: String::new(),
+            token: "test-token".into(),
+            data_dir,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            http: Client::builder(TokioExecutor::new()).build_http(),
+        };
+        dormant.spawn();
+        dormant
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data_dir.join("dormant.log"))
+            .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dormant"))
+            .arg("serve")
+            .args(["--data-dir".as_ref(), self.data_dir.as_os_str()])
+            .args(["--api-addr", "127.0.0.1:0", "--proxy-addr", "127.0.0.1:0"])
+            .args(&self.extra_args)
+            .env("DORMANT_ADMIN_TOKEN", &self.token)
+            .env("DORMANT_LOG", "dormant=debug,info")
+            .env_remove("DORMANT_CONFIG")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("start dormant");
+        let stdout = child.stdout.take().unwrap();
+        self.child = Some(child);
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let log = self.log();
+        let field = |key: &str| {
+            line.split_whitespace()
+                .find_map(|part| part.strip_prefix(key))
+                .unwrap_or_else(|| panic!("dormant did not start: `{line}`; log:\n{log}"))
+                .to_owned()
+        };
+        self.api = field("api=http://").parse().unwrap();
+        self.proxy = field("proxy=http://").parse().unwrap();
+        self.node = field("node=");
+    }
+
+    /// Kills dormant with SIGKILL (no chance to clean up) and starts it again
+    /// on the same data dir.
+    pub fn kill_and_restart(&mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        self.spawn();
+    }
+
+    /// Stops dormant with SIGTERM and waits for it to exit.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        child.wait().unwrap()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("dormant.log")).unwrap_or_default()
+    }
+
+    /// Calls the API with the admin token; returns status and JSON (Null when empty).
+    pub async fn api(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        self.api_raw(method, path, Some(&self.token), body.into()).await
+    }
+
+    pub async fn api_raw(&self, method: Method, path: &str, token: Option<&str>, body: Bytes) -> (StatusCode, Value) {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", self.api))
+            .header("content-type", "application/json");
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let response = self.http.request(request.body(Full::new(body)).unwrap()).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let json = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        (status, json)
+    }
+
+    /// Creates containers and asserts 201; returns the created objects.
+    pub async fn create(&self, body: Value) -> Vec<Value> {
+        let (status, json) = self.api(Method::POST, "/v1/containers", Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "create failed: {json}\nlog:\n{}", self.log());
+        json["containers"].as_array().unwrap().clone()
+    }
+
+    /// A request through the proxy to container `name`.
+    pub async fn proxy_request(&self, method: Method, name: &str, path: &str, body: Bytes) -> (StatusCode, Bytes) {
+        let request = Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", self.proxy))
+            .header("host", format!("{name}.localhost"))
+            .body(Full::new(body))
+            .unwrap();
+        let response = self.http.request(request).await.unwrap();
+        let status = response.status();
+        (status, response.into_body().collect().await.unwrap().to_bytes())
+    }
+
+    pub async fn get(&self, name: &str, path: &str) -> (StatusCode, String) {
+        let (status, body) = self.proxy_request(Method::GET, name, path, Bytes::new()).await;
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// IDs of the Docker containers this dormant's node labelled.
+    pub fn docker_containers(&self) -> Vec<String> {
+        docker_lines(&["ps", "-aq", "--filter", &format!("label=dormant.node={}", self.node)])
+    }
+
+    pub fn docker_volumes(&self) -> Vec<String> {
+        docker_lines(&["volume", "ls", "-q", "--filter", &format!("label=dormant.node={}", self.node)])
+    }
+}
+
+impl Drop for Dormant {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("---- dormant log ({}) ----\n{}", self.data_dir.display(), self.log());
+        }
+        if !self.node.is_empty() {
+            let containers = self.docker_containers();
+            if !containers.is_empty() {
+                let _ = Command::new("docker").args(["rm", "-f", "-v"]).args(&containers).stdout(Stdio::null()).status();
+            }
+            let volumes = self.docker_volumes();
+            if !volumes.is_empty() {
+                let _ = Command::new("docker").args(["volume", "rm", "-f"]).args(&volumes).stdout(Stdio::null()).status();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+/// Runs a docker CLI command and returns its non-empty output lines.
+pub fn docker_lines(args: &[&str]) -> Vec<String> {
+    let output = Command::new("docker").args(args).output().expect("run docker");
+    assert!(output.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Whether Docker says the container named `dormant-<name>` is running.
+pub fn docker_running(name: &str) -> Option<bool> {
+    let output = Command::new("docker")
+        .args(["inspect", "-f", "{{.State.Running}}", &format!("dormant-{name}")])
+        .output()
+        .unwrap();
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).trim() == "true")
+}
+
+pub fn data_dir_file(dir: &Path, name: &str) -> PathBuf {
+    dir.join(name)
+}
+
+/// Polls `check` every 50 ms until it returns true or `timeout` passes.
+pub async fn eventually(timeout: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
