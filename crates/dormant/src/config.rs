@@ -25,16 +25,31 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
 
     /// Address of the REST API.
-    #[arg(long, env = "DORMANT_API_ADDR", default_value = "127.0.0.1:7070", value_name = "ADDR")]
+    #[arg(
+        long,
+        env = "DORMANT_API_ADDR",
+        default_value = "127.0.0.1:7070",
+        value_name = "ADDR"
+    )]
     pub api_addr: SocketAddr,
 
     /// Address of the reverse proxy that serves `<name>.<base-domain>`.
-    #[arg(long, env = "DORMANT_PROXY_ADDR", default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    #[arg(
+        long,
+        env = "DORMANT_PROXY_ADDR",
+        default_value = "127.0.0.1:8080",
+        value_name = "ADDR"
+    )]
     pub proxy_addr: SocketAddr,
 
     /// Containers are reached at `<name>.<base-domain>`. The default works in
     /// browsers and curl with no DNS set-up (`http://alice.localhost:8080/`).
-    #[arg(long, env = "DORMANT_BASE_DOMAIN", default_value = "localhost", value_name = "DOMAIN")]
+    #[arg(
+        long,
+        env = "DORMANT_BASE_DOMAIN",
+        default_value = "localhost",
+        value_name = "DOMAIN"
+    )]
     pub base_domain: String,
 
     /// Docker daemon to use (`unix:///var/run/docker.sock`, `tcp://host:2375`).
@@ -52,7 +67,12 @@ pub struct ServeConfig {
     pub default_memory: u64,
 
     /// Most processes one container may run.
-    #[arg(long, env = "DORMANT_PIDS_LIMIT", default_value_t = 1024, value_name = "N")]
+    #[arg(
+        long,
+        env = "DORMANT_PIDS_LIMIT",
+        default_value_t = 1024,
+        value_name = "N"
+    )]
     pub pids_limit: i64,
 
     /// How long a container may take from start until its app answers.
@@ -79,9 +99,9 @@ pub fn apply_config_file(args: &[OsString]) -> anyhow::Result<()> {
     };
     let text = std::fs::read_to_string(&path)
         .map_err(|e| anyhow::anyhow!("cannot read the config file {}: {e}", path.display()))?;
-    let table: toml::Table = text
-        .parse()
-        .map_err(|e| anyhow::anyhow!("the config file {} is not valid TOML: {e}", path.display()))?;
+    let table: toml::Table = text.parse().map_err(|e| {
+        anyhow::anyhow!("the config file {} is not valid TOML: {e}", path.display())
+    })?;
     let command = ServeCommandForKeys::command();
     for (key, value) in table {
         let flag = key.replace('_', "-");
@@ -165,8 +185,17 @@ mod tests {
     #[test]
     fn the_config_path_is_found_only_for_serve() {
         let args = |v: &[&str]| v.iter().map(OsString::from).collect::<Vec<_>>();
-        assert_eq!(config_path(&args(&["dormant", "serve", "--config", "a.toml"])), Some("a.toml".into()));
-        assert_eq!(config_path(&args(&["dormant", "serve", "--config=b.toml"])), Some("b.toml".into()));
-        assert_eq!(config_path(&args(&["dormant", "ls", "--config", "a.toml"])), None);
+        assert_eq!(
+            config_path(&args(&["dormant", "serve", "--config", "a.toml"])),
+            Some("a.toml".into())
+        );
+        assert_eq!(
+            config_path(&args(&["dormant", "serve", "--config=b.toml"])),
+            Some("b.toml".into())
+        );
+        assert_eq!(
+            config_path(&args(&["dormant", "ls", "--config", "a.toml"])),
+            None
+        );
     }
 }

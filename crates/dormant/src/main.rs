@@ -21,7 +21,9 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(config) => dormant::serve::run(config, dormant::serve::shutdown_signal()).await,
+            Command::Serve(config) => {
+                dormant::serve::run(config, dormant::serve::shutdown_signal()).await
+            }
             other => run_client(other).await,
         }
     });

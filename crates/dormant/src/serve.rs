@@ -27,15 +27,19 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()>) -> any
     let data_dir = &config.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create the data dir {}", data_dir.display()))?;
-    let (admin_token, source) = token::load_or_create_admin_token(std::env::var("DORMANT_ADMIN_TOKEN").ok(), data_dir)?;
+    let (admin_token, source) =
+        token::load_or_create_admin_token(std::env::var("DORMANT_ADMIN_TOKEN").ok(), data_dir)?;
     match source {
         TokenSource::Env => tracing::info!("admin token from DORMANT_ADMIN_TOKEN"),
         TokenSource::File(path) => tracing::info!(path = %path.display(), "admin token from file"),
-        TokenSource::Generated(path) => tracing::info!(path = %path.display(), "generated an admin token"),
+        TokenSource::Generated(path) => {
+            tracing::info!(path = %path.display(), "generated an admin token")
+        }
     }
     let node = node_id(data_dir)?;
     let store_path = data_dir.join("dormant.db");
-    let store = Store::open(&store_path).with_context(|| format!("cannot open the store {}", store_path.display()))?;
+    let store = Store::open(&store_path)
+        .with_context(|| format!("cannot open the store {}", store_path.display()))?;
     let runtime = DockerRuntime::connect(config.docker_host.as_deref()).await?;
 
     let routes = Arc::new(Routes::new());
@@ -52,9 +56,12 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()>) -> any
     ));
     lifecycle.reconcile().await?;
 
-    let api_listener = TcpListener::bind(config.api_addr)
-        .await
-        .with_context(|| format!("cannot listen for the API on {} (is another dormant running?)", config.api_addr))?;
+    let api_listener = TcpListener::bind(config.api_addr).await.with_context(|| {
+        format!(
+            "cannot listen for the API on {} (is another dormant running?)",
+            config.api_addr
+        )
+    })?;
     let proxy_listener = TcpListener::bind(config.proxy_addr)
         .await
         .with_context(|| format!("cannot listen for the proxy on {}", config.proxy_addr))?;
@@ -64,11 +71,16 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()>) -> any
     let state = ApiState {
         lifecycle: lifecycle.clone(),
         admin_token: admin_token.into(),
-        public: Arc::new(api::model::PublicAddress::new(&config.base_domain, proxy_addr.port())),
+        public: Arc::new(api::model::PublicAddress::new(
+            &config.base_domain,
+            proxy_addr.port(),
+        )),
         create_defaults: Arc::new(CreateDefaults {
             memory_bytes: config.default_memory,
             idle_timeout: config.idle_timeout,
-            max_cpus: std::thread::available_parallelism().map(|n| n.get() as f64).unwrap_or(1.0),
+            max_cpus: std::thread::available_parallelism()
+                .map(|n| n.get() as f64)
+                .unwrap_or(1.0),
         }),
     };
 
@@ -80,7 +92,8 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()>) -> any
         }
     };
 
-    let api_server = axum::serve(api_listener, api::router(state)).with_graceful_shutdown(stopped());
+    let api_server =
+        axum::serve(api_listener, api::router(state)).with_graceful_shutdown(stopped());
     let proxy = Arc::new(Proxy::new(routes, &config.base_domain));
     let proxy_server = proxy.run(proxy_listener, stopped(), config.drain_timeout);
     let flusher = flush_activity_periodically(lifecycle.clone(), stopped());
@@ -133,7 +146,8 @@ fn node_id(data_dir: &Path) -> anyhow::Result<String> {
         Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
     }
     let id = token::random_hex(6);
-    std::fs::write(&path, format!("{id}\n")).with_context(|| format!("cannot write {}", path.display()))?;
+    std::fs::write(&path, format!("{id}\n"))
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(id)
 }
 

@@ -74,7 +74,10 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let (first, source) = load_or_create_admin_token(None, &dir).unwrap();
         assert!(matches!(source, TokenSource::Generated(_)));
-        let mode = std::fs::metadata(dir.join(ADMIN_TOKEN_FILE)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.join(ADMIN_TOKEN_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         let (second, source) = load_or_create_admin_token(None, &dir).unwrap();
         assert!(matches!(source, TokenSource::File(_)));

@@ -23,7 +23,10 @@ use super::{create_request, ApiState};
     ),
     security(("bearer" = []))
 )]
-pub async fn create(State(state): State<ApiState>, body: Bytes) -> Result<(StatusCode, Json<ContainerList>), ApiError> {
+pub async fn create(
+    State(state): State<ApiState>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<ContainerList>), ApiError> {
     let request = create_request::parse(&body, &state.create_defaults, "admin")?;
     let created = state.lifecycle.create(request).await?;
     let containers = created.iter().map(|r| state.public.view(r)).collect();
@@ -51,7 +54,10 @@ pub async fn list(State(state): State<ApiState>) -> Result<Json<ContainerList>, 
     responses((status = 200, body = ContainerView), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("bearer" = []))
 )]
-pub async fn get(State(state): State<ApiState>, Path(name): Path<String>) -> Result<Json<ContainerView>, ApiError> {
+pub async fn get(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Json<ContainerView>, ApiError> {
     let record = state.lifecycle.get(&name).await?;
     Ok(Json(state.public.view(&record)))
 }
@@ -69,7 +75,10 @@ pub async fn get(State(state): State<ApiState>, Path(name): Path<String>) -> Res
     ),
     security(("bearer" = []))
 )]
-pub async fn delete(State(state): State<ApiState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn delete(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
     state.lifecycle.delete(&name).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -52,9 +52,18 @@ pub struct CreateDefaults {
 }
 
 /// Parses and checks a create body.
-pub fn parse(body: &[u8], defaults: &CreateDefaults, owner: &str) -> Result<NewContainers, ApiError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::new(axum::http::StatusCode::BAD_REQUEST, "invalid_json", format!("the body is not valid JSON: {e}")))?;
+pub fn parse(
+    body: &[u8],
+    defaults: &CreateDefaults,
+    owner: &str,
+) -> Result<NewContainers, ApiError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("the body is not valid JSON: {e}"),
+        )
+    })?;
     let Value::Object(fields) = &value else {
         return Err(ApiError::new(
             axum::http::StatusCode::BAD_REQUEST,
@@ -62,7 +71,10 @@ pub fn parse(body: &[u8], defaults: &CreateDefaults, owner: &str) -> Result<NewC
             "the body must be a JSON object",
         ));
     };
-    if let Some(field) = fields.keys().find(|k| FORBIDDEN_FIELDS.contains(&k.as_str())) {
+    if let Some(field) = fields
+        .keys()
+        .find(|k| FORBIDDEN_FIELDS.contains(&k.as_str()))
+    {
         return Err(ApiError::new(
             axum::http::StatusCode::BAD_REQUEST,
             "forbidden_field",
@@ -74,7 +86,11 @@ pub fn parse(body: &[u8], defaults: &CreateDefaults, owner: &str) -> Result<NewC
         let inner = e.into_inner();
         if path == "." {
             // A top-level problem: an unknown or missing field. serde names it.
-            ApiError::new(axum::http::StatusCode::BAD_REQUEST, "invalid_field", inner.to_string())
+            ApiError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "invalid_field",
+                inner.to_string(),
+            )
         } else {
             ApiError::invalid(&path, inner)
         }
@@ -82,17 +98,27 @@ pub fn parse(body: &[u8], defaults: &CreateDefaults, owner: &str) -> Result<NewC
     check(request, defaults, owner)
 }
 
-fn check(request: CreateContainers, defaults: &CreateDefaults, owner: &str) -> Result<NewContainers, ApiError> {
+fn check(
+    request: CreateContainers,
+    defaults: &CreateDefaults,
+    owner: &str,
+) -> Result<NewContainers, ApiError> {
     let image = request.image.trim();
     if image.is_empty() || image.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(ApiError::invalid("image", "must be an image reference such as `dormant-demo:latest`"));
+        return Err(ApiError::invalid(
+            "image",
+            "must be an image reference such as `dormant-demo:latest`",
+        ));
     }
     if request.port == Some(0) {
         return Err(ApiError::invalid("port", "must be between 1 and 65535"));
     }
     let count = request.count.unwrap_or(1);
     if !(1..=MAX_COUNT).contains(&count) {
-        return Err(ApiError::invalid("count", format!("is {count}; it must be between 1 and {MAX_COUNT}")));
+        return Err(ApiError::invalid(
+            "count",
+            format!("is {count}; it must be between 1 and {MAX_COUNT}"),
+        ));
     }
     let names = match &request.name {
         Some(name) => {
@@ -101,8 +127,15 @@ fn check(request: CreateContainers, defaults: &CreateDefaults, owner: &str) -> R
                 vec![name.clone()]
             } else {
                 let names: Vec<String> = (1..=count).map(|i| format!("{name}-{i}")).collect();
-                names::check_name(names.last().expect("count >= 1"))
-                    .map_err(|why| ApiError::invalid("name", format!("with count {count} gives `{}` which {why}", names.last().unwrap())))?;
+                names::check_name(names.last().expect("count >= 1")).map_err(|why| {
+                    ApiError::invalid(
+                        "name",
+                        format!(
+                            "with count {count} gives `{}` which {why}",
+                            names.last().unwrap()
+                        ),
+                    )
+                })?;
                 names
             }
         }
@@ -120,15 +153,24 @@ fn check(request: CreateContainers, defaults: &CreateDefaults, owner: &str) -> R
     let env = request.env.unwrap_or_default();
     for key in env.keys() {
         if key.is_empty() || key.contains('=') || key.contains('\0') {
-            return Err(ApiError::invalid("env", format!("has the variable name `{key}`; names must be non-empty without `=`")));
+            return Err(ApiError::invalid(
+                "env",
+                format!("has the variable name `{key}`; names must be non-empty without `=`"),
+            ));
         }
     }
     if env.values().any(|v| v.contains('\0')) {
-        return Err(ApiError::invalid("env", "values must not contain NUL characters"));
+        return Err(ApiError::invalid(
+            "env",
+            "values must not contain NUL characters",
+        ));
     }
     if let Some(cmd) = &request.cmd {
         if cmd.is_empty() {
-            return Err(ApiError::invalid("cmd", "must not be empty; leave it out to use the image's command"));
+            return Err(ApiError::invalid(
+                "cmd",
+                "must not be empty; leave it out to use the image's command",
+            ));
         }
     }
     let memory_bytes = match &request.memory {
@@ -136,21 +178,33 @@ fn check(request: CreateContainers, defaults: &CreateDefaults, owner: &str) -> R
         None => defaults.memory_bytes,
     };
     if memory_bytes < MIN_MEMORY {
-        return Err(ApiError::invalid("memory", "must be at least 6m (Docker's minimum)"));
+        return Err(ApiError::invalid(
+            "memory",
+            "must be at least 6m (Docker's minimum)",
+        ));
     }
     let nano_cpus = match request.cpus {
         None => None,
-        Some(cpus) if cpus.is_finite() && cpus >= 0.01 && cpus <= defaults.max_cpus => Some((cpus * 1e9).round() as i64),
+        Some(cpus) if cpus.is_finite() && cpus >= 0.01 && cpus <= defaults.max_cpus => {
+            Some((cpus * 1e9).round() as i64)
+        }
         Some(cpus) => {
             return Err(ApiError::invalid(
                 "cpus",
-                format!("is {cpus}; it must be between 0.01 and this host's {} cores", defaults.max_cpus),
+                format!(
+                    "is {cpus}; it must be between 0.01 and this host's {} cores",
+                    defaults.max_cpus
+                ),
             ))
         }
     };
     let idle_timeout = match &request.idle_timeout {
-        Some(text) => humantime::parse_duration(text)
-            .map_err(|e| ApiError::invalid("idle_timeout", format!("`{text}` is not a duration ({e}); write e.g. `10m` or `1h`")))?,
+        Some(text) => humantime::parse_duration(text).map_err(|e| {
+            ApiError::invalid(
+                "idle_timeout",
+                format!("`{text}` is not a duration ({e}); write e.g. `10m` or `1h`"),
+            )
+        })?,
         None => defaults.idle_timeout,
     };
     if idle_timeout < Duration::from_secs(1) {
@@ -174,13 +228,21 @@ fn check(request: CreateContainers, defaults: &CreateDefaults, owner: &str) -> R
 
 fn check_volumes(volumes: &[String]) -> Result<(), ApiError> {
     if volumes.len() > MAX_VOLUMES {
-        return Err(ApiError::invalid("volumes", format!("has {} paths; at most {MAX_VOLUMES} are allowed", volumes.len())));
+        return Err(ApiError::invalid(
+            "volumes",
+            format!(
+                "has {} paths; at most {MAX_VOLUMES} are allowed",
+                volumes.len()
+            ),
+        ));
     }
     for (i, path) in volumes.iter().enumerate() {
         let field = format!("volumes[{i}]");
         let p = Path::new(path);
         let normal = p.is_absolute()
-            && p.components().skip(1).all(|c| matches!(c, Component::Normal(_)))
+            && p.components()
+                .skip(1)
+                .all(|c| matches!(c, Component::Normal(_)))
             && p.components().count() > 1
             && !path.ends_with('/')
             && !path.contains(['\0', ':', ',']);
@@ -251,14 +313,20 @@ mod tests {
         assert!(rejected(r#"{"image":"demo","volumes":["/a/../b"]}"#).contains("`volumes[0]`"));
         assert!(rejected(r#"{"image":"demo","port":"eighty"}"#).contains("`port`"));
         assert!(rejected(r#"{"image":"demo","env":{"A=B":"c"}}"#).contains("`env`"));
-        assert!(rejected(r#"{"image":"demo","name":"abcdefghijabcdefghijabcdefghijabcdefghij","count":2}"#).contains("`name`"));
+        assert!(rejected(
+            r#"{"image":"demo","name":"abcdefghijabcdefghijabcdefghijabcdefghij","count":2}"#
+        )
+        .contains("`name`"));
     }
 
     #[test]
     fn host_access_is_refused_by_name() {
         for field in ["privileged", "cap_add", "devices", "network_mode", "binds"] {
             let message = rejected(&format!(r#"{{"image":"demo","{field}":true}}"#));
-            assert!(message.contains(field) && message.contains("not allowed"), "{message}");
+            assert!(
+                message.contains(field) && message.contains("not allowed"),
+                "{message}"
+            );
         }
     }
 }

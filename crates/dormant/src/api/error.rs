@@ -40,7 +40,11 @@ impl ApiError {
 
     /// 400 naming the field at fault.
     pub fn invalid(field: &str, why: impl std::fmt::Display) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_field", format!("field `{field}` {why}"))
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+            format!("field `{field}` {why}"),
+        )
     }
 
     pub fn unauthorized() -> Self {

@@ -34,8 +34,14 @@ pub struct ApiState {
 
 pub fn router(state: ApiState) -> Router {
     let v1 = Router::new()
-        .route("/containers", get(containers::list).post(containers::create))
-        .route("/containers/{name}", get(containers::get).delete(containers::delete))
+        .route(
+            "/containers",
+            get(containers::list).post(containers::create),
+        )
+        .route(
+            "/containers/{name}",
+            get(containers::get).delete(containers::delete),
+        )
         .route("/openapi.json", get(openapi_json))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
@@ -53,7 +59,9 @@ async fn require_token(State(state): State<ApiState>, request: Request, next: Ne
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     match presented {
-        Some(token) if constant_time_eq(token.as_bytes(), state.admin_token.as_bytes()) => next.run(request).await,
+        Some(token) if constant_time_eq(token.as_bytes(), state.admin_token.as_bytes()) => {
+            next.run(request).await
+        }
         _ => ApiError::unauthorized().into_response(),
     }
 }
@@ -63,13 +71,21 @@ async fn healthz() -> Json<serde_json::Value> {
 }
 
 async fn openapi_json() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], openapi::ApiDoc::openapi().to_json().unwrap_or_default()).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        openapi::ApiDoc::openapi().to_json().unwrap_or_default(),
+    )
+        .into_response()
 }
 
 async fn not_found(request: Request) -> ApiError {
     ApiError::new(
         axum::http::StatusCode::NOT_FOUND,
         "no_such_route",
-        format!("no API route {} {}; see /v1/openapi.json", request.method(), request.uri().path()),
+        format!(
+            "no API route {} {}; see /v1/openapi.json",
+            request.method(),
+            request.uri().path()
+        ),
     )
 }

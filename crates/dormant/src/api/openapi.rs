@@ -38,7 +38,10 @@ mod tests {
         let doc = ApiDoc::openapi();
         let paths: Vec<&String> = doc.paths.paths.keys().collect();
         assert!(paths.iter().any(|p| *p == "/v1/containers"), "{paths:?}");
-        assert!(paths.iter().any(|p| *p == "/v1/containers/{name}"), "{paths:?}");
+        assert!(
+            paths.iter().any(|p| *p == "/v1/containers/{name}"),
+            "{paths:?}"
+        );
         let json = doc.to_json().unwrap();
         assert!(json.contains("idle_timeout") && json.contains("bearer"));
     }

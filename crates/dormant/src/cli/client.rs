@@ -28,7 +28,12 @@ impl ApiClient {
 
     /// Sends a request and returns the status and body; a non-2xx answer
     /// becomes an error carrying the API's own message.
-    pub async fn send(&self, method: Method, path: &str, body: Option<serde_json::Value>) -> anyhow::Result<(StatusCode, Bytes)> {
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
         let url = format!("{}{path}", self.base);
         let mut request = Request::builder()
             .method(method.clone())
@@ -58,8 +63,14 @@ impl ApiClient {
         Ok((status, bytes))
     }
 
-    pub async fn json<T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<serde_json::Value>) -> anyhow::Result<T> {
+    pub async fn json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> anyhow::Result<T> {
         let (_, bytes) = self.send(method, path, body).await?;
-        serde_json::from_slice(&bytes).map_err(|e| anyhow::anyhow!("dormant answered {path} with unexpected JSON: {e}"))
+        serde_json::from_slice(&bytes)
+            .map_err(|e| anyhow::anyhow!("dormant answered {path} with unexpected JSON: {e}"))
     }
 }

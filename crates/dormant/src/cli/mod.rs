@@ -62,10 +62,20 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct ClientArgs {
     /// dormant's API URL.
-    #[arg(long, env = "DORMANT_URL", default_value = "http://127.0.0.1:7070", value_name = "URL")]
+    #[arg(
+        long,
+        env = "DORMANT_URL",
+        default_value = "http://127.0.0.1:7070",
+        value_name = "URL"
+    )]
     pub url: String,
     /// API token. Default: the admin token in `./dormant-data/admin-token`.
-    #[arg(long, env = "DORMANT_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    #[arg(
+        long,
+        env = "DORMANT_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
     pub token: Option<String>,
     /// Print JSON instead of a table.
     #[arg(long)]
@@ -112,8 +122,13 @@ pub struct CreateArgs {
 pub async fn run_client(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(_) => unreachable!("serve is handled by main"),
-        Command::DemoImage { tag, binary, docker_host } => {
-            let runtime = crate::runtime::docker::DockerRuntime::connect(docker_host.as_deref()).await?;
+        Command::DemoImage {
+            tag,
+            binary,
+            docker_host,
+        } => {
+            let runtime =
+                crate::runtime::docker::DockerRuntime::connect(docker_host.as_deref()).await?;
             crate::demo_image::build_demo_image(runtime.client(), &tag, binary.as_deref()).await?;
             println!("built image {tag}");
             Ok(())
@@ -131,7 +146,9 @@ pub async fn run_client(command: Command) -> anyhow::Result<()> {
         }
         Command::Get { name, client } => {
             let api = connect(&client)?;
-            let container: ContainerView = api.json(Method::GET, &format!("/v1/containers/{name}"), None).await?;
+            let container: ContainerView = api
+                .json(Method::GET, &format!("/v1/containers/{name}"), None)
+                .await?;
             if client.json {
                 println!("{}", serde_json::to_string_pretty(&container)?);
             } else {
@@ -142,7 +159,8 @@ pub async fn run_client(command: Command) -> anyhow::Result<()> {
         Command::Rm { names, client } => {
             let api = connect(&client)?;
             for name in names {
-                api.send(Method::DELETE, &format!("/v1/containers/{name}"), None).await?;
+                api.send(Method::DELETE, &format!("/v1/containers/{name}"), None)
+                    .await?;
                 if !client.json {
                     println!("deleted {name}");
                 }
@@ -167,7 +185,10 @@ async fn create(args: CreateArgs) -> anyhow::Result<()> {
     put("memory", args.memory.map(Into::into));
     put("cpus", args.cpus.map(Into::into));
     put("idle_timeout", args.idle_timeout.map(Into::into));
-    put("volumes", (!args.volumes.is_empty()).then(|| args.volumes.into()));
+    put(
+        "volumes",
+        (!args.volumes.is_empty()).then(|| args.volumes.into()),
+    );
     put("cmd", (!args.cmd.is_empty()).then(|| args.cmd.into()));
     if !args.env.is_empty() {
         let mut env = serde_json::Map::new();
@@ -179,7 +200,9 @@ async fn create(args: CreateArgs) -> anyhow::Result<()> {
         }
         body.insert("env".into(), env.into());
     }
-    let list: ContainerList = api.json(Method::POST, "/v1/containers", Some(body.into())).await?;
+    let list: ContainerList = api
+        .json(Method::POST, "/v1/containers", Some(body.into()))
+        .await?;
     if args.client.json {
         println!("{}", serde_json::to_string_pretty(&list)?);
     } else {
@@ -192,10 +215,16 @@ fn connect(args: &ClientArgs) -> anyhow::Result<ApiClient> {
     let token = match &args.token {
         Some(token) => token.clone(),
         None => {
-            let path = PathBuf::from(ServeConfig::DEFAULT_DATA_DIR).join(crate::token::ADMIN_TOKEN_FILE);
+            let path =
+                PathBuf::from(ServeConfig::DEFAULT_DATA_DIR).join(crate::token::ADMIN_TOKEN_FILE);
             std::fs::read_to_string(&path)
                 .map(|t| t.trim().to_owned())
-                .map_err(|e| anyhow::anyhow!("no token: pass --token or DORMANT_TOKEN (cannot read {}: {e})", path.display()))?
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "no token: pass --token or DORMANT_TOKEN (cannot read {}: {e})",
+                        path.display()
+                    )
+                })?
         }
     };
     ApiClient::new(&args.url, token)

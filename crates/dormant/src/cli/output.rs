@@ -49,11 +49,28 @@ pub fn print_container(c: &ContainerView) {
         ("image", c.image.clone()),
         ("port", c.port.to_string()),
         ("memory", c.memory.clone()),
-        ("cpus", c.cpus.map(|n| n.to_string()).unwrap_or_else(|| "-".into())),
+        (
+            "cpus",
+            c.cpus.map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
+        ),
         ("idle timeout", c.idle_timeout.clone()),
-        ("volumes", if c.volumes.is_empty() { "-".into() } else { c.volumes.join(", ") }),
+        (
+            "volumes",
+            if c.volumes.is_empty() {
+                "-".into()
+            } else {
+                c.volumes.join(", ")
+            },
+        ),
         ("created", c.created_at.clone()),
-        ("last active", format!("{} ({} ago)", c.last_active_at, ago(&c.last_active_at, std::time::SystemTime::now()))),
+        (
+            "last active",
+            format!(
+                "{} ({} ago)",
+                c.last_active_at,
+                ago(&c.last_active_at, std::time::SystemTime::now())
+            ),
+        ),
     ];
     if let Some(reason) = &c.reason {
         fields.insert(2, ("reason", reason.clone()));

@@ -12,7 +12,10 @@ pub enum LifecycleError {
     #[error("image `{0}` is not present on this Docker host; build or load it first (dormant never pulls images)")]
     ImageNotPresent(String),
     #[error("{field}: {message}")]
-    Invalid { field: &'static str, message: String },
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
     #[error("container `{name}`: {source}")]
     Runtime {
         name: String,

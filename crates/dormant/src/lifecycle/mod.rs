@@ -20,8 +20,8 @@ use futures_util::{stream, StreamExt};
 use tokio::time::Instant;
 
 use crate::domain::{
-    docker_name, now_millis, volume_name, ContainerRecord, ContainerSpec, ContainerState, LABEL_MANAGED,
-    LABEL_NAME, LABEL_NODE,
+    docker_name, now_millis, volume_name, ContainerRecord, ContainerSpec, ContainerState,
+    LABEL_MANAGED, LABEL_NAME, LABEL_NODE,
 };
 use crate::proxy::routes::{RouteStatus, Routes};
 use crate::runtime::{CreateParams, Runtime};
@@ -70,7 +70,12 @@ pub struct Lifecycle {
 // === impl Lifecycle ===
 
 impl Lifecycle {
-    pub fn new(store: Store, runtime: Arc<dyn Runtime>, routes: Arc<Routes>, config: LifecycleConfig) -> Self {
+    pub fn new(
+        store: Store,
+        runtime: Arc<dyn Runtime>,
+        routes: Arc<Routes>,
+        config: LifecycleConfig,
+    ) -> Self {
         Self {
             store,
             runtime,
@@ -85,7 +90,10 @@ impl Lifecycle {
     }
 
     /// Creates every container of `request`, started and answering, or none.
-    pub async fn create(&self, request: NewContainers) -> Result<Vec<ContainerRecord>, LifecycleError> {
+    pub async fn create(
+        &self,
+        request: NewContainers,
+    ) -> Result<Vec<ContainerRecord>, LifecycleError> {
         let spec = self.resolve_spec(&request).await?;
         let now = now_millis();
         let records: Vec<ContainerRecord> = request
@@ -110,10 +118,13 @@ impl Lifecycle {
         for record in &records {
             guards.push(self.lock(&record.name).lock_owned().await);
         }
-        self.store.insert_all(records.clone()).await.map_err(|e| match e {
-            StoreError::NameTaken(name) => LifecycleError::NameTaken(name),
-            other => other.into(),
-        })?;
+        self.store
+            .insert_all(records.clone())
+            .await
+            .map_err(|e| match e {
+                StoreError::NameTaken(name) => LifecycleError::NameTaken(name),
+                other => other.into(),
+            })?;
 
         let results: Vec<Result<SocketAddr, LifecycleError>> = stream::iter(records.clone())
             .map(|record| async move { self.bring_up(&record).await })
@@ -126,16 +137,23 @@ impl Lifecycle {
             drop(guards);
             self.forget_locks(records.iter().map(|r| r.name.as_str()));
             let mut results = results;
-            return Err(results.swap_remove(position).expect_err("position found an error"));
+            return Err(results
+                .swap_remove(position)
+                .expect_err("position found an error"));
         }
 
         let mut created = Vec::with_capacity(records.len());
         for (mut record, upstream) in records.into_iter().zip(results) {
             let upstream = upstream.expect("all results are Ok here");
-            self.store.set_state(&record.name, ContainerState::Running, None).await?;
+            self.store
+                .set_state(&record.name, ContainerState::Running, None)
+                .await?;
             record.state = ContainerState::Running;
-            self.routes
-                .insert(&record.name, RouteStatus::running(upstream), record.last_active_at);
+            self.routes.insert(
+                &record.name,
+                RouteStatus::running(upstream),
+                record.last_active_at,
+            );
             tracing::info!(container = %record.name, image = %record.spec.image, %upstream, "created");
             created.push(record);
         }
@@ -154,7 +172,10 @@ impl Lifecycle {
 
     pub async fn list(&self) -> Result<Vec<ContainerRecord>, LifecycleError> {
         let records = self.store.list().await?;
-        Ok(records.into_iter().map(|r| self.with_live_activity(r)).collect())
+        Ok(records
+            .into_iter()
+            .map(|r| self.with_live_activity(r))
+            .collect())
     }
 
     /// Removes the container and its volumes. The row goes first: the store
@@ -196,8 +217,15 @@ impl Lifecycle {
     async fn bring_up(&self, record: &ContainerRecord) -> Result<SocketAddr, LifecycleError> {
         let name = record.name.as_str();
         let runtime_err = |e| LifecycleError::runtime(name, e);
-        let docker_ref = record.docker_id.clone().unwrap_or_else(|| record.docker_name());
-        let existing = self.runtime.inspect(&docker_ref).await.map_err(runtime_err)?;
+        let docker_ref = record
+            .docker_id
+            .clone()
+            .unwrap_or_else(|| record.docker_name());
+        let existing = self
+            .runtime
+            .inspect(&docker_ref)
+            .await
+            .map_err(runtime_err)?;
         let (id, running) = match existing {
             Some(inspection) => (inspection.id, inspection.running),
             None => {
@@ -221,13 +249,24 @@ impl Lifecycle {
             .inspect(&id)
             .await
             .map_err(runtime_err)?
-            .ok_or_else(|| not_ready(name, "its Docker container disappeared right after starting".into()))?;
+            .ok_or_else(|| {
+                not_ready(
+                    name,
+                    "its Docker container disappeared right after starting".into(),
+                )
+            })?;
         if !inspection.running {
             return Err(not_ready(name, exit_reason(&inspection)));
         }
-        let upstream = inspection
-            .upstream
-            .ok_or_else(|| not_ready(name, format!("Docker shows no published port for container port {}", record.spec.port)))?;
+        let upstream = inspection.upstream.ok_or_else(|| {
+            not_ready(
+                name,
+                format!(
+                    "Docker shows no published port for container port {}",
+                    record.spec.port
+                ),
+            )
+        })?;
         let deadline = Instant::now() + self.config.ready_timeout;
         let runtime = self.runtime.clone();
         let still_running = || {
@@ -264,8 +303,14 @@ impl Lifecycle {
     }
 
     /// Removes the record's Docker container and then its volumes.
-    async fn remove_from_docker(&self, record: &ContainerRecord) -> Result<(), crate::runtime::RuntimeError> {
-        let docker_ref = record.docker_id.clone().unwrap_or_else(|| record.docker_name());
+    async fn remove_from_docker(
+        &self,
+        record: &ContainerRecord,
+    ) -> Result<(), crate::runtime::RuntimeError> {
+        let docker_ref = record
+            .docker_id
+            .clone()
+            .unwrap_or_else(|| record.docker_name());
         self.runtime.remove(&docker_ref).await?;
         self.runtime.remove_volumes(&volume_names(record)).await
     }
@@ -289,7 +334,10 @@ impl Lifecycle {
             (None, many) => {
                 return Err(LifecycleError::Invalid {
                     field: "port",
-                    message: format!("is required: image `{}` exposes several ports ({many:?})", request.image),
+                    message: format!(
+                        "is required: image `{}` exposes several ports ({many:?})",
+                        request.image
+                    ),
                 })
             }
         };
@@ -322,7 +370,10 @@ impl Lifecycle {
             nano_cpus: spec.nano_cpus,
             pids_limit: self.config.pids_limit,
             labels,
-            volumes: volume_names(record).into_iter().zip(spec.volumes.iter().cloned()).collect(),
+            volumes: volume_names(record)
+                .into_iter()
+                .zip(spec.volumes.iter().cloned())
+                .collect(),
         }
     }
 

@@ -69,7 +69,9 @@ fn judge(head: &[u8], require_success: bool) -> Probe {
         .and_then(|line| line.split_whitespace().nth(1))
         .and_then(|code| code.parse::<u16>().ok());
     match status {
-        Some(code) if require_success && code >= 500 => Probe::NotYet(format!("the readiness path answered {code}")),
+        Some(code) if require_success && code >= 500 => {
+            Probe::NotYet(format!("the readiness path answered {code}"))
+        }
         Some(_) => Probe::Ready,
         None => Probe::NotYet("the answer was not a valid HTTP status line".into()),
     }
@@ -98,7 +100,10 @@ where
         };
         let now = Instant::now();
         if now >= deadline {
-            return Err(format!("not ready after {:?}; last probe: {last}", started.elapsed()));
+            return Err(format!(
+                "not ready after {:?}; last probe: {last}",
+                started.elapsed()
+            ));
         }
         if now >= next_liveness_check {
             still_running().await?;
@@ -150,9 +155,16 @@ mod tests {
         });
         assert_eq!(probe(addr, "/", true).await, Probe::Ready);
 
-        let closed = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+        let closed = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
-        let result = wait_ready(closed, "/", false, deadline, || async { Err("exited with code 3".to_string()) }).await;
+        let result = wait_ready(closed, "/", false, deadline, || async {
+            Err("exited with code 3".to_string())
+        })
+        .await;
         assert_eq!(result, Err("exited with code 3".to_string()));
     }
 }

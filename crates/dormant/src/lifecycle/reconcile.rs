@@ -25,7 +25,10 @@ impl Lifecycle {
             .into_iter()
             .partition(|r| r.state == ContainerState::Creating);
         if !unfinished.is_empty() {
-            tracing::warn!(count = unfinished.len(), "undoing creations interrupted by a crash");
+            tracing::warn!(
+                count = unfinished.len(),
+                "undoing creations interrupted by a crash"
+            );
             self.undo_create(&unfinished).await;
         }
 
@@ -33,7 +36,10 @@ impl Lifecycle {
 
         let mut to_bring_up = Vec::new();
         for record in records {
-            let docker_ref = record.docker_id.clone().unwrap_or_else(|| record.docker_name());
+            let docker_ref = record
+                .docker_id
+                .clone()
+                .unwrap_or_else(|| record.docker_name());
             let inspection = match self.runtime.inspect(&docker_ref).await {
                 Ok(inspection) => inspection,
                 Err(e) => {
@@ -42,14 +48,22 @@ impl Lifecycle {
                 }
             };
             match inspection {
-                Some(i) if i.running && i.upstream.is_some() && record.state == ContainerState::Running => {
+                Some(i)
+                    if i.running
+                        && i.upstream.is_some()
+                        && record.state == ContainerState::Running =>
+                {
                     let upstream = i.upstream.expect("checked above");
-                    self.routes
-                        .insert(&record.name, RouteStatus::running(upstream), record.last_active_at);
+                    self.routes.insert(
+                        &record.name,
+                        RouteStatus::running(upstream),
+                        record.last_active_at,
+                    );
                 }
                 _ => {
                     let status = RouteStatus::not_serving(ContainerState::Starting, None);
-                    self.routes.insert(&record.name, status, record.last_active_at);
+                    self.routes
+                        .insert(&record.name, status, record.last_active_at);
                     to_bring_up.push(record);
                 }
             }
@@ -72,10 +86,16 @@ impl Lifecycle {
     async fn bring_up_and_publish(&self, record: &crate::domain::ContainerRecord) {
         let name = &record.name;
         let outcome = self.bring_up(record).await;
-        let Some(route) = self.routes.get(name) else { return };
+        let Some(route) = self.routes.get(name) else {
+            return;
+        };
         match outcome {
             Ok(upstream) => {
-                if let Err(e) = self.store.set_state(name, ContainerState::Running, None).await {
+                if let Err(e) = self
+                    .store
+                    .set_state(name, ContainerState::Running, None)
+                    .await
+                {
                     tracing::error!(container = %name, error = %e, "cannot record state");
                 }
                 route.set_status(RouteStatus::running(upstream));
@@ -84,10 +104,17 @@ impl Lifecycle {
             Err(e) => {
                 let reason = e.to_string();
                 tracing::error!(container = %name, %reason, "failed to start");
-                if let Err(e) = self.store.set_state(name, ContainerState::Failed, Some(reason.clone())).await {
+                if let Err(e) = self
+                    .store
+                    .set_state(name, ContainerState::Failed, Some(reason.clone()))
+                    .await
+                {
                     tracing::error!(container = %name, error = %e, "cannot record state");
                 }
-                route.set_status(RouteStatus::not_serving(ContainerState::Failed, Some(&reason)));
+                route.set_status(RouteStatus::not_serving(
+                    ContainerState::Failed,
+                    Some(&reason),
+                ));
             }
         }
     }
@@ -98,7 +125,9 @@ impl Lifecycle {
         let node = &self.config.node;
         let known: HashSet<&str> = records.iter().map(|r| r.name.as_str()).collect();
         let is_orphan = |labels: &std::collections::HashMap<String, String>| {
-            labels.get(LABEL_NAME).is_none_or(|name| !known.contains(name.as_str()))
+            labels
+                .get(LABEL_NAME)
+                .is_none_or(|name| !known.contains(name.as_str()))
         };
         match self.runtime.list_labelled(LABEL_NODE, node).await {
             Ok(containers) => {

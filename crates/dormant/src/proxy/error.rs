@@ -12,7 +12,9 @@ use crate::domain::ContainerState;
 pub enum ProxyError {
     #[error("no Host header; dormant routes by hostname (<name>.{base_domain})")]
     MissingHost { base_domain: String },
-    #[error("no container here answers to `{host}`; containers are reached at <name>.{base_domain}")]
+    #[error(
+        "no container here answers to `{host}`; containers are reached at <name>.{base_domain}"
+    )]
     NotOurHost { host: String, base_domain: String },
     #[error("no container named `{name}`")]
     UnknownContainer { name: String },

@@ -75,7 +75,11 @@ pub async fn forward(
     let upgrade = requested_upgrade(req.headers());
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
 
-    let path = req.uri().path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|pq| pq.as_str())
+        .unwrap_or("/");
     let uri: Uri = format!("http://{upstream}{path}")
         .parse()
         .expect("an address and a path already parsed make a URI");
@@ -90,11 +94,14 @@ pub async fn forward(
         headers.insert(header::UPGRADE, protocol.clone());
     }
 
-    let mut response = client.request(req).await.map_err(|e| ProxyError::Upstream {
-        name: name.to_owned(),
-        upstream,
-        cause: root_cause(&e),
-    })?;
+    let mut response = client
+        .request(req)
+        .await
+        .map_err(|e| ProxyError::Upstream {
+            name: name.to_owned(),
+            upstream,
+            cause: root_cause(&e),
+        })?;
 
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         if let Some(client_upgrade) = client_upgrade {
@@ -146,10 +153,16 @@ mod tests {
     #[test]
     fn hop_by_hop_headers_and_those_named_by_connection_are_removed() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-secret"));
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
         headers.insert("x-secret", HeaderValue::from_static("1"));
         headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
         headers.insert("x-kept", HeaderValue::from_static("1"));
         strip_hop_by_hop(&mut headers);
         assert_eq!(headers.len(), 1, "{headers:?}");
@@ -161,8 +174,14 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         assert_eq!(requested_upgrade(&headers), None);
-        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, Upgrade"));
-        assert_eq!(requested_upgrade(&headers), Some(HeaderValue::from_static("websocket")));
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, Upgrade"),
+        );
+        assert_eq!(
+            requested_upgrade(&headers),
+            Some(HeaderValue::from_static("websocket"))
+        );
     }
 
     #[test]

@@ -51,7 +51,12 @@ impl Proxy {
 
     /// Serves connections from `listener` until `shutdown` completes, then
     /// lets in-flight requests finish for up to `drain`.
-    pub async fn run(self: Arc<Self>, listener: TcpListener, shutdown: impl Future<Output = ()>, drain: Duration) {
+    pub async fn run(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+        drain: Duration,
+    ) {
         // Every connection task holds a clone of `open_tx`; when all are
         // dropped, `open_rx` says the drain is over.
         let (open_tx, mut open_rx) = mpsc::channel::<()>(1);
@@ -101,7 +106,10 @@ impl Proxy {
         let _ = stop_tx.send(true);
         drop(open_tx);
         if tokio::time::timeout(drain, open_rx.recv()).await.is_err() {
-            tracing::warn!(?drain, "proxy: some connections were still open after the drain period");
+            tracing::warn!(
+                ?drain,
+                "proxy: some connections were still open after the drain period"
+            );
         }
     }
 
@@ -128,13 +136,17 @@ impl Proxy {
             .ok_or_else(|| ProxyError::MissingHost {
                 base_domain: self.base_domain.clone(),
             })?;
-        let name = name_from_host(host, &self.base_domain).ok_or_else(|| ProxyError::NotOurHost {
-            host: host.to_owned(),
-            base_domain: self.base_domain.clone(),
-        })?;
-        let route = self.routes.get(&name).ok_or_else(|| ProxyError::UnknownContainer {
-            name: name.clone().into_owned(),
-        })?;
+        let name =
+            name_from_host(host, &self.base_domain).ok_or_else(|| ProxyError::NotOurHost {
+                host: host.to_owned(),
+                base_domain: self.base_domain.clone(),
+            })?;
+        let route = self
+            .routes
+            .get(&name)
+            .ok_or_else(|| ProxyError::UnknownContainer {
+                name: name.clone().into_owned(),
+            })?;
         let status = route.status();
         let upstream = match (status.state, status.upstream) {
             (ContainerState::Running, Some(upstream)) => upstream,

@@ -134,11 +134,15 @@ impl Routes {
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Route>>> {
-        self.by_name.read().unwrap_or_else(|poison| poison.into_inner())
+        self.by_name
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Route>>> {
-        self.by_name.write().unwrap_or_else(|poison| poison.into_inner())
+        self.by_name
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 }
 
@@ -201,7 +205,11 @@ mod tests {
     #[test]
     fn activity_and_status_are_visible_through_the_table() {
         let routes = Routes::new();
-        routes.insert("a", RouteStatus::not_serving(ContainerState::Creating, None), 5);
+        routes.insert(
+            "a",
+            RouteStatus::not_serving(ContainerState::Creating, None),
+            5,
+        );
         let route = routes.get("a").unwrap();
         assert_eq!(route.last_active_ms(), 5);
         assert!(!route.take_unflushed());
@@ -210,7 +218,10 @@ mod tests {
         assert!(!route.take_unflushed());
         assert!(routes.get("a").unwrap().last_active_ms() > 5);
         let mut rx = route.subscribe();
-        route.set_status(RouteStatus::not_serving(ContainerState::Failed, Some("boom")));
+        route.set_status(RouteStatus::not_serving(
+            ContainerState::Failed,
+            Some("boom"),
+        ));
         assert!(rx.has_changed().unwrap());
         assert_eq!(rx.borrow_and_update().state, ContainerState::Failed);
         assert!(routes.remove("a").is_some());

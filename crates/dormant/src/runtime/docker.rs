@@ -8,10 +8,12 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use async_trait::async_trait;
 use bollard::errors::Error as BollardError;
-use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, PortBinding, VolumeCreateRequest};
+use bollard::models::{
+    ContainerCreateBody, HostConfig, Mount, MountType, PortBinding, VolumeCreateRequest,
+};
 use bollard::query_parameters::{
-    CreateContainerOptions, InspectContainerOptions, ListContainersOptions, RemoveContainerOptions,
-    ListVolumesOptions, RemoveVolumeOptions, StopContainerOptions,
+    CreateContainerOptions, InspectContainerOptions, ListContainersOptions, ListVolumesOptions,
+    RemoveContainerOptions, RemoveVolumeOptions, StopContainerOptions,
 };
 use bollard::Docker;
 
@@ -32,7 +34,12 @@ impl DockerRuntime {
             Some(host) => Docker::connect_with_host(host),
             None => Docker::connect_with_defaults(),
         }
-        .map_err(|e| anyhow::anyhow!("cannot connect to Docker at {}: {e}", describe_host(docker_host)))?;
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot connect to Docker at {}: {e}",
+                describe_host(docker_host)
+            )
+        })?;
         let docker = docker.negotiate_version().await.map_err(|e| {
             anyhow::anyhow!(
                 "Docker at {} does not answer ({e}); is the daemon running and may this user use its socket?",
@@ -59,21 +66,32 @@ fn describe_host(docker_host: Option<&str>) -> String {
 /// Turns bollard's error into one that names the call and the object.
 fn failed(call: &str, object: &str, err: BollardError) -> RuntimeError {
     match err {
-        BollardError::DockerResponseServerError { status_code: 404, message } => {
-            RuntimeError::NotFound(format!("docker {call} {object}: {message}"))
-        }
-        BollardError::DockerResponseServerError { status_code: 409, message } => {
-            RuntimeError::Conflict(format!("docker {call} {object}: {message}"))
-        }
-        BollardError::DockerResponseServerError { status_code, message } => {
-            RuntimeError::Failed(format!("docker {call} {object} failed ({status_code}): {message}"))
-        }
+        BollardError::DockerResponseServerError {
+            status_code: 404,
+            message,
+        } => RuntimeError::NotFound(format!("docker {call} {object}: {message}")),
+        BollardError::DockerResponseServerError {
+            status_code: 409,
+            message,
+        } => RuntimeError::Conflict(format!("docker {call} {object}: {message}")),
+        BollardError::DockerResponseServerError {
+            status_code,
+            message,
+        } => RuntimeError::Failed(format!(
+            "docker {call} {object} failed ({status_code}): {message}"
+        )),
         other => RuntimeError::Failed(format!("docker {call} {object} failed: {other}")),
     }
 }
 
 fn is_not_found(err: &BollardError) -> bool {
-    matches!(err, BollardError::DockerResponseServerError { status_code: 404, .. })
+    matches!(
+        err,
+        BollardError::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
 }
 
 #[async_trait]
@@ -178,7 +196,10 @@ impl Runtime for DockerRuntime {
         };
         match self.docker.stop_container(id, Some(options)).await {
             // 304: already stopped.
-            Ok(()) | Err(BollardError::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
+            Ok(())
+            | Err(BollardError::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
             Err(e) => Err(failed("stop", id, e)),
         }
     }
@@ -245,7 +266,10 @@ impl Runtime for DockerRuntime {
     async fn list_labelled(&self, label: &str, value: &str) -> RuntimeResult<Vec<Managed>> {
         let options = ListContainersOptions {
             all: true,
-            filters: Some(HashMap::from([("label".to_owned(), vec![format!("{label}={value}")])])),
+            filters: Some(HashMap::from([(
+                "label".to_owned(),
+                vec![format!("{label}={value}")],
+            )])),
             ..Default::default()
         };
         let containers = self
@@ -266,7 +290,10 @@ impl Runtime for DockerRuntime {
 
     async fn list_labelled_volumes(&self, label: &str, value: &str) -> RuntimeResult<Vec<Managed>> {
         let options = ListVolumesOptions {
-            filters: Some(HashMap::from([("label".to_owned(), vec![format!("{label}={value}")])])),
+            filters: Some(HashMap::from([(
+                "label".to_owned(),
+                vec![format!("{label}={value}")],
+            )])),
         };
         let listed = self
             .docker

@@ -114,7 +114,8 @@ impl Store {
     /// Every container, ordered by name.
     pub async fn list(&self) -> Result<Vec<ContainerRecord>, StoreError> {
         self.with(|conn| {
-            let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM containers ORDER BY name"))?;
+            let mut stmt =
+                conn.prepare(&format!("SELECT {COLUMNS} FROM containers ORDER BY name"))?;
             let rows = stmt.query_map([], read_row)?;
             rows.map(|row| row?).collect()
         })
@@ -138,7 +139,11 @@ impl Store {
         .await
     }
 
-    pub async fn set_docker_id(&self, name: &str, docker_id: Option<String>) -> Result<(), StoreError> {
+    pub async fn set_docker_id(
+        &self,
+        name: &str,
+        docker_id: Option<String>,
+    ) -> Result<(), StoreError> {
         let name = name.to_owned();
         self.with(move |conn| {
             conn.execute(
@@ -152,7 +157,10 @@ impl Store {
 
     /// Records last activity for many containers in one transaction. Times
     /// only move forward, so a late flush never makes a container look idler.
-    pub async fn record_activity(&self, times: Vec<(String, UnixMillis)>) -> Result<(), StoreError> {
+    pub async fn record_activity(
+        &self,
+        times: Vec<(String, UnixMillis)>,
+    ) -> Result<(), StoreError> {
         if times.is_empty() {
             return Ok(());
         }
@@ -250,7 +258,10 @@ mod tests {
     }
 
     fn temp_store() -> (Store, std::path::PathBuf) {
-        let dir = std::env::temp_dir().join(format!("dormant-store-test-{}", crate::token::random_hex(8)));
+        let dir = std::env::temp_dir().join(format!(
+            "dormant-store-test-{}",
+            crate::token::random_hex(8)
+        ));
         std::fs::create_dir_all(&dir).unwrap();
         (Store::open(&dir.join("dormant.db")).unwrap(), dir)
     }
@@ -263,8 +274,17 @@ mod tests {
             .insert_all(vec![record("b"), record("a"), record("c")])
             .await
             .unwrap_err();
-        assert!(matches!(err, StoreError::NameTaken(ref n) if n == "a"), "{err}");
-        let names: Vec<_> = store.list().await.unwrap().into_iter().map(|r| r.name).collect();
+        assert!(
+            matches!(err, StoreError::NameTaken(ref n) if n == "a"),
+            "{err}"
+        );
+        let names: Vec<_> = store
+            .list()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
         assert_eq!(names, ["a"]);
         std::fs::remove_dir_all(dir).unwrap();
     }
@@ -273,7 +293,10 @@ mod tests {
     async fn records_survive_reopening_and_activity_only_moves_forward() {
         let (store, dir) = temp_store();
         store.insert_all(vec![record("a")]).await.unwrap();
-        store.set_state("a", ContainerState::Failed, Some("boom".into())).await.unwrap();
+        store
+            .set_state("a", ContainerState::Failed, Some("boom".into()))
+            .await
+            .unwrap();
         store.set_docker_id("a", Some("abc".into())).await.unwrap();
         store.record_activity(vec![("a".into(), 50)]).await.unwrap();
         store.record_activity(vec![("a".into(), 10)]).await.unwrap();

@@ -127,7 +127,9 @@ impl Dormant {
     /// Stops dormant with SIGTERM and waits for it to exit.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().unwrap();
-        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
         child.wait().unwrap()
     }
 
@@ -136,12 +138,24 @@ impl Dormant {
     }
 
     /// Calls the API with the admin token; returns status and JSON (Null when empty).
-    pub async fn api(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn api(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let body = body.map(|b| b.to_string()).unwrap_or_default();
-        self.api_raw(method, path, Some(&self.token), body.into()).await
+        self.api_raw(method, path, Some(&self.token), body.into())
+            .await
     }
 
-    pub async fn api_raw(&self, method: Method, path: &str, token: Option<&str>, body: Bytes) -> (StatusCode, Value) {
+    pub async fn api_raw(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Bytes,
+    ) -> (StatusCode, Value) {
         let mut request = Request::builder()
             .method(method)
             .uri(format!("http://{}{path}", self.api))
@@ -149,13 +163,18 @@ impl Dormant {
         if let Some(token) = token {
             request = request.header("authorization", format!("Bearer {token}"));
         }
-        let response = self.http.request(request.body(Full::new(body)).unwrap()).await.unwrap();
+        let response = self
+            .http
+            .request(request.body(Full::new(body)).unwrap())
+            .await
+            .unwrap();
         let status = response.status();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         let json = if bytes.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
         };
         (status, json)
     }
@@ -163,12 +182,23 @@ impl Dormant {
     /// Creates containers and asserts 201; returns the created objects.
     pub async fn create(&self, body: Value) -> Vec<Value> {
         let (status, json) = self.api(Method::POST, "/v1/containers", Some(body)).await;
-        assert_eq!(status, StatusCode::CREATED, "create failed: {json}\nlog:\n{}", self.log());
+        assert_eq!(
+            status,
+            StatusCode::CREATED,
+            "create failed: {json}\nlog:\n{}",
+            self.log()
+        );
         json["containers"].as_array().unwrap().clone()
     }
 
     /// A request through the proxy to container `name`.
-    pub async fn proxy_request(&self, method: Method, name: &str, path: &str, body: Bytes) -> (StatusCode, Bytes) {
+    pub async fn proxy_request(
+        &self,
+        method: Method,
+        name: &str,
+        path: &str,
+        body: Bytes,
+    ) -> (StatusCode, Bytes) {
         let request = Request::builder()
             .method(method)
             .uri(format!("http://{}{path}", self.proxy))
@@ -177,21 +207,37 @@ impl Dormant {
             .unwrap();
         let response = self.http.request(request).await.unwrap();
         let status = response.status();
-        (status, response.into_body().collect().await.unwrap().to_bytes())
+        (
+            status,
+            response.into_body().collect().await.unwrap().to_bytes(),
+        )
     }
 
     pub async fn get(&self, name: &str, path: &str) -> (StatusCode, String) {
-        let (status, body) = self.proxy_request(Method::GET, name, path, Bytes::new()).await;
+        let (status, body) = self
+            .proxy_request(Method::GET, name, path, Bytes::new())
+            .await;
         (status, String::from_utf8_lossy(&body).into_owned())
     }
 
     /// IDs of the Docker containers this dormant's node labelled.
     pub fn docker_containers(&self) -> Vec<String> {
-        docker_lines(&["ps", "-aq", "--filter", &format!("label=dormant.node={}", self.node)])
+        docker_lines(&[
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=dormant.node={}", self.node),
+        ])
     }
 
     pub fn docker_volumes(&self) -> Vec<String> {
-        docker_lines(&["volume", "ls", "-q", "--filter", &format!("label=dormant.node={}", self.node)])
+        docker_lines(&[
+            "volume",
+            "ls",
+            "-q",
+            "--filter",
+            &format!("label=dormant.node={}", self.node),
+        ])
     }
 }
 
@@ -202,16 +248,28 @@ impl Drop for Dormant {
             let _ = child.wait();
         }
         if std::thread::panicking() {
-            eprintln!("---- dormant log ({}) ----\n{}", self.data_dir.display(), self.log());
+            eprintln!(
+                "---- dormant log ({}) ----\n{}",
+                self.data_dir.display(),
+                self.log()
+            );
         }
         if !self.node.is_empty() {
             let containers = self.docker_containers();
             if !containers.is_empty() {
-                let _ = Command::new("docker").args(["rm", "-f", "-v"]).args(&containers).stdout(Stdio::null()).status();
+                let _ = Command::new("docker")
+                    .args(["rm", "-f", "-v"])
+                    .args(&containers)
+                    .stdout(Stdio::null())
+                    .status();
             }
             let volumes = self.docker_volumes();
             if !volumes.is_empty() {
-                let _ = Command::new("docker").args(["volume", "rm", "-f"]).args(&volumes).stdout(Stdio::null()).status();
+                let _ = Command::new("docker")
+                    .args(["volume", "rm", "-f"])
+                    .args(&volumes)
+                    .stdout(Stdio::null())
+                    .status();
             }
         }
         let _ = std::fs::remove_dir_all(&self.data_dir);
@@ -220,8 +278,15 @@ impl Drop for Dormant {
 
 /// Runs a docker CLI command and returns its non-empty output lines.
 pub fn docker_lines(args: &[&str]) -> Vec<String> {
-    let output = Command::new("docker").args(args).output().expect("run docker");
-    assert!(output.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    let output = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("run docker");
+    assert!(
+        output.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8_lossy(&output.stdout)
         .lines()
         .map(str::trim)
@@ -233,7 +298,12 @@ pub fn docker_lines(args: &[&str]) -> Vec<String> {
 /// Whether Docker says the container named `dormant-<name>` is running.
 pub fn docker_running(name: &str) -> Option<bool> {
     let output = Command::new("docker")
-        .args(["inspect", "-f", "{{.State.Running}}", &format!("dormant-{name}")])
+        .args([
+            "inspect",
+            "-f",
+            "{{.State.Running}}",
+            &format!("dormant-{name}"),
+        ])
         .output()
         .unwrap();
     output
