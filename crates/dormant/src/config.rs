@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::{Args, CommandFactory};
 
+use crate::domain::WakeStrategy;
 use crate::units::parse_memory;
 
 /// Every setting of `dormant serve`. Each flag `--some-flag` is also read from
@@ -75,9 +76,32 @@ pub struct ServeConfig {
     )]
     pub pids_limit: i64,
 
-    /// How long a container may take from start until its app answers.
+    /// How long a container may take from start until its app answers;
+    /// past it the wake fails and waiting requests get 502/504.
     #[arg(long, env = "DORMANT_WAKE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub wake_timeout: Duration,
+
+    /// How a request for a sleeping container is served, unless the
+    /// container says: `hold` it until the container answers, `redirect`
+    /// (307 to the same URL once it answers) or `page` ("waking up" page for
+    /// browsers, hold for other clients).
+    #[arg(
+        long,
+        env = "DORMANT_WAKE_STRATEGY",
+        value_enum,
+        default_value = "hold",
+        value_name = "STRATEGY"
+    )]
+    pub wake_strategy: WakeStrategy,
+
+    /// Request body bytes read ahead while a container wakes; the rest of a
+    /// larger body is streamed once it answers.
+    #[arg(long, env = "DORMANT_WAKE_BUFFER", default_value = "1m", value_parser = parse_memory, value_name = "SIZE")]
+    pub wake_buffer: u64,
+
+    /// Time between SIGTERM and SIGKILL when a container is put to sleep.
+    #[arg(long, env = "DORMANT_STOP_GRACE", default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub stop_grace: Duration,
 
     /// How long shutdown waits for in-flight requests.
     #[arg(long, env = "DORMANT_DRAIN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
@@ -180,6 +204,10 @@ mod tests {
         assert_eq!(c.idle_timeout, Duration::from_secs(900));
         assert_eq!(c.default_memory, 512 << 20);
         assert_eq!(c.data_dir, PathBuf::from("./dormant-data"));
+        assert_eq!(c.wake_strategy, WakeStrategy::Hold);
+        assert_eq!(c.wake_buffer, 1 << 20);
+        assert_eq!(c.stop_grace, Duration::from_secs(10));
+        assert_eq!(c.wake_timeout, Duration::from_secs(60));
     }
 
     #[test]

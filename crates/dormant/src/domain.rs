@@ -33,10 +33,13 @@ pub enum ContainerState {
     Archived,
     Restoring,
     Failed,
+    /// Only ever seen in memory, by requests that were waiting on a container
+    /// when it was deleted; the store has no row for it any more.
+    Deleted,
 }
 
 impl ContainerState {
-    pub const ALL: [ContainerState; 9] = [
+    pub const ALL: [ContainerState; 10] = [
         Self::Creating,
         Self::Running,
         Self::Starting,
@@ -46,6 +49,7 @@ impl ContainerState {
         Self::Archived,
         Self::Restoring,
         Self::Failed,
+        Self::Deleted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -59,6 +63,7 @@ impl ContainerState {
             Self::Archived => "archived",
             Self::Restoring => "restoring",
             Self::Failed => "failed",
+            Self::Deleted => "deleted",
         }
     }
 }
@@ -97,6 +102,48 @@ pub struct ContainerSpec {
     /// Absolute paths inside the container, each kept in a named volume.
     #[serde(default)]
     pub volumes: Vec<String>,
+    /// Path that must answer below 500 for the app to count as ready; when
+    /// absent, any HTTP answer on `/` will do.
+    #[serde(default)]
+    pub ready_path: Option<String>,
+    /// How a request for this container is served while it wakes; `None`
+    /// follows the server's `--wake-strategy`.
+    #[serde(default)]
+    pub wake: Option<WakeStrategy>,
+}
+
+/// How the proxy serves a request that arrives while its container sleeps.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum WakeStrategy {
+    /// Hold the request until the container is ready, then serve it.
+    Hold,
+    /// Wake the container, then answer 307 to the same URL once it is ready.
+    Redirect,
+    /// Browsers get a "waking up" page at once (503, refreshes itself);
+    /// other clients are held.
+    Page,
+}
+
+impl WakeStrategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hold => "hold",
+            Self::Redirect => "redirect",
+            Self::Page => "page",
+        }
+    }
 }
 
 /// The durable record of one container, as the store keeps it.
@@ -115,6 +162,10 @@ pub struct ContainerRecord {
     pub node: String,
     pub created_at: UnixMillis,
     pub last_active_at: UnixMillis,
+    /// How many times it has been woken (from asleep or failed).
+    pub wakes: u64,
+    /// Milliseconds from the start of its last wake until it was ready.
+    pub last_wake_ms: Option<u64>,
 }
 
 impl ContainerRecord {

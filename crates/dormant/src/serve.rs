@@ -21,6 +21,9 @@ use crate::token::{self, TokenSource};
 
 /// How often in-memory activity is written to the store.
 const ACTIVITY_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
+/// How often idle containers are looked for. Sleep happens at most this long
+/// after a container's idle timeout.
+const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Runs dormant until `shutdown` completes, then drains and flushes.
 pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
@@ -50,10 +53,22 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()>) -> any
         LifecycleConfig {
             node: node.clone(),
             pids_limit: config.pids_limit,
-            ready_timeout: config.wake_timeout,
+            wake_timeout: config.wake_timeout,
+            stop_grace: config.stop_grace,
+            default_wake: config.wake_strategy,
             create_concurrency: 4,
+            sweep_interval: SWEEP_INTERVAL,
         },
     ));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+    // Follow Docker's events from before reconciling, so no death goes unheard.
+    let events_task = tokio::spawn(lifecycle.clone().follow_docker_events(stopped()));
     lifecycle.reconcile().await?;
 
     let api_listener = TcpListener::bind(config.api_addr).await.with_context(|| {
@@ -84,17 +99,16 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()>) -> any
         }),
     };
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        }
-    };
-
     let api_server =
         axum::serve(api_listener, api::router(state)).with_graceful_shutdown(stopped());
-    let proxy = Arc::new(Proxy::new(routes, &config.base_domain));
+    let sweep_task = tokio::spawn(lifecycle.clone().sweep_idle_periodically(stopped()));
+    let read_ahead = usize::try_from(config.wake_buffer).unwrap_or(usize::MAX);
+    let proxy = Arc::new(Proxy::new(
+        routes,
+        Arc::new(lifecycle.clone()),
+        &config.base_domain,
+        read_ahead,
+    ));
     let proxy_server = proxy.run(proxy_listener, stopped(), config.drain_timeout);
     let flusher = flush_activity_periodically(lifecycle.clone(), stopped());
 
@@ -114,6 +128,8 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()>) -> any
     }
     let _ = tokio::time::timeout(drain, proxy_task).await;
     let _ = flush_task.await;
+    let _ = sweep_task.await;
+    let _ = events_task.await;
     lifecycle.flush_activity().await?;
     tracing::info!("stopped");
     Ok(())

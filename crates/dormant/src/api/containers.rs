@@ -82,3 +82,65 @@ pub async fn delete(
     state.lifecycle.delete(&name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// Put a container to sleep now (stopped; woken by its next request).
+#[utoipa::path(
+    post,
+    path = "/v1/containers/{name}/sleep",
+    params(("name" = String, Path, description = "Container name")),
+    responses(
+        (status = 200, description = "Asleep", body = ContainerView),
+        (status = 404, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 502, description = "Docker failed to stop it", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn sleep(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Json<ContainerView>, ApiError> {
+    state.lifecycle.sleep(&name).await?;
+    let record = state.lifecycle.get(&name).await?;
+    Ok(Json(state.public.view(&record)))
+}
+
+/// Wake a container and answer once it is ready.
+#[utoipa::path(
+    post,
+    path = "/v1/containers/{name}/wake",
+    params(("name" = String, Path, description = "Container name")),
+    responses(
+        (status = 200, description = "Running and answering", body = ContainerView),
+        (status = 404, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 502, description = "The wake failed; the message says why", body = ErrorBody),
+        (status = 503, description = "A recent wake failed; retry later", body = ErrorBody),
+        (status = 504, description = "Not ready within the wake timeout", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn wake(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Json<ContainerView>, ApiError> {
+    state.lifecycle.wake(&name).await?;
+    let record = state.lifecycle.get(&name).await?;
+    Ok(Json(state.public.view(&record)))
+}
+
+/// Count as activity, as a request would: keeps the container awake.
+#[utoipa::path(
+    post,
+    path = "/v1/containers/{name}/heartbeat",
+    params(("name" = String, Path, description = "Container name")),
+    responses((status = 204, description = "Recorded"), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn heartbeat(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.lifecycle.heartbeat(&name)?;
+    Ok(StatusCode::NO_CONTENT)
+}

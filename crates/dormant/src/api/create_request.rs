@@ -212,6 +212,16 @@ fn check(
     }
     let volumes = request.volumes.unwrap_or_default();
     check_volumes(&volumes)?;
+    if let Some(path) = &request.ready_path {
+        let valid =
+            path.starts_with('/') && !path.chars().any(|c| c.is_whitespace() || c.is_control());
+        if !valid {
+            return Err(ApiError::invalid(
+                "ready_path",
+                format!("is `{path}`; it must be a URL path such as `/healthz`"),
+            ));
+        }
+    }
     Ok(NewContainers {
         names,
         image: image.to_owned(),
@@ -222,6 +232,8 @@ fn check(
         nano_cpus,
         idle_timeout,
         volumes,
+        ready_path: request.ready_path,
+        wake: request.wake,
         owner: owner.to_owned(),
     })
 }
@@ -288,6 +300,9 @@ mod tests {
         assert_eq!(req.memory_bytes, 512 << 20);
         assert_eq!(req.idle_timeout, Duration::from_secs(900));
         assert_eq!(req.port, None);
+        let req = parse_json(r#"{"image":"demo","wake":"page","ready_path":"/healthz"}"#).unwrap();
+        assert_eq!(req.wake, Some(crate::domain::WakeStrategy::Page));
+        assert_eq!(req.ready_path.as_deref(), Some("/healthz"));
     }
 
     #[test]
@@ -312,6 +327,8 @@ mod tests {
         assert!(rejected(r#"{"image":"demo","volumes":["data"]}"#).contains("`volumes[0]`"));
         assert!(rejected(r#"{"image":"demo","volumes":["/a/../b"]}"#).contains("`volumes[0]`"));
         assert!(rejected(r#"{"image":"demo","port":"eighty"}"#).contains("`port`"));
+        assert!(rejected(r#"{"image":"demo","ready_path":"healthz"}"#).contains("`ready_path`"));
+        assert!(rejected(r#"{"image":"demo","wake":"shout"}"#).contains("`wake`"));
         assert!(rejected(r#"{"image":"demo","env":{"A=B":"c"}}"#).contains("`env`"));
         assert!(rejected(
             r#"{"image":"demo","name":"abcdefghijabcdefghijabcdefghijabcdefghij","count":2}"#

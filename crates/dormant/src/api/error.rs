@@ -5,6 +5,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::lifecycle::LifecycleError;
+use crate::proxy::waker::WakeErrorKind;
 use crate::runtime::RuntimeError;
 
 /// An error the API answers with: a status, a stable machine-readable code and
@@ -72,6 +73,12 @@ impl From<LifecycleError> for ApiError {
             } => (StatusCode::CONFLICT, "docker_conflict"),
             LifecycleError::Runtime { .. } => (StatusCode::BAD_GATEWAY, "docker_failed"),
             LifecycleError::NotReady { .. } => (StatusCode::BAD_GATEWAY, "not_ready"),
+            LifecycleError::Wake { error, .. } => match error.kind {
+                WakeErrorKind::Failed => (StatusCode::BAD_GATEWAY, "wake_failed"),
+                WakeErrorKind::BackingOff => (StatusCode::SERVICE_UNAVAILABLE, "wake_backing_off"),
+                WakeErrorKind::TimedOut => (StatusCode::GATEWAY_TIMEOUT, "wake_timed_out"),
+                WakeErrorKind::Deleted => (StatusCode::NOT_FOUND, "not_found"),
+            },
             LifecycleError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store_failed"),
         };
         if status.is_server_error() {

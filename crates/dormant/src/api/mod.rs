@@ -13,7 +13,7 @@ use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use utoipa::OpenApi;
 
@@ -42,6 +42,9 @@ pub fn router(state: ApiState) -> Router {
             "/containers/{name}",
             get(containers::get).delete(containers::delete),
         )
+        .route("/containers/{name}/sleep", post(containers::sleep))
+        .route("/containers/{name}/wake", post(containers::wake))
+        .route("/containers/{name}/heartbeat", post(containers::heartbeat))
         .route("/openapi.json", get(openapi_json))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::domain::{rfc3339, ContainerRecord, ContainerState};
+use crate::domain::{rfc3339, ContainerRecord, ContainerState, WakeStrategy};
 use crate::units::format_memory;
 
 /// Body of `POST /v1/containers`. Unknown fields are rejected.
@@ -39,6 +39,13 @@ pub struct CreateContainers {
     pub idle_timeout: Option<String>,
     /// Absolute paths inside the container, each kept in a named volume.
     pub volumes: Option<Vec<String>>,
+    /// Path that must answer with a status below 500 before the container
+    /// counts as ready, e.g. `"/healthz"`. Default: any HTTP answer on `/`.
+    #[schema(example = "/healthz")]
+    pub ready_path: Option<String>,
+    /// How requests are served while it wakes: `hold`, `redirect` or `page`.
+    /// Default: `--wake-strategy`.
+    pub wake: Option<WakeStrategy>,
 }
 
 /// A container as the API shows it.
@@ -65,6 +72,15 @@ pub struct ContainerView {
     pub env: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub cmd: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub ready_path: Option<String>,
+    /// Wake strategy; absent when it follows the server's default.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub wake: Option<WakeStrategy>,
+    /// How many times it has been woken.
+    pub wakes: u64,
+    /// Milliseconds from the start of its last wake until it answered.
+    pub last_wake_ms: Option<u64>,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339: the last request, open connection or heartbeat.
@@ -113,6 +129,10 @@ impl PublicAddress {
             volumes: spec.volumes.clone(),
             env: spec.env.clone(),
             cmd: spec.cmd.clone(),
+            ready_path: spec.ready_path.clone(),
+            wake: spec.wake,
+            wakes: record.wakes,
+            last_wake_ms: record.last_wake_ms,
             created_at: rfc3339(record.created_at),
             last_active_at: rfc3339(record.last_active_at),
         }

@@ -6,13 +6,21 @@ use utoipa::{Modify, OpenApi};
 use super::containers;
 use super::error::{ErrorBody, ErrorDetail};
 use super::model::{ContainerList, ContainerView, CreateContainers};
-use crate::domain::ContainerState;
+use crate::domain::{ContainerState, WakeStrategy};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "dormant", description = "Containers that seem to live forever: create them, reach them at <name>.<base-domain>, and let dormant put idle ones to sleep."),
-    paths(containers::create, containers::list, containers::get, containers::delete),
-    components(schemas(CreateContainers, ContainerView, ContainerList, ContainerState, ErrorBody, ErrorDetail)),
+    paths(
+        containers::create,
+        containers::list,
+        containers::get,
+        containers::delete,
+        containers::sleep,
+        containers::wake,
+        containers::heartbeat
+    ),
+    components(schemas(CreateContainers, ContainerView, ContainerList, ContainerState, WakeStrategy, ErrorBody, ErrorDetail)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;

@@ -1,5 +1,6 @@
 //! Why a lifecycle operation failed, with what a person needs to act on it.
 
+use crate::proxy::waker::WakeError;
 use crate::runtime::RuntimeError;
 use crate::store::StoreError;
 
@@ -24,6 +25,8 @@ pub enum LifecycleError {
     },
     #[error("container `{name}` did not become ready: {reason}")]
     NotReady { name: String, reason: String },
+    #[error("container `{name}` could not be woken: {}", error.reason)]
+    Wake { name: String, error: WakeError },
     #[error(transparent)]
     Store(#[from] StoreError),
 }

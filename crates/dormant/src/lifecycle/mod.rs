@@ -1,15 +1,25 @@
 //! The only place that changes a container's state.
 //!
-//! Every transition of one container (create, bring up, delete) runs under
+//! Every transition of one container (create, wake, sleep, delete) runs under
 //! that container's own lock, so two calls for one container are serialised
-//! while different containers never wait for each other. The store is written
-//! before the route table is, so what the proxy serves is always backed by a
-//! durable record.
+//! while different containers never wait for each other. A transition writes
+//! the store first and the route table second, so what the proxy sees is
+//! always backed by a durable record.
+//!
+//! - `bring_up.rs`: start (or recreate) a container and wait until it answers.
+//! - `wake.rs`: the proxy's way in: a ready upstream, waking if needed, once.
+//! - `sleep.rs`: stopping idle containers, and the sweep that finds them.
+//! - `events.rs`: Docker's event stream: containers that die.
+//! - `reconcile.rs`: start-up, bringing Docker and the store together.
 
+mod bring_up;
 mod error;
+mod events;
 pub mod names;
 mod readiness;
 mod reconcile;
+mod sleep;
+mod wake;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -17,14 +27,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{stream, StreamExt};
-use tokio::time::Instant;
 
 use crate::domain::{
-    docker_name, now_millis, volume_name, ContainerRecord, ContainerSpec, ContainerState,
-    LABEL_MANAGED, LABEL_NAME, LABEL_NODE,
+    now_millis, volume_name, ContainerRecord, ContainerSpec, ContainerState, WakeStrategy,
 };
-use crate::proxy::routes::{RouteStatus, Routes};
-use crate::runtime::{CreateParams, Runtime};
+use crate::proxy::routes::{Route, RouteConfig, RouteStatus, Routes};
+use crate::runtime::Runtime;
 use crate::store::{Store, StoreError};
 pub use error::LifecycleError;
 
@@ -35,10 +43,16 @@ pub struct LifecycleConfig {
     pub node: String,
     /// Limit on processes in each container (fork bombs stay inside).
     pub pids_limit: i64,
-    /// How long a container may take from start to answering.
-    pub ready_timeout: Duration,
+    /// How long a container may take from start until its app answers.
+    pub wake_timeout: Duration,
+    /// Time between SIGTERM and SIGKILL when a container is put to sleep.
+    pub stop_grace: Duration,
+    /// How a sleeping container's requests are served, unless it says.
+    pub default_wake: WakeStrategy,
     /// How many containers of one batch are created at once.
     pub create_concurrency: usize,
+    /// How often the idle sweep runs.
+    pub sweep_interval: Duration,
 }
 
 /// A validated request for one or more containers of the same image.
@@ -54,6 +68,8 @@ pub struct NewContainers {
     pub nano_cpus: Option<i64>,
     pub idle_timeout: Duration,
     pub volumes: Vec<String>,
+    pub ready_path: Option<String>,
+    pub wake: Option<WakeStrategy>,
     pub owner: String,
 }
 
@@ -65,6 +81,10 @@ pub struct Lifecycle {
     /// One async lock per container: its transitions' single owner. The outer
     /// std mutex is held only to find or insert an entry.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Routes of containers that run (or are starting or stopping): all the
+    /// idle sweep looks at, so its cost grows with what runs, not with what
+    /// exists.
+    awake: Mutex<HashMap<String, Arc<Route>>>,
 }
 
 // === impl Lifecycle ===
@@ -82,6 +102,7 @@ impl Lifecycle {
             routes,
             config,
             locks: Mutex::new(HashMap::new()),
+            awake: Mutex::new(HashMap::new()),
         }
     }
 
@@ -109,6 +130,8 @@ impl Lifecycle {
                 node: self.config.node.clone(),
                 created_at: now,
                 last_active_at: now,
+                wakes: 0,
+                last_wake_ms: None,
             })
             .collect();
 
@@ -127,7 +150,7 @@ impl Lifecycle {
             })?;
 
         let results: Vec<Result<SocketAddr, LifecycleError>> = stream::iter(records.clone())
-            .map(|record| async move { self.bring_up(&record).await })
+            .map(|record| async move { self.bring_up(&record, None).await })
             .buffered(self.config.create_concurrency.max(1))
             .collect()
             .await;
@@ -149,11 +172,13 @@ impl Lifecycle {
                 .set_state(&record.name, ContainerState::Running, None)
                 .await?;
             record.state = ContainerState::Running;
-            self.routes.insert(
+            let route = self.routes.insert(
                 &record.name,
+                self.route_config(&record.spec),
                 RouteStatus::running(upstream),
                 record.last_active_at,
             );
+            self.publish(&route, RouteStatus::running(upstream));
             tracing::info!(container = %record.name, image = %record.spec.image, %upstream, "created");
             created.push(record);
         }
@@ -190,7 +215,12 @@ impl Lifecycle {
             .await?
             .ok_or_else(|| LifecycleError::NotFound(name.to_owned()))?;
         self.store.delete_all(vec![name.to_owned()]).await?;
-        self.routes.remove(name);
+        if let Some(route) = self.routes.remove(name) {
+            self.publish(
+                &route,
+                RouteStatus::not_serving(ContainerState::Deleted, Some("it was deleted")),
+            );
+        }
         let removed = self.remove_from_docker(&record).await;
         self.forget_locks([name]);
         removed.map_err(|e| LifecycleError::runtime(name, e))?;
@@ -198,12 +228,22 @@ impl Lifecycle {
         Ok(())
     }
 
+    /// Counts as activity for `name`, as a request would.
+    pub fn heartbeat(&self, name: &str) -> Result<(), LifecycleError> {
+        let route = self
+            .routes
+            .get(name)
+            .ok_or_else(|| LifecycleError::NotFound(name.to_owned()))?;
+        route.touch();
+        Ok(())
+    }
+
     /// Writes the activity the proxy recorded in memory to the store, for the
-    /// routes that saw activity since their row was last written.
+    /// routes that saw activity since their row was last written. Only awake
+    /// containers can have new activity.
     pub async fn flush_activity(&self) -> Result<(), LifecycleError> {
         let times: Vec<(String, i64)> = self
-            .routes
-            .all()
+            .awake_routes()
             .iter()
             .filter(|route| route.take_unflushed())
             .map(|route| (route.name().to_owned(), route.last_active_ms()))
@@ -212,86 +252,59 @@ impl Lifecycle {
         Ok(())
     }
 
-    /// Starts the container (creating it from its spec if Docker no longer
-    /// has it) and waits until the app answers. Caller holds the lock.
-    async fn bring_up(&self, record: &ContainerRecord) -> Result<SocketAddr, LifecycleError> {
-        let name = record.name.as_str();
-        let runtime_err = |e| LifecycleError::runtime(name, e);
-        let docker_ref = record
-            .docker_id
-            .clone()
-            .unwrap_or_else(|| record.docker_name());
-        let existing = self
-            .runtime
-            .inspect(&docker_ref)
-            .await
-            .map_err(runtime_err)?;
-        let (id, running) = match existing {
-            Some(inspection) => (inspection.id, inspection.running),
-            None => {
-                if record.docker_id.is_some() {
-                    tracing::warn!(container = %name, "its Docker container was removed behind dormant's back; recreating it from image {}", record.spec.image);
-                }
-                let id = self
-                    .runtime
-                    .create(&self.create_params(record))
-                    .await
-                    .map_err(runtime_err)?;
-                self.store.set_docker_id(name, Some(id.clone())).await?;
-                (id, false)
+    /// Publishes a route's new status and keeps the awake index in step.
+    /// Callers write the store first.
+    fn publish(&self, route: &Arc<Route>, status: RouteStatus) {
+        let awake = matches!(
+            status.state,
+            ContainerState::Running | ContainerState::Starting | ContainerState::Stopping
+        );
+        {
+            let mut index = self.awake.lock().unwrap_or_else(|p| p.into_inner());
+            if awake {
+                index.insert(route.name().to_owned(), route.clone());
+            } else {
+                index.remove(route.name());
             }
-        };
-        if !running {
-            self.runtime.start(&id).await.map_err(runtime_err)?;
         }
-        let inspection = self
-            .runtime
-            .inspect(&id)
-            .await
-            .map_err(runtime_err)?
-            .ok_or_else(|| {
-                not_ready(
-                    name,
-                    "its Docker container disappeared right after starting".into(),
-                )
-            })?;
-        if !inspection.running {
-            return Err(not_ready(name, exit_reason(&inspection)));
+        route.set_status(status);
+    }
+
+    /// Writes `status` to the store, then publishes it.
+    async fn transition(
+        &self,
+        route: &Arc<Route>,
+        status: RouteStatus,
+    ) -> Result<(), LifecycleError> {
+        let reason = status.reason.as_deref().map(str::to_owned);
+        self.store
+            .set_state(route.name(), status.state, reason)
+            .await?;
+        self.publish(route, status);
+        Ok(())
+    }
+
+    fn awake_routes(&self) -> Vec<Arc<Route>> {
+        let index = self.awake.lock().unwrap_or_else(|p| p.into_inner());
+        index.values().cloned().collect()
+    }
+
+    fn route_config(&self, spec: &ContainerSpec) -> RouteConfig {
+        RouteConfig {
+            idle_timeout: spec.idle_timeout,
+            wake: spec.wake.unwrap_or(self.config.default_wake),
         }
-        let upstream = inspection.upstream.ok_or_else(|| {
-            not_ready(
-                name,
-                format!(
-                    "Docker shows no published port for container port {}",
-                    record.spec.port
-                ),
-            )
-        })?;
-        let deadline = Instant::now() + self.config.ready_timeout;
-        let runtime = self.runtime.clone();
-        let still_running = || {
-            let runtime = runtime.clone();
-            let id = id.clone();
-            async move {
-                match runtime.inspect(&id).await {
-                    Ok(Some(i)) if i.running => Ok(()),
-                    Ok(Some(i)) => Err(exit_reason(&i)),
-                    Ok(None) => Err("its Docker container was removed".into()),
-                    Err(e) => Err(e.to_string()),
-                }
-            }
-        };
-        let took = readiness::wait_ready(upstream, "/", false, deadline, still_running)
-            .await
-            .map_err(|reason| not_ready(name, reason))?;
-        tracing::debug!(container = %name, ?took, "ready");
-        Ok(upstream)
     }
 
     /// Removes whatever a failed batch left in Docker, then its rows.
     async fn undo_create(&self, records: &[ContainerRecord]) {
         for record in records {
-            self.routes.remove(&record.name);
+            if let Some(route) = self.routes.remove(&record.name) {
+                self.publish(
+                    &route,
+                    RouteStatus::not_serving(ContainerState::Deleted, None),
+                );
+            }
             if let Err(e) = self.remove_from_docker(record).await {
                 tracing::error!(container = %record.name, error = %e, "could not remove a container of a failed batch; it will be removed at the next start-up");
             }
@@ -307,11 +320,7 @@ impl Lifecycle {
         &self,
         record: &ContainerRecord,
     ) -> Result<(), crate::runtime::RuntimeError> {
-        let docker_ref = record
-            .docker_id
-            .clone()
-            .unwrap_or_else(|| record.docker_name());
-        self.runtime.remove(&docker_ref).await?;
+        self.runtime.remove(&docker_ref(record)).await?;
         self.runtime.remove_volumes(&volume_names(record)).await
     }
 
@@ -350,31 +359,9 @@ impl Lifecycle {
             nano_cpus: request.nano_cpus,
             idle_timeout: request.idle_timeout,
             volumes: request.volumes.clone(),
+            ready_path: request.ready_path.clone(),
+            wake: request.wake,
         })
-    }
-
-    fn create_params(&self, record: &ContainerRecord) -> CreateParams {
-        let labels = HashMap::from([
-            (LABEL_MANAGED.to_owned(), "true".to_owned()),
-            (LABEL_NAME.to_owned(), record.name.clone()),
-            (LABEL_NODE.to_owned(), self.config.node.clone()),
-        ]);
-        let spec = &record.spec;
-        CreateParams {
-            docker_name: docker_name(&record.name),
-            image: spec.image.clone(),
-            port: spec.port,
-            env: spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
-            cmd: spec.cmd.clone(),
-            memory_bytes: spec.memory_bytes,
-            nano_cpus: spec.nano_cpus,
-            pids_limit: self.config.pids_limit,
-            labels,
-            volumes: volume_names(record)
-                .into_iter()
-                .zip(spec.volumes.iter().cloned())
-                .collect(),
-        }
     }
 
     fn with_live_activity(&self, mut record: ContainerRecord) -> ContainerRecord {
@@ -397,24 +384,16 @@ impl Lifecycle {
     }
 }
 
+/// How to name the record's container to Docker: its id once known.
+fn docker_ref(record: &ContainerRecord) -> String {
+    record
+        .docker_id
+        .clone()
+        .unwrap_or_else(|| record.docker_name())
+}
+
 fn volume_names(record: &ContainerRecord) -> Vec<String> {
     (0..record.spec.volumes.len())
         .map(|i| volume_name(&record.name, i))
         .collect()
-}
-
-fn not_ready(name: &str, reason: String) -> LifecycleError {
-    LifecycleError::NotReady {
-        name: name.to_owned(),
-        reason,
-    }
-}
-
-/// Why a container is not running, in words.
-fn exit_reason(inspection: &crate::runtime::Inspection) -> String {
-    match (&inspection.error, inspection.exit_code) {
-        (Some(error), _) => format!("it failed to run: {error}"),
-        (None, Some(code)) => format!("it exited with code {code} right after starting"),
-        (None, None) => "it is not running".into(),
-    }
 }

@@ -2,23 +2,24 @@
 //!
 //! Docker is the truth about what exists, the store about what should. Rows
 //! left `creating` by a crash are undone; containers this node labelled but
-//! the store doesn't know are removed; every other container gets its route
-//! back, running ones at once and the rest brought up in the background.
+//! the store doesn't know are removed. Every other container gets its route
+//! back in the state Docker shows: running ones serve at once, the rest are
+//! `asleep` and wake on their next request, and one caught mid-wake finishes
+//! its wake. Nothing is started at start-up that nobody asked for.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use crate::domain::{ContainerState, LABEL_NAME, LABEL_NODE};
+use crate::domain::{ContainerRecord, ContainerState, LABEL_NAME, LABEL_NODE};
 use crate::proxy::routes::RouteStatus;
 
-use super::{Lifecycle, LifecycleError};
+use super::{docker_ref, Lifecycle, LifecycleError};
 
 impl Lifecycle {
     /// Reconciles the store with Docker. Returns once every route is in the
-    /// table; containers that must be started come up in the background.
+    /// table.
     pub async fn reconcile(self: &Arc<Self>) -> Result<(), LifecycleError> {
         let records = self.store.list().await?;
-        let node = self.config.node.clone();
 
         // Rows a crash left half-made: the client never heard "created".
         let (unfinished, records): (Vec<_>, Vec<_>) = records
@@ -31,97 +32,80 @@ impl Lifecycle {
             );
             self.undo_create(&unfinished).await;
         }
-
         self.remove_orphans(&records).await;
 
-        let mut to_bring_up = Vec::new();
+        let (mut running, mut asleep, mut finishing) = (0, 0, Vec::new());
         for record in records {
-            let docker_ref = record
-                .docker_id
-                .clone()
-                .unwrap_or_else(|| record.docker_name());
-            let inspection = match self.runtime.inspect(&docker_ref).await {
+            let inspection = match self.runtime.inspect(&docker_ref(&record)).await {
                 Ok(inspection) => inspection,
                 Err(e) => {
-                    tracing::error!(container = %record.name, error = %e, "cannot inspect at start-up");
+                    tracing::error!(container = %record.name, error = %e, "cannot inspect at start-up; treating it as asleep");
                     None
                 }
             };
-            match inspection {
-                Some(i)
-                    if i.running
-                        && i.upstream.is_some()
-                        && record.state == ContainerState::Running =>
-                {
-                    let upstream = i.upstream.expect("checked above");
-                    self.routes.insert(
-                        &record.name,
-                        RouteStatus::running(upstream),
-                        record.last_active_at,
-                    );
+            let config = self.route_config(&record.spec);
+            let upstream = inspection
+                .as_ref()
+                .filter(|i| i.running)
+                .and_then(|i| i.upstream);
+            let status = match (record.state, upstream) {
+                // Caught mid-wake: the wake is finished below.
+                (ContainerState::Starting, _) => {
+                    RouteStatus::not_serving(ContainerState::Starting, None)
                 }
-                _ => {
-                    let status = RouteStatus::not_serving(ContainerState::Starting, None);
-                    self.routes
-                        .insert(&record.name, status, record.last_active_at);
-                    to_bring_up.push(record);
+                (_, Some(upstream)) => {
+                    if record.state == ContainerState::Asleep {
+                        tracing::info!(container = %record.name, "was started outside dormant; serving it");
+                    }
+                    RouteStatus::running(upstream)
                 }
+                (ContainerState::Running, None) => {
+                    let reason = if inspection.is_none() {
+                        "its Docker container was removed outside dormant; the next request recreates it"
+                    } else {
+                        "it was stopped outside dormant"
+                    };
+                    tracing::warn!(container = %record.name, "{reason}");
+                    RouteStatus::not_serving(ContainerState::Asleep, Some(reason))
+                }
+                // Keep the reason; the next request tries again at once.
+                (ContainerState::Failed, None) => RouteStatus::failed(
+                    record.reason.as_deref().unwrap_or("it failed"),
+                    tokio::time::Instant::now(),
+                ),
+                (_, None) => RouteStatus::not_serving(ContainerState::Asleep, None),
+            };
+            let state = status.state;
+            let route =
+                self.routes
+                    .insert(&record.name, config, status.clone(), record.last_active_at);
+            if state != record.state {
+                self.transition(&route, status).await?;
+            } else {
+                self.publish(&route, status);
+            }
+            match state {
+                ContainerState::Running => running += 1,
+                ContainerState::Starting => finishing.push(route),
+                _ => asleep += 1,
             }
         }
-        tracing::info!(node = %node, routes = self.routes.len(), starting = to_bring_up.len(), "reconciled with Docker");
-
-        for record in to_bring_up {
-            let lifecycle = self.clone();
-            tokio::spawn(async move {
-                let lock = lifecycle.lock(&record.name);
-                let _guard = lock.lock().await;
-                lifecycle.bring_up_and_publish(&record).await;
-            });
+        tracing::info!(
+            node = %self.config.node,
+            running,
+            asleep,
+            finishing_wakes = finishing.len(),
+            "reconciled with Docker"
+        );
+        for route in finishing {
+            self.begin_wake(&route);
         }
         Ok(())
     }
 
-    /// Brings a known container up and publishes the outcome to the store and
-    /// the route. Caller holds the lock.
-    async fn bring_up_and_publish(&self, record: &crate::domain::ContainerRecord) {
-        let name = &record.name;
-        let outcome = self.bring_up(record).await;
-        let Some(route) = self.routes.get(name) else {
-            return;
-        };
-        match outcome {
-            Ok(upstream) => {
-                if let Err(e) = self
-                    .store
-                    .set_state(name, ContainerState::Running, None)
-                    .await
-                {
-                    tracing::error!(container = %name, error = %e, "cannot record state");
-                }
-                route.set_status(RouteStatus::running(upstream));
-                tracing::info!(container = %name, %upstream, "running again");
-            }
-            Err(e) => {
-                let reason = e.to_string();
-                tracing::error!(container = %name, %reason, "failed to start");
-                if let Err(e) = self
-                    .store
-                    .set_state(name, ContainerState::Failed, Some(reason.clone()))
-                    .await
-                {
-                    tracing::error!(container = %name, error = %e, "cannot record state");
-                }
-                route.set_status(RouteStatus::not_serving(
-                    ContainerState::Failed,
-                    Some(&reason),
-                ));
-            }
-        }
-    }
-
     /// Removes Docker containers and volumes this node labelled that no row
     /// accounts for: leftovers of a delete or a failed batch cut short.
-    async fn remove_orphans(&self, records: &[crate::domain::ContainerRecord]) {
+    async fn remove_orphans(&self, records: &[ContainerRecord]) {
         let node = &self.config.node;
         let known: HashSet<&str> = records.iter().map(|r| r.name.as_str()).collect();
         let is_orphan = |labels: &std::collections::HashMap<String, String>| {

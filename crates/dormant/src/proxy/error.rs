@@ -3,10 +3,10 @@
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use http::{header, Response, StatusCode};
+use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 
-use crate::domain::ContainerState;
+use super::waker::{WakeError, WakeErrorKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -18,12 +18,10 @@ pub enum ProxyError {
     NotOurHost { host: String, base_domain: String },
     #[error("no container named `{name}`")]
     UnknownContainer { name: String },
-    #[error("container `{name}` is {state}{}", reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default())]
-    NotRunning {
-        name: String,
-        state: ContainerState,
-        reason: Option<std::sync::Arc<str>>,
-    },
+    #[error("container `{name}` could not be woken: {}", error.reason)]
+    Wake { name: String, error: WakeError },
+    #[error("container `{name}`: reading the request body failed: {cause}")]
+    ClientBody { name: String, cause: String },
     #[error("container `{name}` did not answer at {upstream}: {cause}")]
     Upstream {
         name: String,
@@ -35,9 +33,14 @@ pub enum ProxyError {
 impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::MissingHost { .. } => StatusCode::BAD_REQUEST,
+            Self::MissingHost { .. } | Self::ClientBody { .. } => StatusCode::BAD_REQUEST,
             Self::NotOurHost { .. } | Self::UnknownContainer { .. } => StatusCode::NOT_FOUND,
-            Self::NotRunning { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Wake { error, .. } => match error.kind {
+                WakeErrorKind::Failed => StatusCode::BAD_GATEWAY,
+                WakeErrorKind::BackingOff => StatusCode::SERVICE_UNAVAILABLE,
+                WakeErrorKind::TimedOut => StatusCode::GATEWAY_TIMEOUT,
+                WakeErrorKind::Deleted => StatusCode::NOT_FOUND,
+            },
             Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
         }
     }
@@ -45,14 +48,23 @@ impl ProxyError {
     /// A short plain-text answer a person can act on.
     pub fn into_response(self) -> Response<Full<Bytes>> {
         let status = self.status();
+        let retry_after = match &self {
+            Self::Wake { error, .. } => error.retry_after,
+            _ => None,
+        };
         let mut response = Response::new(Full::new(Bytes::from(format!("{self}\n"))));
         *response.status_mut() = status;
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,
-            header::HeaderValue::from_static("text/plain; charset=utf-8"),
+            HeaderValue::from_static("text/plain; charset=utf-8"),
         );
-        headers.insert("x-dormant-error", header::HeaderValue::from_static("1"));
+        headers.insert("x-dormant-error", HeaderValue::from_static("1"));
+        if let Some(after) = retry_after {
+            // Whole seconds, rounded up: never ask a client back too early.
+            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
         response
     }
 }

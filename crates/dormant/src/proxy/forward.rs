@@ -5,14 +5,15 @@ use std::net::SocketAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
-use hyper::body::Incoming;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
+use super::body::{RequestBody, TrackedBody};
 use super::error::{root_cause, ProxyError};
+use super::routes::InUse;
 
 /// The pooled keep-alive HTTP/1.1 client to upstream containers.
-pub type UpstreamClient = Client<HttpConnector, Incoming>;
+pub type UpstreamClient = Client<HttpConnector, RequestBody>;
 
 pub fn upstream_client() -> UpstreamClient {
     let mut connector = HttpConnector::new();
@@ -51,7 +52,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// The protocol a client asked to switch to, if this is an upgrade request.
-fn requested_upgrade(headers: &HeaderMap) -> Option<HeaderValue> {
+pub fn requested_upgrade(headers: &HeaderMap) -> Option<HeaderValue> {
     let connection_upgrade = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -65,13 +66,16 @@ fn requested_upgrade(headers: &HeaderMap) -> Option<HeaderValue> {
 
 /// Rewrites `req` for the upstream and forwards it; returns the upstream's
 /// answer with hop-by-hop headers removed. Upgrades are tunnelled both ways.
+/// `in_use` goes with the response body, or with the tunnel, so the
+/// container counts as in use for as long as either is open.
 pub async fn forward(
     client: &UpstreamClient,
     name: &str,
     upstream: SocketAddr,
     client_addr: SocketAddr,
-    mut req: Request<Incoming>,
-) -> Result<Response<Incoming>, ProxyError> {
+    mut req: Request<RequestBody>,
+    in_use: InUse,
+) -> Result<Response<TrackedBody>, ProxyError> {
     let upgrade = requested_upgrade(req.headers());
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
 
@@ -108,16 +112,17 @@ pub async fn forward(
             let upstream_upgrade = hyper::upgrade::on(&mut response);
             let name = name.to_owned();
             tokio::spawn(async move {
+                let _in_use = in_use;
                 if let Err(e) = tunnel(client_upgrade, upstream_upgrade).await {
                     tracing::debug!(container = %name, error = %e, "upgraded connection ended with an error");
                 }
             });
             // Keep Connection/Upgrade: the client needs them to switch too.
-            return Ok(response);
+            return Ok(response.map(|body| TrackedBody::new(body, None)));
         }
     }
     strip_hop_by_hop(response.headers_mut());
-    Ok(response)
+    Ok(response.map(|body| TrackedBody::new(body, Some(in_use))))
 }
 
 async fn tunnel(

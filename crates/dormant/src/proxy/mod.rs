@@ -5,9 +5,12 @@
 //! parse Host, look the route up in memory, record activity (an atomic store),
 //! forward over a pooled connection.
 
+mod body;
 mod error;
 mod forward;
 pub mod routes;
+pub mod waker;
+mod waking;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -24,28 +27,40 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
-use crate::domain::ContainerState;
+use crate::domain::{ContainerState, WakeStrategy};
+use body::{RequestBody, TrackedBody};
 pub use error::ProxyError;
 use forward::{forward, upstream_client, UpstreamClient};
 use routes::{name_from_host, Routes};
+use waker::Waker;
 
 /// What the proxy answers with: the upstream's streamed body, or dormant's own
 /// short answer.
-pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+pub type ProxyBody = Either<TrackedBody, Full<Bytes>>;
 
 /// Shared by every connection the proxy serves.
 pub struct Proxy {
     routes: Arc<Routes>,
+    waker: Arc<dyn Waker>,
     base_domain: String,
     client: UpstreamClient,
+    /// Request body bytes read ahead while a container wakes (`--wake-buffer`).
+    read_ahead_limit: usize,
 }
 
 impl Proxy {
-    pub fn new(routes: Arc<Routes>, base_domain: &str) -> Self {
+    pub fn new(
+        routes: Arc<Routes>,
+        waker: Arc<dyn Waker>,
+        base_domain: &str,
+        read_ahead_limit: usize,
+    ) -> Self {
         Self {
             routes,
+            waker,
             base_domain: base_domain.trim_matches('.').to_ascii_lowercase(),
             client: upstream_client(),
+            read_ahead_limit,
         }
     }
 
@@ -115,7 +130,7 @@ impl Proxy {
 
     async fn handle(&self, client_addr: SocketAddr, req: Request<Incoming>) -> Response<ProxyBody> {
         match self.route_and_forward(client_addr, req).await {
-            Ok(response) => response.map(Either::Left),
+            Ok(response) => response,
             Err(error) => {
                 tracing::debug!(%error, "proxy answered with an error");
                 error.into_response().map(Either::Right)
@@ -127,7 +142,7 @@ impl Proxy {
         &self,
         client_addr: SocketAddr,
         req: Request<Incoming>,
-    ) -> Result<Response<Incoming>, ProxyError> {
+    ) -> Result<Response<ProxyBody>, ProxyError> {
         let host = req
             .headers()
             .get(header::HOST)
@@ -147,18 +162,45 @@ impl Proxy {
             .ok_or_else(|| ProxyError::UnknownContainer {
                 name: name.clone().into_owned(),
             })?;
-        let status = route.status();
-        let upstream = match (status.state, status.upstream) {
-            (ContainerState::Running, Some(upstream)) => upstream,
-            (state, _) => {
-                return Err(ProxyError::NotRunning {
-                    name: route.name().to_owned(),
-                    state,
-                    reason: status.reason,
-                })
-            }
-        };
+        // Activity first, then the state: see `Route::touch`.
         route.touch();
-        forward(&self.client, route.name(), upstream, client_addr, req).await
+        let in_use = route.in_use();
+        let status = route.status();
+        let (parts, body) = req.into_parts();
+        let (upstream, body) = match (status.state, status.upstream) {
+            (ContainerState::Running, Some(upstream)) => (upstream, RequestBody::streaming(body)),
+            (state, _) => match route.config().wake {
+                WakeStrategy::Redirect => {
+                    self.waker
+                        .ready_upstream(&route)
+                        .await
+                        .map_err(|error| ProxyError::Wake {
+                            name: route.name().to_owned(),
+                            error,
+                        })?;
+                    return Ok(waking::redirect_to_same_url(&parts).map(Either::Right));
+                }
+                WakeStrategy::Page
+                    if state != ContainerState::Failed && waking::wants_html(&parts) =>
+                {
+                    self.waker.begin_wake(&route);
+                    return Ok(waking::waking_page(route.name()).map(Either::Right));
+                }
+                WakeStrategy::Hold | WakeStrategy::Page => {
+                    waking::hold(self.waker.as_ref(), &route, body, self.read_ahead_limit).await?
+                }
+            },
+        };
+        let req = Request::from_parts(parts, body);
+        let response = forward(
+            &self.client,
+            route.name(),
+            upstream,
+            client_addr,
+            req,
+            in_use,
+        )
+        .await?;
+        Ok(response.map(Either::Left))
     }
 }

@@ -6,12 +6,14 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
 
-use crate::domain::{now_millis, ContainerState, UnixMillis};
+use crate::domain::{now_millis, ContainerState, UnixMillis, WakeStrategy};
 
 /// Where a route stands right now, as lifecycle last published it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +23,8 @@ pub struct RouteStatus {
     pub upstream: Option<SocketAddr>,
     /// Why the container is not serving (`failed`), for the proxy's answer.
     pub reason: Option<Arc<str>>,
+    /// For `failed`: no new wake before this instant (backoff).
+    pub retry_at: Option<Instant>,
 }
 
 impl RouteStatus {
@@ -29,6 +33,7 @@ impl RouteStatus {
             state: ContainerState::Running,
             upstream: Some(upstream),
             reason: None,
+            retry_at: None,
         }
     }
 
@@ -37,14 +42,33 @@ impl RouteStatus {
             state,
             upstream: None,
             reason: reason.map(Arc::from),
+            retry_at: None,
         }
     }
+
+    /// `failed` with a reason; no wake is tried again before `retry_at`.
+    pub fn failed(reason: &str, retry_at: Instant) -> Self {
+        Self {
+            state: ContainerState::Failed,
+            upstream: None,
+            reason: Some(Arc::from(reason)),
+            retry_at: Some(retry_at),
+        }
+    }
+}
+
+/// A route's settings that don't change while it exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteConfig {
+    pub idle_timeout: Duration,
+    pub wake: WakeStrategy,
 }
 
 /// One container's route.
 #[derive(Debug)]
 pub struct Route {
     name: String,
+    config: RouteConfig,
     /// A watch channel so that, besides reading the current status, a task can
     /// wait for the next change (a wake finishing, say).
     status: watch::Sender<RouteStatus>,
@@ -53,11 +77,26 @@ pub struct Route {
     /// The activity time last handed to the store, so a flush writes only
     /// the routes that saw activity since.
     flushed_ms: AtomicI64,
+    /// Requests in flight plus open upgraded connections and streaming
+    /// responses: while above zero the container is in use, never idle.
+    in_use: AtomicUsize,
+    /// Set while a wake task runs, so concurrent requests join it instead
+    /// of starting another.
+    waking: AtomicBool,
+    /// Consecutive failed wakes, for the backoff before the next.
+    wake_failures: AtomicU32,
+    /// Woken when Docker reports that the container died, so a wake in
+    /// progress fails at once instead of at its timeout.
+    died: Notify,
 }
 
 impl Route {
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    pub fn config(&self) -> RouteConfig {
+        self.config
     }
 
     pub fn status(&self) -> RouteStatus {
@@ -72,13 +111,55 @@ impl Route {
         self.status.send_replace(status);
     }
 
-    /// Records activity now: one relaxed atomic store.
+    /// Records activity now: one atomic store. SeqCst pairs with the sleep
+    /// path, which publishes `stopping` and then re-reads activity: either it
+    /// sees this touch, or the toucher sees `stopping` and joins the wake.
     pub fn touch(&self) {
-        self.last_active_ms.store(now_millis(), Ordering::Relaxed);
+        self.last_active_ms.store(now_millis(), Ordering::SeqCst);
+    }
+
+    /// Marks the route in use until the guard is dropped (a request in
+    /// flight, an open tunnel, a streaming response).
+    pub fn in_use(self: &Arc<Self>) -> InUse {
+        self.in_use.fetch_add(1, Ordering::SeqCst);
+        InUse(self.clone())
+    }
+
+    pub fn in_use_count(&self) -> usize {
+        self.in_use.load(Ordering::SeqCst)
+    }
+
+    /// Claims the right to run a wake; false if one is already running.
+    pub fn claim_wake(&self) -> bool {
+        self.waking
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    pub fn release_wake(&self) {
+        self.waking.store(false, Ordering::Release);
+    }
+
+    /// Counts a failed wake; returns how many in a row.
+    pub fn note_wake_failure(&self) -> u32 {
+        self.wake_failures.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    pub fn reset_wake_failures(&self) {
+        self.wake_failures.store(0, Ordering::Relaxed);
+    }
+
+    pub fn notify_died(&self) {
+        self.died.notify_waiters();
+    }
+
+    /// Completes when Docker next reports this container died.
+    pub fn died(&self) -> tokio::sync::futures::Notified<'_> {
+        self.died.notified()
     }
 
     pub fn last_active_ms(&self) -> UnixMillis {
-        self.last_active_ms.load(Ordering::Relaxed)
+        self.last_active_ms.load(Ordering::SeqCst)
     }
 
     /// True once per change of the activity time: whether a flush should
@@ -86,6 +167,19 @@ impl Route {
     pub fn take_unflushed(&self) -> bool {
         let last = self.last_active_ms();
         self.flushed_ms.swap(last, Ordering::Relaxed) != last
+    }
+}
+
+/// Keeps its route in use, and counts as activity, until dropped.
+#[derive(Debug)]
+pub struct InUse(Arc<Route>);
+
+impl Drop for InUse {
+    fn drop(&mut self) {
+        // The end of a long response or connection is activity too: the idle
+        // clock starts when the last use ends.
+        self.0.touch();
+        self.0.in_use.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -106,9 +200,20 @@ impl Routes {
     }
 
     /// Adds or replaces the route for `name`; activity starts at `last_active`.
-    pub fn insert(&self, name: &str, status: RouteStatus, last_active: UnixMillis) -> Arc<Route> {
+    pub fn insert(
+        &self,
+        name: &str,
+        config: RouteConfig,
+        status: RouteStatus,
+        last_active: UnixMillis,
+    ) -> Arc<Route> {
         let route = Arc::new(Route {
             name: name.to_owned(),
+            config,
+            in_use: AtomicUsize::new(0),
+            waking: AtomicBool::new(false),
+            wake_failures: AtomicU32::new(0),
+            died: Notify::new(),
             status: watch::Sender::new(status),
             last_active_ms: AtomicI64::new(last_active),
             flushed_ms: AtomicI64::new(last_active),
@@ -205,11 +310,12 @@ mod tests {
     #[test]
     fn activity_and_status_are_visible_through_the_table() {
         let routes = Routes::new();
-        routes.insert(
-            "a",
-            RouteStatus::not_serving(ContainerState::Creating, None),
-            5,
-        );
+        let config = RouteConfig {
+            idle_timeout: Duration::from_secs(1),
+            wake: WakeStrategy::Hold,
+        };
+        let status = RouteStatus::not_serving(ContainerState::Creating, None);
+        routes.insert("a", config, status, 5);
         let route = routes.get("a").unwrap();
         assert_eq!(route.last_active_ms(), 5);
         assert!(!route.take_unflushed());
@@ -224,6 +330,14 @@ mod tests {
         ));
         assert!(rx.has_changed().unwrap());
         assert_eq!(rx.borrow_and_update().state, ContainerState::Failed);
+        let guard = route.in_use();
+        assert_eq!(route.in_use_count(), 1);
+        drop(guard);
+        assert_eq!(route.in_use_count(), 0);
+        assert!(route.claim_wake());
+        assert!(!route.claim_wake());
+        route.release_wake();
+        assert!(route.claim_wake());
         assert!(routes.remove("a").is_some());
         assert!(routes.get("a").is_none());
     }

@@ -12,12 +12,18 @@ use bollard::models::{
     ContainerCreateBody, HostConfig, Mount, MountType, PortBinding, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, InspectContainerOptions, ListContainersOptions, ListVolumesOptions,
-    RemoveContainerOptions, RemoveVolumeOptions, StopContainerOptions,
+    CreateContainerOptions, EventsOptions, InspectContainerOptions, ListContainersOptions,
+    ListVolumesOptions, RemoveContainerOptions, RemoveVolumeOptions, StopContainerOptions,
 };
 use bollard::Docker;
 
-use super::{CreateParams, ImageInfo, Inspection, Managed, Runtime, RuntimeError, RuntimeResult};
+use super::{
+    ContainerEvent, ContainerEventKind, CreateParams, ImageInfo, Inspection, Managed, Runtime,
+    RuntimeError, RuntimeResult,
+};
+use crate::domain::LABEL_NAME;
+use futures_util::stream::BoxStream;
+use futures_util::StreamExt;
 
 /// Docker as dormant's container runtime.
 #[derive(Clone)]
@@ -309,5 +315,42 @@ impl Runtime for DockerRuntime {
                 labels: v.labels,
             })
             .collect())
+    }
+
+    fn events(
+        &self,
+        label: &str,
+        value: &str,
+    ) -> BoxStream<'static, RuntimeResult<ContainerEvent>> {
+        let options = EventsOptions {
+            filters: Some(HashMap::from([
+                ("type".to_owned(), vec!["container".to_owned()]),
+                ("label".to_owned(), vec![format!("{label}={value}")]),
+                (
+                    "event".to_owned(),
+                    vec!["start".to_owned(), "die".to_owned()],
+                ),
+            ])),
+            ..Default::default()
+        };
+        self.docker
+            .events(Some(options))
+            .filter_map(|message| async move {
+                let message = match message {
+                    Ok(message) => message,
+                    Err(e) => return Some(Err(failed("events", "", e))),
+                };
+                let attributes = message.actor?.attributes.unwrap_or_default();
+                let name = attributes.get(LABEL_NAME)?.clone();
+                let kind = match message.action.as_deref()? {
+                    "start" => ContainerEventKind::Started,
+                    "die" => ContainerEventKind::Died {
+                        exit_code: attributes.get("exitCode").and_then(|c| c.parse().ok()),
+                    },
+                    _ => return None,
+                };
+                Some(Ok(ContainerEvent { name, kind }))
+            })
+            .boxed()
     }
 }

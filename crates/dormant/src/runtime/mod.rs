@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use async_trait::async_trait;
+use futures_util::stream::BoxStream;
 
 /// What dormant needs to know about a local image.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +55,20 @@ pub struct Managed {
     pub labels: HashMap<String, String>,
 }
 
+/// Something that happened to a container, as the engine reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerEvent {
+    /// The dormant name (from the `dormant.name` label).
+    pub name: String,
+    pub kind: ContainerEventKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContainerEventKind {
+    Started,
+    Died { exit_code: Option<i64> },
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     #[error("{0} not found")]
@@ -85,6 +100,10 @@ pub trait Runtime: Send + Sync + 'static {
     async fn inspect(&self, id: &str) -> RuntimeResult<Option<Inspection>>;
     /// Containers carrying `label=value`, running or not.
     async fn list_labelled(&self, label: &str, value: &str) -> RuntimeResult<Vec<Managed>>;
+    /// Starts and deaths of containers carrying `label=value`, from now on.
+    /// The stream ends if the engine's connection drops.
+    fn events(&self, label: &str, value: &str)
+        -> BoxStream<'static, RuntimeResult<ContainerEvent>>;
     /// Named volumes carrying `label=value`.
     async fn list_labelled_volumes(&self, label: &str, value: &str) -> RuntimeResult<Vec<Managed>>;
 }

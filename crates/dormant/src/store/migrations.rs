@@ -20,6 +20,9 @@ const MIGRATIONS: &[&str] = &[
         last_active_at  INTEGER NOT NULL
     );
     CREATE INDEX containers_state ON containers(state);",
+    // 2: wake statistics.
+    "ALTER TABLE containers ADD COLUMN wakes INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE containers ADD COLUMN last_wake_ms INTEGER;",
 ];
 
 /// Brings the schema up to date inside one transaction.

@@ -155,6 +155,19 @@ impl Store {
         .await
     }
 
+    /// Counts a finished wake that took `took_ms`.
+    pub async fn record_wake(&self, name: &str, took_ms: u64) -> Result<(), StoreError> {
+        let name = name.to_owned();
+        self.with(move |conn| {
+            conn.execute(
+                "UPDATE containers SET wakes = wakes + 1, last_wake_ms = ?2 WHERE name = ?1",
+                params![name, took_ms as i64],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Records last activity for many containers in one transaction. Times
     /// only move forward, so a late flush never makes a container look idler.
     pub async fn record_activity(
@@ -195,7 +208,7 @@ impl Store {
 }
 
 const COLUMNS: &str =
-    "name, spec, state, reason, docker_id, owner, node, created_at, last_active_at";
+    "name, spec, state, reason, docker_id, owner, node, created_at, last_active_at, wakes, last_wake_ms";
 
 /// Reads one row. The outer `Result` is SQLite's; the inner one says whether
 /// dormant can make sense of what SQLite returned.
@@ -224,6 +237,8 @@ fn read_row(row: &Row<'_>) -> rusqlite::Result<Result<ContainerRecord, StoreErro
         node: row.get(6)?,
         created_at: row.get(7)?,
         last_active_at: row.get(8)?,
+        wakes: row.get::<_, i64>(9)?.max(0) as u64,
+        last_wake_ms: row.get::<_, Option<i64>>(10)?.map(|ms| ms.max(0) as u64),
         name,
     }))
 }
@@ -246,6 +261,8 @@ mod tests {
                 nano_cpus: None,
                 idle_timeout: Duration::from_secs(60),
                 volumes: vec!["/data".into()],
+                ready_path: None,
+                wake: None,
             },
             state: ContainerState::Creating,
             reason: None,
@@ -254,6 +271,8 @@ mod tests {
             node: "n1".into(),
             created_at: 1,
             last_active_at: 1,
+            wakes: 0,
+            last_wake_ms: None,
         }
     }
 
@@ -300,6 +319,8 @@ mod tests {
         store.set_docker_id("a", Some("abc".into())).await.unwrap();
         store.record_activity(vec![("a".into(), 50)]).await.unwrap();
         store.record_activity(vec![("a".into(), 10)]).await.unwrap();
+        store.record_wake("a", 120).await.unwrap();
+        store.record_wake("a", 80).await.unwrap();
         drop(store);
 
         let store = Store::open(&dir.join("dormant.db")).unwrap();
@@ -308,6 +329,7 @@ mod tests {
         assert_eq!(got.reason.as_deref(), Some("boom"));
         assert_eq!(got.docker_id.as_deref(), Some("abc"));
         assert_eq!(got.last_active_at, 50);
+        assert_eq!((got.wakes, got.last_wake_ms), (2, Some(80)));
         assert_eq!(got.spec, record("a").spec);
         store.delete_all(vec!["a".into()]).await.unwrap();
         assert!(store.get("a").await.unwrap().is_none());

@@ -1,0 +1,156 @@
+//! Starting a container, or creating it again from its spec when Docker no
+//! longer has it, and waiting until the app inside answers.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use super::{docker_ref, readiness, volume_names, Lifecycle, LifecycleError};
+use crate::domain::{docker_name, ContainerRecord, LABEL_MANAGED, LABEL_NAME, LABEL_NODE};
+use crate::proxy::routes::Route;
+use crate::runtime::{CreateParams, Inspection};
+
+impl Lifecycle {
+    /// Starts the container (creating it from its spec if Docker no longer
+    /// has it) and waits until the app answers. `route`, when there is one,
+    /// tells us at once if Docker reports the container died. Caller holds
+    /// the container's lock.
+    pub(super) async fn bring_up(
+        &self,
+        record: &ContainerRecord,
+        route: Option<&Arc<Route>>,
+    ) -> Result<SocketAddr, LifecycleError> {
+        let name = record.name.as_str();
+        let runtime_err = |e| LifecycleError::runtime(name, e);
+        let existing = self
+            .runtime
+            .inspect(&docker_ref(record))
+            .await
+            .map_err(runtime_err)?;
+        let (id, running) = match existing {
+            Some(inspection) => (inspection.id, inspection.running),
+            None => {
+                if record.docker_id.is_some() {
+                    tracing::warn!(container = %name, image = %record.spec.image, "its Docker container was removed behind dormant's back; recreating it from its image");
+                }
+                let id = self
+                    .runtime
+                    .create(&self.create_params(record))
+                    .await
+                    .map_err(runtime_err)?;
+                self.store.set_docker_id(name, Some(id.clone())).await?;
+                (id, false)
+            }
+        };
+        // Listen for "died" before starting, so a crash at start is never missed.
+        let died = route.map(|route| route.died());
+        if !running {
+            self.runtime.start(&id).await.map_err(runtime_err)?;
+        }
+        let inspection = self
+            .runtime
+            .inspect(&id)
+            .await
+            .map_err(runtime_err)?
+            .ok_or_else(|| {
+                not_ready(
+                    name,
+                    "its Docker container disappeared right after starting".into(),
+                )
+            })?;
+        if !inspection.running {
+            return Err(not_ready(name, exit_reason(&inspection)));
+        }
+        let upstream = inspection.upstream.ok_or_else(|| {
+            not_ready(
+                name,
+                format!(
+                    "Docker shows no published port for container port {}",
+                    record.spec.port
+                ),
+            )
+        })?;
+
+        let deadline = Instant::now() + self.config.wake_timeout;
+        let runtime = self.runtime.clone();
+        let still_running = || {
+            let runtime = runtime.clone();
+            let id = id.clone();
+            async move {
+                match runtime.inspect(&id).await {
+                    Ok(Some(i)) if i.running => Ok(()),
+                    Ok(Some(i)) => Err(exit_reason(&i)),
+                    Ok(None) => Err("its Docker container was removed".into()),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        };
+        let (path, require_success) = match &record.spec.ready_path {
+            Some(path) => (path.as_str(), true),
+            None => ("/", false),
+        };
+        let wait = readiness::wait_ready(upstream, path, require_success, deadline, still_running);
+        let outcome = match died {
+            Some(died) => {
+                tokio::select! {
+                    outcome = wait => outcome,
+                    () = died => Err(self.died_reason(&id).await),
+                }
+            }
+            None => wait.await,
+        };
+        let took = outcome.map_err(|reason| not_ready(name, reason))?;
+        tracing::debug!(container = %name, ?took, "ready");
+        Ok(upstream)
+    }
+
+    /// Why a container Docker reported dead stopped, as well as Docker says.
+    async fn died_reason(&self, id: &str) -> String {
+        match self.runtime.inspect(id).await {
+            Ok(Some(inspection)) => exit_reason(&inspection),
+            _ => "it stopped while starting".into(),
+        }
+    }
+
+    pub(super) fn create_params(&self, record: &ContainerRecord) -> CreateParams {
+        let labels = HashMap::from([
+            (LABEL_MANAGED.to_owned(), "true".to_owned()),
+            (LABEL_NAME.to_owned(), record.name.clone()),
+            (LABEL_NODE.to_owned(), self.config.node.clone()),
+        ]);
+        let spec = &record.spec;
+        CreateParams {
+            docker_name: docker_name(&record.name),
+            image: spec.image.clone(),
+            port: spec.port,
+            env: spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            cmd: spec.cmd.clone(),
+            memory_bytes: spec.memory_bytes,
+            nano_cpus: spec.nano_cpus,
+            pids_limit: self.config.pids_limit,
+            labels,
+            volumes: volume_names(record)
+                .into_iter()
+                .zip(spec.volumes.iter().cloned())
+                .collect(),
+        }
+    }
+}
+
+fn not_ready(name: &str, reason: String) -> LifecycleError {
+    LifecycleError::NotReady {
+        name: name.to_owned(),
+        reason,
+    }
+}
+
+/// Why a container is not running, in words.
+pub(super) fn exit_reason(inspection: &Inspection) -> String {
+    match (&inspection.error, inspection.exit_code) {
+        (Some(error), _) => format!("it failed to run: {error}"),
+        (None, Some(code)) => format!("it exited with code {code}"),
+        (None, None) => "it is not running".into(),
+    }
+}

@@ -1,0 +1,119 @@
+//! Serving a request whose container is not running, by wake strategy:
+//! `hold` keeps the request until the container answers, `redirect` answers
+//! 307 to the same URL once it does, `page` shows browsers a "waking up" page
+//! at once and holds everyone else.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use http::{header, request::Parts, HeaderValue, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+
+use super::body::RequestBody;
+use super::error::ProxyError;
+use super::routes::Route;
+use super::waker::Waker;
+
+/// Waits for a ready upstream while reading the request body ahead, up to
+/// `read_ahead_limit` bytes, so a client is not stalled by the wake. The rest
+/// of a larger body is streamed once the container answers.
+pub async fn hold(
+    waker: &dyn Waker,
+    route: &Arc<Route>,
+    body: Incoming,
+    read_ahead_limit: usize,
+) -> Result<(SocketAddr, RequestBody), ProxyError> {
+    let wake = waker.ready_upstream(route);
+    tokio::pin!(wake);
+    let mut body = Some(body);
+    let mut read_ahead = BytesMut::new();
+    let upstream = loop {
+        let reading = body.is_some() && read_ahead.len() < read_ahead_limit;
+        tokio::select! {
+            outcome = &mut wake => break outcome,
+            frame = next_frame(&mut body), if reading => match frame {
+                Some(Ok(data)) => read_ahead.extend_from_slice(&data),
+                // The whole body is here.
+                None => body = None,
+                Some(Err(e)) => {
+                    return Err(ProxyError::ClientBody { name: route.name().to_owned(), cause: e.to_string() })
+                }
+            },
+        }
+    };
+    let upstream = upstream.map_err(|error| ProxyError::Wake {
+        name: route.name().to_owned(),
+        error,
+    })?;
+    Ok((upstream, RequestBody::resumed(read_ahead.freeze(), body)))
+}
+
+/// The next data of `body`; `None` at its end. Trailers are dropped: no
+/// container app we serve relies on request trailers.
+async fn next_frame(body: &mut Option<Incoming>) -> Option<Result<Bytes, hyper::Error>> {
+    let incoming = body.as_mut()?;
+    loop {
+        match incoming.frame().await? {
+            Ok(frame) => {
+                if let Ok(data) = frame.into_data() {
+                    return Some(Ok(data));
+                }
+            }
+            Err(e) => return Some(Err(e)),
+        }
+    }
+}
+
+/// 307 to the very URL asked for: the client repeats the request, method and
+/// body included, now that the container answers.
+pub fn redirect_to_same_url(parts: &Parts) -> Response<Full<Bytes>> {
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let location = format!("http://{host}{path}");
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = StatusCode::TEMPORARY_REDIRECT;
+    if let Ok(location) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Whether the client is a browser asking for a page.
+pub fn wants_html(parts: &Parts) -> bool {
+    parts
+        .headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|accept| accept.contains("text/html"))
+}
+
+/// The "waking up" page: 503 with `Retry-After`, refreshing itself.
+pub fn waking_page(name: &str) -> Response<Full<Bytes>> {
+    let html = format!(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"1\">\
+         <title>Waking up {name}…</title>\
+         <style>body{{font-family:system-ui,sans-serif;display:grid;place-items:center;height:90vh;color:#333}}</style>\
+         </head><body><div><h1>Waking up <code>{name}</code>…</h1>\
+         <p>It was asleep to save resources. This page reloads by itself in a moment.</p></div></body></html>\n"
+    );
+    let mut response = Response::new(Full::new(Bytes::from(html)));
+    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
