@@ -5,11 +5,14 @@ use std::time::Duration;
 pub const USAGE: &str = "\
 dormant-demo: a tiny HTTP workload for testing dormant
 
-USAGE: dormant-demo [--port N] [--startup-delay DURATION] [--exit-immediately] [--help]
+USAGE: dormant-demo [--port N] [--startup-delay DURATION] [--exit-immediately]
+                    [--exit-if-exists PATH] [--help]
 
   --port N                  port to listen on (default: env PORT, else 8080)
   --startup-delay DURATION  sleep before binding the listener, e.g. 2s, 500ms, 1m
   --exit-immediately        exit with code 3 at once (simulates a crashing app)
+  --exit-if-exists PATH     exit with code 3 at once if PATH exists (a crash that
+                            starts after a file is written, e.g. before a sleep)
   --help                    print this help
 
 ROUTES: GET / | GET /headers | ANY /echo | GET /ws | GET /stream?seconds=N |
@@ -22,6 +25,7 @@ pub struct Args {
     pub port: u16,
     pub startup_delay: Duration,
     pub exit_immediately: bool,
+    pub exit_if_exists: Option<std::path::PathBuf>,
     pub help: bool,
 }
 
@@ -36,6 +40,7 @@ pub fn parse(
     };
     let mut startup_delay = Duration::ZERO;
     let mut exit_immediately = false;
+    let mut exit_if_exists = None;
     let mut help = false;
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
@@ -53,6 +58,7 @@ pub fn parse(
             "--port" => port = parse_port(&value("--port")?)?,
             "--startup-delay" => startup_delay = parse_duration(&value("--startup-delay")?)?,
             "--exit-immediately" => exit_immediately = true,
+            "--exit-if-exists" => exit_if_exists = Some(value("--exit-if-exists")?.into()),
             "--help" | "-h" => help = true,
             other => return Err(format!("unknown argument {other:?} (try --help)")),
         }
@@ -61,6 +67,7 @@ pub fn parse(
         port,
         startup_delay,
         exit_immediately,
+        exit_if_exists,
         help,
     })
 }
@@ -110,6 +117,8 @@ mod tests {
         assert_eq!(a.startup_delay, Duration::from_millis(500));
         assert!(a.exit_immediately);
         assert!(p(&["--help"], None).unwrap().help);
+        let a = p(&["--exit-if-exists", "/crash"], None).unwrap();
+        assert_eq!(a.exit_if_exists, Some("/crash".into()));
     }
 
     #[test]

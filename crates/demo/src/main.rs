@@ -35,6 +35,10 @@ async fn main() {
         eprintln!("dormant-demo: exiting at once with code 3 (--exit-immediately)");
         std::process::exit(3);
     }
+    if let Some(path) = args.exit_if_exists.as_ref().filter(|p| p.exists()) {
+        eprintln!("dormant-demo: exiting at once with code 3 ({} exists)", path.display());
+        std::process::exit(3);
+    }
 
     let mut stopping = watch_signals();
     if !args.startup_delay.is_zero() {

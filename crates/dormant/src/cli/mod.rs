@@ -44,6 +44,22 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Put containers to sleep now (stopped; their next request wakes them).
+    Sleep {
+        /// Container names.
+        #[arg(required = true)]
+        names: Vec<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Wake containers and return once they answer.
+    Wake {
+        /// Container names.
+        #[arg(required = true)]
+        names: Vec<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Build the demo workload into a local image `FROM scratch` (no registry needed).
     DemoImage {
         /// Image name to build.
@@ -167,7 +183,29 @@ pub async fn run_client(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Sleep { names, client } => transition(&client, "sleep", names).await,
+        Command::Wake { names, client } => transition(&client, "wake", names).await,
     }
+}
+
+/// `POST /v1/containers/{name}/{verb}` for each name; prints the outcome.
+async fn transition(client: &ClientArgs, verb: &str, names: Vec<String>) -> anyhow::Result<()> {
+    let api = connect(client)?;
+    let mut done = Vec::with_capacity(names.len());
+    for name in names {
+        let started = std::time::Instant::now();
+        let container: ContainerView = api
+            .json(Method::POST, &format!("/v1/containers/{name}/{verb}"), None)
+            .await?;
+        if !client.json {
+            println!("{name}: {} ({} ms)", container.state, started.elapsed().as_millis());
+        }
+        done.push(container);
+    }
+    if client.json {
+        println!("{}", serde_json::to_string_pretty(&ContainerList { containers: done })?);
+    }
+    Ok(())
 }
 
 async fn create(args: CreateArgs) -> anyhow::Result<()> {

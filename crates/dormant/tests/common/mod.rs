@@ -329,3 +329,78 @@ pub async fn eventually(timeout: Duration, mut check: impl AsyncFnMut() -> bool)
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Docker's clock now, for `docker events --since`.
+pub fn docker_time() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    format!("{}.{:09}", now.as_secs(), now.subsec_nanos())
+}
+
+/// How many `event` events Docker recorded for `container` since `since`.
+pub fn docker_events(since: &str, container: &str, event: &str) -> usize {
+    let until = docker_time();
+    docker_lines(&[
+        "events",
+        "--since",
+        since,
+        "--until",
+        &until,
+        "--filter",
+        &format!("container={container}"),
+        "--filter",
+        &format!("event={event}"),
+        "--format",
+        "{{.Action}}",
+    ])
+    .len()
+}
+
+/// A WebSocket to `path` of container `name`, through the proxy.
+pub async fn websocket(
+    dormant: &Dormant,
+    name: &str,
+    path: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio::net::TcpStream> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://{name}.localhost{path}")
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().insert(
+        "host",
+        format!("{name}.localhost:{}", dormant.proxy.port()).parse().unwrap(),
+    );
+    let stream = tokio::net::TcpStream::connect(dormant.proxy).await.unwrap();
+    let (socket, response) = tokio_tungstenite::client_async(request, stream)
+        .await
+        .expect("WebSocket handshake through the proxy");
+    assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+    socket
+}
+
+impl Dormant {
+    /// A request through the proxy with extra headers; the whole response.
+    pub async fn proxy_response(
+        &self,
+        method: Method,
+        name: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> http::Response<Bytes> {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", self.proxy))
+            .header("host", format!("{name}.localhost"));
+        for (key, value) in headers {
+            request = request.header(*key, *value);
+        }
+        let response = self
+            .http
+            .request(request.body(Full::new(Bytes::new())).unwrap())
+            .await
+            .unwrap();
+        let (parts, body) = response.into_parts();
+        http::Response::from_parts(parts, body.collect().await.unwrap().to_bytes())
+    }
+}
