@@ -55,6 +55,7 @@ pub struct Dormant {
     pub token: String,
     pub data_dir: PathBuf,
     extra_args: Vec<String>,
+    extra_env: Vec<(String, String)>,
     http: Client<HttpConnector, Full<Bytes>>,
 }
 
@@ -65,6 +66,12 @@ impl Dormant {
 
     /// Starts dormant with extra `serve` flags, on ephemeral ports.
     pub fn start_with(extra_args: &[&str]) -> Self {
+        Self::start_with_env(extra_args, &[])
+    }
+
+    /// Starts dormant with extra `serve` flags and extra environment
+    /// variables (set after the harness's own, so they may override them).
+    pub fn start_with_env(extra_args: &[&str], extra_env: &[(&str, &str)]) -> Self {
         let data_dir = std::env::temp_dir().join(unique("dormant-test"));
         std::fs::create_dir_all(&data_dir).unwrap();
         let mut dormant = Self {
@@ -75,6 +82,10 @@ impl Dormant {
             token: "test-token".into(),
             data_dir,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            extra_env: extra_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             http: Client::builder(TokioExecutor::new()).build_http(),
         };
         dormant.spawn();
@@ -95,6 +106,7 @@ impl Dormant {
             .env("DORMANT_ADMIN_TOKEN", &self.token)
             .env("DORMANT_LOG", "dormant=debug,info")
             .env_remove("DORMANT_CONFIG")
+            .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
@@ -118,10 +130,52 @@ impl Dormant {
     /// Kills dormant with SIGKILL (no chance to clean up) and starts it again
     /// on the same data dir.
     pub fn kill_and_restart(&mut self) {
+        self.kill();
+        self.restart();
+    }
+
+    /// Kills dormant with SIGKILL and waits for it to be gone; `restart`
+    /// starts it again on the same data dir.
+    pub fn kill(&mut self) {
         let mut child = self.child.take().unwrap();
         child.kill().unwrap();
         child.wait().unwrap();
+    }
+
+    /// Starts dormant again (after `kill` or `stop`) on the same data dir
+    /// and flags; the API and proxy get new ephemeral ports.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "dormant is still running");
         self.spawn();
+    }
+
+    /// Sends SIGTERM without waiting.
+    pub fn terminate(&self) {
+        let child = self.child.as_ref().expect("dormant is running");
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// Waits for dormant to exit on its own; `None` (and dormant killed)
+    /// when it is still running after `limit`, which only guards against a
+    /// hang.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take().expect("dormant is running");
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Stops dormant with SIGTERM and waits for it to exit.
@@ -220,6 +274,43 @@ impl Dormant {
         (status, String::from_utf8_lossy(&body).into_owned())
     }
 
+    /// A clone of the harness's HTTP client (pooled, keep-alive).
+    pub fn http_client(&self) -> Client<HttpConnector, Full<Bytes>> {
+        self.http.clone()
+    }
+
+    /// The API's list of container names.
+    pub async fn names(&self) -> Vec<String> {
+        let (status, json) = self.api(Method::GET, "/v1/containers", None).await;
+        assert_eq!(status, StatusCode::OK, "{json}");
+        json["containers"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no containers array: {json}"))
+            .iter()
+            .map(|c| c["name"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// Asserts the API lists no container and Docker has no container or
+    /// volume of this node.
+    pub async fn assert_nothing_left(&self, context: &str) {
+        assert_eq!(
+            self.names().await,
+            Vec::<String>::new(),
+            "{context}: the API still lists containers"
+        );
+        assert_eq!(
+            self.docker_containers(),
+            Vec::<String>::new(),
+            "{context}: Docker still has containers"
+        );
+        assert_eq!(
+            self.docker_volumes(),
+            Vec::<String>::new(),
+            "{context}: Docker still has volumes"
+        );
+    }
+
     /// IDs of the Docker containers this dormant's node labelled.
     pub fn docker_containers(&self) -> Vec<String> {
         docker_lines(&[
@@ -274,6 +365,18 @@ impl Drop for Dormant {
         }
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }
+}
+
+/// A command running the `dormant` binary under test, with no `DORMANT_*`
+/// settings inherited from the environment of the test run.
+pub fn dormant_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_dormant"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("DORMANT_") {
+            command.env_remove(key);
+        }
+    }
+    command
 }
 
 /// Runs a docker CLI command and returns its non-empty output lines.
