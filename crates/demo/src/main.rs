@@ -36,7 +36,10 @@ async fn main() {
         std::process::exit(3);
     }
     if let Some(path) = args.exit_if_exists.as_ref().filter(|p| p.exists()) {
-        eprintln!("dormant-demo: exiting at once with code 3 ({} exists)", path.display());
+        eprintln!(
+            "dormant-demo: exiting at once with code 3 ({} exists)",
+            path.display()
+        );
         std::process::exit(3);
     }
 

@@ -35,7 +35,12 @@ async fn an_idle_container_sleeps_and_the_next_request_finds_its_data() {
         .create(json!({"image": demo_image(), "name": name, "idle_timeout": "2s"}))
         .await;
     let (status, _) = dormant
-        .proxy_request(Method::PUT, &name, "/files/data/note.txt", Bytes::from("written before sleep"))
+        .proxy_request(
+            Method::PUT,
+            &name,
+            "/files/data/note.txt",
+            Bytes::from("written before sleep"),
+        )
         .await;
     assert!(status.is_success(), "{status}");
 
@@ -60,7 +65,9 @@ async fn an_idle_container_sleeps_and_the_next_request_finds_its_data() {
 async fn five_hundred_concurrent_requests_cause_one_start() {
     let dormant = std::sync::Arc::new(Dormant::start());
     let name = unique("herd");
-    dormant.create(json!({"image": demo_image(), "name": name})).await;
+    dormant
+        .create(json!({"image": demo_image(), "name": name}))
+        .await;
     sleep_now(&dormant, &name).await;
     let since = common::docker_time();
 
@@ -75,7 +82,12 @@ async fn five_hundred_concurrent_requests_cause_one_start() {
         statuses.push(status.unwrap());
     }
     let failed: Vec<_> = statuses.iter().filter(|s| **s != StatusCode::OK).collect();
-    assert!(failed.is_empty(), "{} of 500 failed: {:?}", failed.len(), &failed[..failed.len().min(5)]);
+    assert!(
+        failed.is_empty(),
+        "{} of 500 failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
     assert_eq!(state_of(&dormant, &name).await["wakes"], 1);
     let starts = common::docker_events(&since, &format!("dormant-{name}"), "start");
     assert_eq!(starts, 1, "Docker saw {starts} starts for one wake");
@@ -87,7 +99,9 @@ async fn a_post_body_sent_to_a_sleeping_container_arrives_intact() {
     // in part, the rest streamed once the container answers.
     let dormant = Dormant::start_with(&["--wake-buffer", "64k"]);
     let name = unique("post");
-    dormant.create(json!({"image": demo_image(), "name": name})).await;
+    dormant
+        .create(json!({"image": demo_image(), "name": name}))
+        .await;
     for size in [10_000usize, 300_000] {
         sleep_now(&dormant, &name).await;
         let body: Vec<u8> = (0..size).map(|i| (i % 253) as u8).collect();
@@ -96,7 +110,10 @@ async fn a_post_body_sent_to_a_sleeping_container_arrives_intact() {
             .await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(echoed.len(), size);
-        assert!(echoed == body, "the body of {size} bytes changed on the way");
+        assert!(
+            echoed == body,
+            "the body of {size} bytes changed on the way"
+        );
     }
 }
 
@@ -112,13 +129,23 @@ async fn an_open_websocket_keeps_its_container_awake() {
         .await;
     let mut socket = common::websocket(&dormant, &name, "/ws").await;
     socket.send(Message::text("hello")).await.unwrap();
-    assert_eq!(socket.next().await.unwrap().unwrap(), Message::text("hello"));
+    assert_eq!(
+        socket.next().await.unwrap().unwrap(),
+        Message::text("hello")
+    );
 
     // Well past the idle timeout, with no traffic on the socket.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    assert_eq!(docker_running(&name), Some(true), "slept under an open WebSocket");
+    assert_eq!(
+        docker_running(&name),
+        Some(true),
+        "slept under an open WebSocket"
+    );
     socket.send(Message::text("still here")).await.unwrap();
-    assert_eq!(socket.next().await.unwrap().unwrap(), Message::text("still here"));
+    assert_eq!(
+        socket.next().await.unwrap().unwrap(),
+        Message::text("still here")
+    );
 
     socket.close(None).await.unwrap();
     drop(socket);
@@ -138,12 +165,20 @@ async fn heartbeats_keep_a_container_awake() {
         .await;
     for _ in 0..10 {
         let (status, _) = dormant
-            .api(Method::POST, &format!("/v1/containers/{name}/heartbeat"), None)
+            .api(
+                Method::POST,
+                &format!("/v1/containers/{name}/heartbeat"),
+                None,
+            )
             .await;
         assert_eq!(status, StatusCode::NO_CONTENT);
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    assert_eq!(docker_running(&name), Some(true), "slept despite heartbeats");
+    assert_eq!(
+        docker_running(&name),
+        Some(true),
+        "slept despite heartbeats"
+    );
 }
 
 #[tokio::test]
@@ -154,10 +189,15 @@ async fn redirect_strategy_answers_307_to_the_same_url_once_ready() {
         .create(json!({"image": demo_image(), "name": name, "wake": "redirect"}))
         .await;
     sleep_now(&dormant, &name).await;
-    let response = dormant.proxy_response(Method::GET, &name, "/files/etc/hostname?x=1", &[]).await;
+    let response = dormant
+        .proxy_response(Method::GET, &name, "/files/etc/hostname?x=1", &[])
+        .await;
     assert_eq!(response.status(), StatusCode::TEMPORARY_REDIRECT);
     let location = response.headers()["location"].to_str().unwrap();
-    assert_eq!(location, format!("http://{name}.localhost/files/etc/hostname?x=1"));
+    assert_eq!(
+        location,
+        format!("http://{name}.localhost/files/etc/hostname?x=1")
+    );
     // Ready by the time the redirect is sent: the repeated request is served.
     assert_eq!(docker_running(&name), Some(true));
     let (status, _) = dormant.get(&name, "/files/etc/hostname?x=1").await;
@@ -173,11 +213,19 @@ async fn page_strategy_shows_browsers_a_waking_page_and_holds_other_clients() {
         .await;
     sleep_now(&dormant, &name).await;
     let response = dormant
-        .proxy_response(Method::GET, &name, "/", &[("accept", "text/html,application/xhtml+xml")])
+        .proxy_response(
+            Method::GET,
+            &name,
+            "/",
+            &[("accept", "text/html,application/xhtml+xml")],
+        )
         .await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(response.headers().contains_key("retry-after"));
-    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
     let woke = common::eventually(Duration::from_secs(30), async || {
         state_of(&dormant, &name).await["state"] == "running"
     })
@@ -186,7 +234,11 @@ async fn page_strategy_shows_browsers_a_waking_page_and_holds_other_clients() {
 
     sleep_now(&dormant, &name).await;
     let (status, body) = dormant.get(&name, "/").await;
-    assert_eq!(status, StatusCode::OK, "an API client must be held, not shown a page: {body}");
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "an API client must be held, not shown a page: {body}"
+    );
 }
 
 #[tokio::test]
@@ -204,12 +256,21 @@ async fn a_container_that_crashes_at_start_fails_with_a_reason_and_backs_off() {
 
     let started = std::time::Instant::now();
     let (status, body) = dormant.get(&name, "/").await;
-    assert!(started.elapsed() < Duration::from_secs(20), "answered only after the wake timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "answered only after the wake timeout"
+    );
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
     assert!(body.contains("exited with code 3"), "{body}");
     let view = state_of(&dormant, &name).await;
     assert_eq!(view["state"], "failed");
-    assert!(view["reason"].as_str().unwrap().contains("exited with code 3"), "{view}");
+    assert!(
+        view["reason"]
+            .as_str()
+            .unwrap()
+            .contains("exited with code 3"),
+        "{view}"
+    );
 
     // At once again: backing off, not restarted in a tight loop.
     let response = dormant.proxy_response(Method::GET, &name, "/", &[]).await;
@@ -219,7 +280,10 @@ async fn a_container_that_crashes_at_start_fails_with_a_reason_and_backs_off() {
     for _ in 0..5 {
         let _ = dormant.get(&name, "/").await;
     }
-    assert_eq!(common::docker_events(&since, &format!("dormant-{name}"), "start"), 0);
+    assert_eq!(
+        common::docker_events(&since, &format!("dormant-{name}"), "start"),
+        0
+    );
 }
 
 #[tokio::test]
@@ -240,7 +304,9 @@ async fn a_slow_starting_app_is_never_answered_with_502() {
 async fn a_sleep_racing_requests_ends_consistent_and_serves_them() {
     let dormant = std::sync::Arc::new(Dormant::start());
     let name = unique("race");
-    dormant.create(json!({"image": demo_image(), "name": name})).await;
+    dormant
+        .create(json!({"image": demo_image(), "name": name}))
+        .await;
     for _ in 0..3 {
         let sleeper = {
             let dormant = dormant.clone();
@@ -263,7 +329,10 @@ async fn a_sleep_racing_requests_ends_consistent_and_serves_them() {
             assert_eq!(status, StatusCode::OK, "{body}");
         }
         assert_eq!(sleeper.await.unwrap(), StatusCode::OK);
-        let state = state_of(&dormant, &name).await["state"].as_str().unwrap().to_owned();
+        let state = state_of(&dormant, &name).await["state"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         let running = docker_running(&name);
         match state.as_str() {
             "running" => assert_eq!(running, Some(true)),
@@ -279,7 +348,9 @@ async fn a_sleep_racing_requests_ends_consistent_and_serves_them() {
 async fn containers_asleep_when_dormant_restarts_wake_on_the_next_request() {
     let mut dormant = Dormant::start();
     let name = unique("restart");
-    dormant.create(json!({"image": demo_image(), "name": name})).await;
+    dormant
+        .create(json!({"image": demo_image(), "name": name}))
+        .await;
     dormant
         .proxy_request(Method::PUT, &name, "/files/data/kept", Bytes::from("kept"))
         .await;
@@ -295,7 +366,9 @@ async fn containers_asleep_when_dormant_restarts_wake_on_the_next_request() {
 async fn a_container_stopped_behind_dormants_back_is_woken_again() {
     let dormant = Dormant::start();
     let name = unique("behind");
-    dormant.create(json!({"image": demo_image(), "name": name})).await;
+    dormant
+        .create(json!({"image": demo_image(), "name": name}))
+        .await;
     common::docker_lines(&["stop", "-t", "1", &format!("dormant-{name}")]);
     // Docker's event stream tells dormant at once.
     let noticed = common::eventually(Duration::from_secs(10), async || {

@@ -198,12 +198,19 @@ async fn transition(client: &ClientArgs, verb: &str, names: Vec<String>) -> anyh
             .json(Method::POST, &format!("/v1/containers/{name}/{verb}"), None)
             .await?;
         if !client.json {
-            println!("{name}: {} ({} ms)", container.state, started.elapsed().as_millis());
+            println!(
+                "{name}: {} ({} ms)",
+                container.state,
+                started.elapsed().as_millis()
+            );
         }
         done.push(container);
     }
     if client.json {
-        println!("{}", serde_json::to_string_pretty(&ContainerList { containers: done })?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&ContainerList { containers: done })?
+        );
     }
     Ok(())
 }

@@ -34,12 +34,16 @@ pub fn print_containers(containers: &[ContainerView]) {
                 c.state.to_string(),
                 c.image.clone(),
                 ago(&c.last_active_at, now),
-                c.last_wake_ms.map_or_else(|| "-".into(), |ms| format!("{ms} ms")),
+                c.last_wake_ms
+                    .map_or_else(|| "-".into(), |ms| format!("{ms} ms")),
                 c.url.clone(),
             ]
         })
         .collect();
-    print_table(&["NAME", "STATE", "IMAGE", "IDLE", "LAST WAKE", "URL"], &rows);
+    print_table(
+        &["NAME", "STATE", "IMAGE", "IDLE", "LAST WAKE", "URL"],
+        &rows,
+    );
 }
 
 pub fn print_container(c: &ContainerView) {
@@ -64,9 +68,16 @@ pub fn print_container(c: &ContainerView) {
             },
         ),
         ("wake", c.wake.map_or("default", |w| w.as_str()).to_owned()),
-        ("ready path", c.ready_path.clone().unwrap_or_else(|| "-".into())),
+        (
+            "ready path",
+            c.ready_path.clone().unwrap_or_else(|| "-".into()),
+        ),
         ("wakes", c.wakes.to_string()),
-        ("last wake", c.last_wake_ms.map_or_else(|| "-".into(), |ms| format!("{ms} ms"))),
+        (
+            "last wake",
+            c.last_wake_ms
+                .map_or_else(|| "-".into(), |ms| format!("{ms} ms")),
+        ),
         ("created", c.created_at.clone()),
         (
             "last active",

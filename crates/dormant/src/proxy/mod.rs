@@ -143,11 +143,17 @@ impl Proxy {
         client_addr: SocketAddr,
         req: Request<Incoming>,
     ) -> Result<Response<ProxyBody>, ProxyError> {
+        // An absolute-form target names the host and wins over `Host`
+        // (RFC 9112 §3.2.2).
         let host = req
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| req.uri().host())
+            .uri()
+            .authority()
+            .map(|authority| authority.as_str())
+            .or_else(|| {
+                req.headers()
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+            })
             .ok_or_else(|| ProxyError::MissingHost {
                 base_domain: self.base_domain.clone(),
             })?;

@@ -472,7 +472,9 @@ pub async fn websocket(
         .unwrap();
     request.headers_mut().insert(
         "host",
-        format!("{name}.localhost:{}", dormant.proxy.port()).parse().unwrap(),
+        format!("{name}.localhost:{}", dormant.proxy.port())
+            .parse()
+            .unwrap(),
     );
     let stream = tokio::net::TcpStream::connect(dormant.proxy).await.unwrap();
     let (socket, response) = tokio_tungstenite::client_async(request, stream)
