@@ -103,6 +103,12 @@ pub struct ServeConfig {
     #[arg(long, env = "DORMANT_STOP_GRACE", default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub stop_grace: Duration,
 
+    /// Time asleep after which a container is archived (its changes kept in
+    /// one compressed snapshot, its Docker container removed), unless the
+    /// container says.
+    #[arg(long, env = "DORMANT_ARCHIVE_AFTER", default_value = "24h", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub archive_after: Duration,
+
     /// How long shutdown waits for in-flight requests.
     #[arg(long, env = "DORMANT_DRAIN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub drain_timeout: Duration,
@@ -207,6 +213,7 @@ mod tests {
         assert_eq!(c.wake_strategy, WakeStrategy::Hold);
         assert_eq!(c.wake_buffer, 1 << 20);
         assert_eq!(c.stop_grace, Duration::from_secs(10));
+        assert_eq!(c.archive_after, Duration::from_secs(24 * 3600));
         assert_eq!(c.wake_timeout, Duration::from_secs(60));
     }
 

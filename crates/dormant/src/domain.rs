@@ -110,6 +110,23 @@ pub struct ContainerSpec {
     /// follows the server's `--wake-strategy`.
     #[serde(default)]
     pub wake: Option<WakeStrategy>,
+    /// Time asleep before it is archived; `None` follows `--archive-after`.
+    #[serde(default, with = "opt_duration_ms")]
+    pub archive_after: Option<Duration>,
+}
+
+/// A snapshot of what a user changed in a container: one compressed file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotRecord {
+    /// File name inside the data dir's `snapshots/` directory.
+    pub file: String,
+    /// Size of the compressed file.
+    pub bytes: u64,
+    /// Entries (files, directories, links, deletions) it holds.
+    pub files: u64,
+    /// SHA-256 of the compressed file, hex.
+    pub sha256: String,
+    pub created_at: UnixMillis,
 }
 
 /// How the proxy serves a request that arrives while its container sleeps.
@@ -166,6 +183,10 @@ pub struct ContainerRecord {
     pub wakes: u64,
     /// Milliseconds from the start of its last wake until it was ready.
     pub last_wake_ms: Option<u64>,
+    /// When it entered its current state.
+    pub state_since: UnixMillis,
+    /// Its snapshot, while it is archived (or being archived or restored).
+    pub snapshot: Option<SnapshotRecord>,
 }
 
 impl ContainerRecord {
@@ -198,6 +219,21 @@ pub fn now_millis() -> UnixMillis {
 pub fn rfc3339(ms: UnixMillis) -> String {
     let time = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
     humantime::format_rfc3339_millis(time).to_string()
+}
+
+mod opt_duration_ms {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&(d.as_millis() as u64)),
+            None => s.serialize_none(),
+        }
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
+    }
 }
 
 mod duration_ms {

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 
 use crate::api::{self, ApiState, CreateDefaults};
 use crate::config::ServeConfig;
-use crate::lifecycle::{Lifecycle, LifecycleConfig};
+use crate::lifecycle::{check_archive_support, ArchiveSupport, Lifecycle, LifecycleConfig};
 use crate::proxy::routes::Routes;
 use crate::proxy::Proxy;
 use crate::runtime::docker::DockerRuntime;
@@ -44,6 +44,16 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()>) -> any
     let store = Store::open(&store_path)
         .with_context(|| format!("cannot open the store {}", store_path.display()))?;
     let runtime = DockerRuntime::connect(config.docker_host.as_deref()).await?;
+    let snapshot_dir = data_dir.join("snapshots");
+    std::fs::create_dir_all(&snapshot_dir)
+        .with_context(|| format!("cannot create the snapshot dir {}", snapshot_dir.display()))?;
+    let archive_support = check_archive_support(&runtime).await;
+    match &archive_support {
+        ArchiveSupport::Supported => tracing::info!(dir = %snapshot_dir.display(), "archiving enabled"),
+        ArchiveSupport::Unsupported(why) => tracing::error!(
+            "archiving is DISABLED: {why}. Containers still sleep; none will be archived, and /archive answers 409"
+        ),
+    }
 
     let routes = Arc::new(Routes::new());
     let lifecycle = Arc::new(Lifecycle::new(
@@ -58,7 +68,10 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()>) -> any
             default_wake: config.wake_strategy,
             create_concurrency: 4,
             sweep_interval: SWEEP_INTERVAL,
+            default_archive_after: config.archive_after,
+            snapshot_dir,
         },
+        archive_support,
     ));
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = move || {

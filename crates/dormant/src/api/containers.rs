@@ -8,6 +8,7 @@ use axum::Json;
 use super::error::{ApiError, ErrorBody};
 use super::model::{ContainerList, ContainerView, CreateContainers};
 use super::{create_request, ApiState};
+use crate::domain::ContainerState;
 
 /// Create one or more containers (all or none), started and answering.
 #[utoipa::path(
@@ -29,7 +30,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<ContainerList>), ApiError> {
     let request = create_request::parse(&body, &state.create_defaults, "admin")?;
     let created = state.lifecycle.create(request).await?;
-    let containers = created.iter().map(|r| state.public.view(r)).collect();
+    let containers = created.iter().map(|r| view(&state, r)).collect();
     Ok((StatusCode::CREATED, Json(ContainerList { containers })))
 }
 
@@ -42,7 +43,7 @@ pub async fn create(
 )]
 pub async fn list(State(state): State<ApiState>) -> Result<Json<ContainerList>, ApiError> {
     let records = state.lifecycle.list().await?;
-    let containers = records.iter().map(|r| state.public.view(r)).collect();
+    let containers = records.iter().map(|r| view(&state, r)).collect();
     Ok(Json(ContainerList { containers }))
 }
 
@@ -59,7 +60,7 @@ pub async fn get(
     Path(name): Path<String>,
 ) -> Result<Json<ContainerView>, ApiError> {
     let record = state.lifecycle.get(&name).await?;
-    Ok(Json(state.public.view(&record)))
+    Ok(Json(view(&state, &record)))
 }
 
 /// Delete a container and its volumes.
@@ -102,7 +103,7 @@ pub async fn sleep(
 ) -> Result<Json<ContainerView>, ApiError> {
     state.lifecycle.sleep(&name).await?;
     let record = state.lifecycle.get(&name).await?;
-    Ok(Json(state.public.view(&record)))
+    Ok(Json(view(&state, &record)))
 }
 
 /// Wake a container and answer once it is ready.
@@ -126,7 +127,7 @@ pub async fn wake(
 ) -> Result<Json<ContainerView>, ApiError> {
     state.lifecycle.wake(&name).await?;
     let record = state.lifecycle.get(&name).await?;
-    Ok(Json(state.public.view(&record)))
+    Ok(Json(view(&state, &record)))
 }
 
 /// Count as activity, as a request would: keeps the container awake.
@@ -143,4 +144,36 @@ pub async fn heartbeat(
 ) -> Result<StatusCode, ApiError> {
     state.lifecycle.heartbeat(&name)?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Archive a container now: its changes go into one compressed snapshot and
+/// its Docker container and volumes are removed. A running container is put
+/// to sleep first.
+#[utoipa::path(
+    post,
+    path = "/v1/containers/{name}/archive",
+    params(("name" = String, Path, description = "Container name")),
+    responses(
+        (status = 200, description = "Archived", body = ContainerView),
+        (status = 404, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 409, description = "Archiving is not available on this host, or the container is mid-transition", body = ErrorBody),
+        (status = 500, description = "Writing the snapshot failed; the container stays asleep", body = ErrorBody),
+        (status = 502, description = "Docker failed", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn archive(State(state): State<ApiState>, Path(name): Path<String>) -> Result<Json<ContainerView>, ApiError> {
+    state.lifecycle.archive(&name).await?;
+    let record = state.lifecycle.get(&name).await?;
+    Ok(Json(view(&state, &record)))
+}
+
+/// The API's view of a record, with live progress while it is archived or restored.
+fn view(state: &ApiState, record: &crate::domain::ContainerRecord) -> ContainerView {
+    let mut view = state.public.view(record);
+    if matches!(record.state, ContainerState::Archiving | ContainerState::Restoring) {
+        view.progress_bytes = state.lifecycle.progress(&record.name);
+    }
+    view
 }

@@ -212,6 +212,12 @@ fn check(
     }
     let volumes = request.volumes.unwrap_or_default();
     check_volumes(&volumes)?;
+    let archive_after = match &request.archive_after {
+        Some(text) => Some(humantime::parse_duration(text).map_err(|e| {
+            ApiError::invalid("archive_after", format!("`{text}` is not a duration ({e}); write e.g. `24h` or `7d`"))
+        })?),
+        None => None,
+    };
     if let Some(path) = &request.ready_path {
         let valid =
             path.starts_with('/') && !path.chars().any(|c| c.is_whitespace() || c.is_control());
@@ -234,6 +240,7 @@ fn check(
         volumes,
         ready_path: request.ready_path,
         wake: request.wake,
+        archive_after,
         owner: owner.to_owned(),
     })
 }
@@ -329,6 +336,7 @@ mod tests {
         assert!(rejected(r#"{"image":"demo","port":"eighty"}"#).contains("`port`"));
         assert!(rejected(r#"{"image":"demo","ready_path":"healthz"}"#).contains("`ready_path`"));
         assert!(rejected(r#"{"image":"demo","wake":"shout"}"#).contains("`wake`"));
+        assert!(rejected(r#"{"image":"demo","archive_after":"later"}"#).contains("`archive_after`"));
         assert!(rejected(r#"{"image":"demo","env":{"A=B":"c"}}"#).contains("`env`"));
         assert!(rejected(
             r#"{"image":"demo","name":"abcdefghijabcdefghijabcdefghijabcdefghij","count":2}"#

@@ -79,6 +79,9 @@ impl From<LifecycleError> for ApiError {
                 WakeErrorKind::TimedOut => (StatusCode::GATEWAY_TIMEOUT, "wake_timed_out"),
                 WakeErrorKind::Deleted => (StatusCode::NOT_FOUND, "not_found"),
             },
+            LifecycleError::ArchiveUnsupported(_) => (StatusCode::CONFLICT, "archive_unsupported"),
+            LifecycleError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            LifecycleError::Snapshot { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "snapshot_failed"),
             LifecycleError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store_failed"),
         };
         if status.is_server_error() {

@@ -44,6 +44,7 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/containers/{name}/sleep", post(containers::sleep))
         .route("/containers/{name}/wake", post(containers::wake))
+        .route("/containers/{name}/archive", post(containers::archive))
         .route("/containers/{name}/heartbeat", post(containers::heartbeat))
         .route("/openapi.json", get(openapi_json))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));

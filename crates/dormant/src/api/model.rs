@@ -46,6 +46,10 @@ pub struct CreateContainers {
     /// How requests are served while it wakes: `hold`, `redirect` or `page`.
     /// Default: `--wake-strategy`.
     pub wake: Option<WakeStrategy>,
+    /// Time asleep before it is archived, e.g. `"7d"`; default from
+    /// `--archive-after`.
+    #[schema(example = "7d")]
+    pub archive_after: Option<String>,
 }
 
 /// A container as the API shows it.
@@ -77,6 +81,16 @@ pub struct ContainerView {
     /// Wake strategy; absent when it follows the server's default.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub wake: Option<WakeStrategy>,
+    /// Time asleep before it is archived; absent when it follows the
+    /// server's default.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub archive_after: Option<String>,
+    /// Its snapshot, while archived.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub snapshot: Option<SnapshotView>,
+    /// Bytes processed so far by the archive or restore in progress.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub progress_bytes: Option<u64>,
     /// How many times it has been woken.
     pub wakes: u64,
     /// Milliseconds from the start of its last wake until it answered.
@@ -85,6 +99,17 @@ pub struct ContainerView {
     pub created_at: String,
     /// RFC 3339: the last request, open connection or heartbeat.
     pub last_active_at: String,
+}
+
+/// What an archived container's snapshot holds.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SnapshotView {
+    /// Size of the compressed snapshot on disk.
+    pub bytes: u64,
+    /// Entries: files, directories, links and deletions.
+    pub files: u64,
+    /// RFC 3339.
+    pub created_at: String,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -131,6 +156,15 @@ impl PublicAddress {
             cmd: spec.cmd.clone(),
             ready_path: spec.ready_path.clone(),
             wake: spec.wake,
+            archive_after: spec
+                .archive_after
+                .map(|d| humantime::format_duration(d).to_string()),
+            snapshot: record.snapshot.as_ref().map(|s| SnapshotView {
+                bytes: s.bytes,
+                files: s.files,
+                created_at: rfc3339(s.created_at),
+            }),
+            progress_bytes: None,
             wakes: record.wakes,
             last_wake_ms: record.last_wake_ms,
             created_at: rfc3339(record.created_at),

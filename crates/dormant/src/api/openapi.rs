@@ -5,7 +5,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::containers;
 use super::error::{ErrorBody, ErrorDetail};
-use super::model::{ContainerList, ContainerView, CreateContainers};
+use super::model::{ContainerList, ContainerView, CreateContainers, SnapshotView};
 use crate::domain::{ContainerState, WakeStrategy};
 
 #[derive(OpenApi)]
@@ -18,9 +18,10 @@ use crate::domain::{ContainerState, WakeStrategy};
         containers::delete,
         containers::sleep,
         containers::wake,
-        containers::heartbeat
+        containers::heartbeat,
+        containers::archive
     ),
-    components(schemas(CreateContainers, ContainerView, ContainerList, ContainerState, WakeStrategy, ErrorBody, ErrorDetail)),
+    components(schemas(CreateContainers, ContainerView, SnapshotView, ContainerList, ContainerState, WakeStrategy, ErrorBody, ErrorDetail)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;

@@ -60,6 +60,15 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Archive containers now: their changes become one compressed snapshot
+    /// and their Docker containers are removed; the next request restores them.
+    Archive {
+        /// Container names.
+        #[arg(required = true)]
+        names: Vec<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Build the demo workload into a local image `FROM scratch` (no registry needed).
     DemoImage {
         /// Image name to build.
@@ -185,6 +194,7 @@ pub async fn run_client(command: Command) -> anyhow::Result<()> {
         }
         Command::Sleep { names, client } => transition(&client, "sleep", names).await,
         Command::Wake { names, client } => transition(&client, "wake", names).await,
+        Command::Archive { names, client } => transition(&client, "archive", names).await,
     }
 }
 
@@ -194,9 +204,13 @@ async fn transition(client: &ClientArgs, verb: &str, names: Vec<String>) -> anyh
     let mut done = Vec::with_capacity(names.len());
     for name in names {
         let started = std::time::Instant::now();
-        let container: ContainerView = api
-            .json(Method::POST, &format!("/v1/containers/{name}/{verb}"), None)
-            .await?;
+        let path = format!("/v1/containers/{name}/{verb}");
+        let call = api.json::<ContainerView>(Method::POST, &path, None);
+        let container = if client.json {
+            call.await?
+        } else {
+            with_progress(&api, &name, call).await?
+        };
         if !client.json {
             println!(
                 "{name}: {} ({} ms)",
@@ -254,6 +268,38 @@ async fn create(args: CreateArgs) -> anyhow::Result<()> {
         output::print_containers(&list.containers);
     }
     Ok(())
+}
+
+/// Awaits `call`, printing an archive's or restore's progress for `name` to
+/// stderr every half second while it lasts (large snapshots take a while).
+async fn with_progress<T>(
+    api: &ApiClient,
+    name: &str,
+    call: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    tokio::pin!(call);
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+    tick.tick().await;
+    let mut shown = false;
+    loop {
+        tokio::select! {
+            outcome = &mut call => {
+                if shown {
+                    eprintln!();
+                }
+                return outcome;
+            }
+            _ = tick.tick() => {
+                let path = format!("/v1/containers/{name}");
+                if let Ok(view) = api.json::<ContainerView>(Method::GET, &path, None).await {
+                    if let Some(bytes) = view.progress_bytes {
+                        eprint!("\r{name}: {} {:.1} MB ", view.state, bytes as f64 / 1e6);
+                        shown = true;
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn connect(args: &ClientArgs) -> anyhow::Result<ApiClient> {

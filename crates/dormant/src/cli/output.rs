@@ -36,14 +36,15 @@ pub fn print_containers(containers: &[ContainerView]) {
                 ago(&c.last_active_at, now),
                 c.last_wake_ms
                     .map_or_else(|| "-".into(), |ms| format!("{ms} ms")),
+                c.snapshot
+                    .as_ref()
+                    .map_or_else(|| "-".into(), |s| format_size(s.bytes)),
                 c.url.clone(),
             ]
         })
         .collect();
-    print_table(
-        &["NAME", "STATE", "IMAGE", "IDLE", "LAST WAKE", "URL"],
-        &rows,
-    );
+    let headers = ["NAME", "STATE", "IMAGE", "IDLE", "LAST WAKE", "ARCHIVE", "URL"];
+    print_table(&headers, &rows);
 }
 
 pub fn print_container(c: &ContainerView) {
@@ -74,6 +75,17 @@ pub fn print_container(c: &ContainerView) {
         ),
         ("wakes", c.wakes.to_string()),
         (
+            "archive after",
+            c.archive_after.clone().unwrap_or_else(|| "default".into()),
+        ),
+        (
+            "snapshot",
+            c.snapshot.as_ref().map_or_else(
+                || "-".into(),
+                |s| format!("{} ({} entries, {})", format_size(s.bytes), s.files, s.created_at),
+            ),
+        ),
+        (
             "last wake",
             c.last_wake_ms
                 .map_or_else(|| "-".into(), |ms| format!("{ms} ms")),
@@ -93,6 +105,16 @@ pub fn print_container(c: &ContainerView) {
     }
     for (key, value) in fields {
         println!("{key:<12} {value}");
+    }
+}
+
+/// `512 B`, `3.4 MB`: a size on disk for people.
+fn format_size(bytes: u64) -> String {
+    match bytes {
+        0..1_000 => format!("{bytes} B"),
+        1_000..1_000_000 => format!("{:.1} kB", bytes as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.1} MB", bytes as f64 / 1e6),
+        _ => format!("{:.2} GB", bytes as f64 / 1e9),
     }
 }
 

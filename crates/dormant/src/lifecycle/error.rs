@@ -27,6 +27,12 @@ pub enum LifecycleError {
     NotReady { name: String, reason: String },
     #[error("container `{name}` could not be woken: {}", error.reason)]
     Wake { name: String, error: WakeError },
+    #[error("archiving is not available here: {0}")]
+    ArchiveUnsupported(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("container `{name}`: snapshot: {reason}")]
+    Snapshot { name: String, reason: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }

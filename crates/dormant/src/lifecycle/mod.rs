@@ -12,12 +12,14 @@
 //! - `events.rs`: Docker's event stream: containers that die.
 //! - `reconcile.rs`: start-up, bringing Docker and the store together.
 
+mod archive;
 mod bring_up;
 mod error;
 mod events;
 pub mod names;
 mod readiness;
 mod reconcile;
+mod restore;
 mod sleep;
 mod wake;
 
@@ -34,6 +36,7 @@ use crate::domain::{
 use crate::proxy::routes::{Route, RouteConfig, RouteStatus, Routes};
 use crate::runtime::Runtime;
 use crate::store::{Store, StoreError};
+pub use archive::{check_support as check_archive_support, ArchiveSupport};
 pub use error::LifecycleError;
 
 /// Settings lifecycle needs from the configuration.
@@ -53,6 +56,10 @@ pub struct LifecycleConfig {
     pub create_concurrency: usize,
     /// How often the idle sweep runs.
     pub sweep_interval: Duration,
+    /// Time asleep before archiving, unless the container says.
+    pub default_archive_after: Duration,
+    /// Where snapshots are kept.
+    pub snapshot_dir: std::path::PathBuf,
 }
 
 /// A validated request for one or more containers of the same image.
@@ -70,6 +77,7 @@ pub struct NewContainers {
     pub volumes: Vec<String>,
     pub ready_path: Option<String>,
     pub wake: Option<WakeStrategy>,
+    pub archive_after: Option<Duration>,
     pub owner: String,
 }
 
@@ -85,6 +93,11 @@ pub struct Lifecycle {
     /// idle sweep looks at, so its cost grows with what runs, not with what
     /// exists.
     awake: Mutex<HashMap<String, Arc<Route>>>,
+    /// Asleep containers by when they are due for archiving.
+    archive_queue: Mutex<archive::ArchiveQueue>,
+    /// Archives run one at a time.
+    archive_turns: tokio::sync::Semaphore,
+    archive_support: ArchiveSupport,
 }
 
 // === impl Lifecycle ===
@@ -95,6 +108,7 @@ impl Lifecycle {
         runtime: Arc<dyn Runtime>,
         routes: Arc<Routes>,
         config: LifecycleConfig,
+        archive_support: ArchiveSupport,
     ) -> Self {
         Self {
             store,
@@ -103,7 +117,20 @@ impl Lifecycle {
             config,
             locks: Mutex::new(HashMap::new()),
             awake: Mutex::new(HashMap::new()),
+            archive_queue: Mutex::new(archive::ArchiveQueue::default()),
+            archive_turns: tokio::sync::Semaphore::new(1),
+            archive_support,
         }
+    }
+
+    /// Whether this host supports archiving, and if not, why.
+    pub fn archive_support(&self) -> &ArchiveSupport {
+        &self.archive_support
+    }
+
+    /// Bytes an archive or restore of `name` has processed so far.
+    pub fn progress(&self, name: &str) -> Option<u64> {
+        self.routes.get(name).map(|route| route.progress())
     }
 
     pub fn routes(&self) -> &Arc<Routes> {
@@ -132,6 +159,8 @@ impl Lifecycle {
                 last_active_at: now,
                 wakes: 0,
                 last_wake_ms: None,
+                state_since: now,
+                snapshot: None,
             })
             .collect();
 
@@ -221,7 +250,7 @@ impl Lifecycle {
                 RouteStatus::not_serving(ContainerState::Deleted, Some("it was deleted")),
             );
         }
-        let removed = self.remove_from_docker(&record).await;
+        let removed = self.forget(&record).await;
         self.forget_locks([name]);
         removed.map_err(|e| LifecycleError::runtime(name, e))?;
         tracing::info!(container = %name, "deleted");
@@ -267,7 +296,20 @@ impl Lifecycle {
                 index.remove(route.name());
             }
         }
+        self.schedule_archive(route, status.state, now_millis());
         route.set_status(status);
+    }
+
+    /// Keeps the archive queue in step with a route's state: an asleep
+    /// container is due `archive_after` after it fell asleep (`since`).
+    fn schedule_archive(&self, route: &Route, state: ContainerState, since: i64) {
+        let mut queue = self.archive_queue.lock().unwrap_or_else(|p| p.into_inner());
+        if state == ContainerState::Asleep {
+            let after = route.config().archive_after.as_millis() as i64;
+            queue.schedule(route.name(), since.saturating_add(after));
+        } else {
+            queue.cancel(route.name());
+        }
     }
 
     /// Writes `status` to the store, then publishes it.
@@ -293,6 +335,7 @@ impl Lifecycle {
         RouteConfig {
             idle_timeout: spec.idle_timeout,
             wake: spec.wake.unwrap_or(self.config.default_wake),
+            archive_after: spec.archive_after.unwrap_or(self.config.default_archive_after),
         }
     }
 
@@ -313,6 +356,16 @@ impl Lifecycle {
         if let Err(e) = self.store.delete_all(names).await {
             tracing::error!(error = %e, "could not delete the rows of a failed batch; they will be cleaned at the next start-up");
         }
+    }
+
+    /// Removes everything the record has: its Docker container, its volumes
+    /// and its snapshot.
+    async fn forget(&self, record: &ContainerRecord) -> Result<(), crate::runtime::RuntimeError> {
+        self.remove_from_docker(record).await?;
+        if let Some(snapshot) = &record.snapshot {
+            self.delete_snapshot_file(&snapshot.file);
+        }
+        Ok(())
     }
 
     /// Removes the record's Docker container and then its volumes.
@@ -361,6 +414,7 @@ impl Lifecycle {
             volumes: request.volumes.clone(),
             ready_path: request.ready_path.clone(),
             wake: request.wake,
+            archive_after: request.archive_after,
         })
     }
 

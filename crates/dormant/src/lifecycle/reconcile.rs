@@ -32,10 +32,36 @@ impl Lifecycle {
             );
             self.undo_create(&unfinished).await;
         }
+        let records = self.settle_interrupted_archives(records).await?;
         self.remove_orphans(&records).await;
+        self.remove_orphan_snapshots(&records);
 
         let (mut running, mut asleep, mut finishing) = (0, 0, Vec::new());
         for record in records {
+            // Archived: nothing in Docker to ask about. Cheap by design.
+            if record.state == ContainerState::Archived && record.docker_id.is_none() {
+                let config = self.route_config(&record.spec);
+                let status = match &record.snapshot {
+                    Some(s) if self.snapshot_path(&s.file).is_file() => {
+                        RouteStatus::not_serving(ContainerState::Archived, None)
+                    }
+                    _ => {
+                        let reason = "its snapshot file is missing from the data dir";
+                        tracing::error!(container = %record.name, "{reason}");
+                        RouteStatus::failed(reason, tokio::time::Instant::now())
+                    }
+                };
+                let route = self
+                    .routes
+                    .insert(&record.name, config, status.clone(), record.last_active_at);
+                if status.state != record.state {
+                    self.transition(&route, status).await?;
+                } else {
+                    self.publish(&route, status);
+                }
+                asleep += 1;
+                continue;
+            }
             let inspection = match self.runtime.inspect(&docker_ref(&record)).await {
                 Ok(inspection) => inspection,
                 Err(e) => {
@@ -83,6 +109,19 @@ impl Lifecycle {
                 self.transition(&route, status).await?;
             } else {
                 self.publish(&route, status);
+                if state == ContainerState::Asleep {
+                    // Due `archive_after` from when it really fell asleep.
+                    self.schedule_archive(&route, state, record.state_since);
+                }
+            }
+            // A snapshot next to a live container is left over from a restore
+            // that finished; one caught mid-wake is dropped when it ends.
+            if let (Some(snapshot), Some(_), false) =
+                (&record.snapshot, &inspection, state == ContainerState::Starting)
+            {
+                tracing::info!(container = %record.name, "dropping the snapshot of a finished restore");
+                self.store.set_snapshot(&record.name, None).await?;
+                self.delete_snapshot_file(&snapshot.file);
             }
             match state {
                 ContainerState::Running => running += 1,
@@ -101,6 +140,71 @@ impl Lifecycle {
             self.begin_wake(&route);
         }
         Ok(())
+    }
+
+    /// Finishes or undoes archives and restores that a crash cut short.
+    /// Archiving with a recorded snapshot: the snapshot is complete, so the
+    /// archive is finished. Archiving without one: undone (the container is
+    /// still there). Restoring: the half-filled container is removed; the
+    /// snapshot is still there.
+    async fn settle_interrupted_archives(
+        &self,
+        records: Vec<ContainerRecord>,
+    ) -> Result<Vec<ContainerRecord>, LifecycleError> {
+        let mut settled = Vec::with_capacity(records.len());
+        for mut record in records {
+            let name = record.name.clone();
+            let finish = match record.state {
+                ContainerState::Archiving => record.snapshot.is_some(),
+                ContainerState::Restoring => true,
+                _ => {
+                    settled.push(record);
+                    continue;
+                }
+            };
+            if finish {
+                tracing::warn!(container = %name, state = %record.state, "settling an archive or restore cut short: archived");
+                self.remove_from_docker(&record)
+                    .await
+                    .map_err(|e| LifecycleError::runtime(&name, e))?;
+                self.store.set_docker_id(&name, None).await?;
+                self.store.set_state(&name, ContainerState::Archived, None).await?;
+                record.docker_id = None;
+                record.state = ContainerState::Archived;
+            } else {
+                tracing::warn!(container = %name, "undoing an archive cut short: asleep");
+                self.store.set_state(&name, ContainerState::Asleep, None).await?;
+                record.state = ContainerState::Asleep;
+            }
+            settled.push(record);
+        }
+        Ok(settled)
+    }
+
+    /// Removes snapshot files no row refers to (written, but the crash came
+    /// before they were recorded) and partial files of interrupted writes.
+    fn remove_orphan_snapshots(&self, records: &[ContainerRecord]) {
+        let dir = &self.config.snapshot_dir;
+        match crate::snapshot::remove_partial_files(dir) {
+            Ok(removed) if !removed.is_empty() => {
+                tracing::warn!(?removed, "removed partly written snapshots")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "cannot clean partial snapshots"),
+        }
+        let referenced: HashSet<&str> = records
+            .iter()
+            .filter_map(|r| r.snapshot.as_ref().map(|s| s.file.as_str()))
+            .collect();
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for entry in entries.flatten() {
+            let file = entry.file_name();
+            let Some(file) = file.to_str() else { continue };
+            if file.ends_with(".snap.zst") && !referenced.contains(file) {
+                tracing::warn!(file, "removing a snapshot no container refers to");
+                self.delete_snapshot_file(file);
+            }
+        }
     }
 
     /// Removes Docker containers and volumes this node labelled that no row

@@ -11,7 +11,7 @@ use crate::proxy::routes::{Route, RouteStatus};
 
 /// Why a container is being put to sleep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Why {
+pub(super) enum Why {
     /// The sweep found it idle: give up if it turns out to be in use.
     Idle,
     /// Someone asked: sleep even if in use.
@@ -37,7 +37,10 @@ impl Lifecycle {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = tick.tick() => self.sweep_idle(),
+                _ = tick.tick() => {
+                    self.sweep_idle();
+                    self.archive_due();
+                }
                 () = &mut stopped => return,
             }
         }
@@ -61,7 +64,7 @@ impl Lifecycle {
     }
 
     /// The sleep itself. Caller holds the container's lock.
-    async fn sleep_locked(&self, route: &Arc<Route>, why: Why) -> Result<(), LifecycleError> {
+    pub(super) async fn sleep_locked(&self, route: &Arc<Route>, why: Why) -> Result<(), LifecycleError> {
         let name = route.name();
         let status = route.status();
         let upstream = match (status.state, status.upstream) {

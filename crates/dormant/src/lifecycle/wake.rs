@@ -140,6 +140,18 @@ impl Lifecycle {
             }
         };
         let started = Instant::now();
+        // Archived: no Docker container, a snapshot. Make the container first.
+        let record = if record.snapshot.is_some() && record.docker_id.is_none() {
+            match self.restore_locked(route, record).await {
+                Ok(record) => record,
+                Err(e) => {
+                    self.fail_wake(route, e.to_string()).await;
+                    return;
+                }
+            }
+        } else {
+            record
+        };
         if let Err(e) = self
             .transition(
                 route,
@@ -162,6 +174,14 @@ impl Lifecycle {
                     tracing::error!(container = %name, error = %e, "cannot record state running");
                     // The container does answer: serve it even so.
                     self.publish(route, RouteStatus::running(upstream));
+                }
+                // The container holds the user's files again: the snapshot
+                // has done its job.
+                if let Some(snapshot) = &record.snapshot {
+                    match self.store.set_snapshot(name, None).await {
+                        Ok(()) => self.delete_snapshot_file(&snapshot.file),
+                        Err(e) => tracing::warn!(container = %name, error = %e, "cannot forget the restored snapshot"),
+                    }
                 }
                 tracing::info!(container = %name, took_ms, %upstream, "woke");
             }

@@ -62,6 +62,8 @@ impl RouteStatus {
 pub struct RouteConfig {
     pub idle_timeout: Duration,
     pub wake: WakeStrategy,
+    /// Time asleep before the container is archived.
+    pub archive_after: Duration,
 }
 
 /// One container's route.
@@ -85,6 +87,8 @@ pub struct Route {
     waking: AtomicBool,
     /// Consecutive failed wakes, for the backoff before the next.
     wake_failures: AtomicU32,
+    /// Bytes an archive or restore in progress has processed.
+    progress_bytes: std::sync::atomic::AtomicU64,
     /// Woken when Docker reports that the container died, so a wake in
     /// progress fails at once instead of at its timeout.
     died: Notify,
@@ -147,6 +151,15 @@ impl Route {
 
     pub fn reset_wake_failures(&self) {
         self.wake_failures.store(0, Ordering::Relaxed);
+    }
+
+    pub fn set_progress(&self, bytes: u64) {
+        self.progress_bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Bytes processed by the archive or restore in progress.
+    pub fn progress(&self) -> u64 {
+        self.progress_bytes.load(Ordering::Relaxed)
     }
 
     pub fn notify_died(&self) {
@@ -213,6 +226,7 @@ impl Routes {
             in_use: AtomicUsize::new(0),
             waking: AtomicBool::new(false),
             wake_failures: AtomicU32::new(0),
+            progress_bytes: std::sync::atomic::AtomicU64::new(0),
             died: Notify::new(),
             status: watch::Sender::new(status),
             last_active_ms: AtomicI64::new(last_active),
@@ -313,6 +327,7 @@ mod tests {
         let config = RouteConfig {
             idle_timeout: Duration::from_secs(1),
             wake: WakeStrategy::Hold,
+            archive_after: Duration::from_secs(60),
         };
         let status = RouteStatus::not_serving(ContainerState::Creating, None);
         routes.insert("a", config, status, 5);

@@ -18,6 +18,7 @@ use bollard::query_parameters::{
 use bollard::Docker;
 
 use super::{
+    StorageInfo,
     ContainerEvent, ContainerEventKind, CreateParams, ImageInfo, Inspection, Managed, Runtime,
     RuntimeError, RuntimeResult,
 };
@@ -260,7 +261,12 @@ impl Runtime for DockerRuntime {
                     Some(SocketAddr::new(ip, port))
                 })
             });
+        let upper_dir = inspect
+            .graph_driver
+            .and_then(|driver| driver.data.get("UpperDir").cloned())
+            .map(std::path::PathBuf::from);
         Ok(Some(Inspection {
+            upper_dir,
             id: inspect.id.unwrap_or_else(|| id.to_owned()),
             running,
             upstream: if running { upstream } else { None },
@@ -352,5 +358,25 @@ impl Runtime for DockerRuntime {
                 Some(Ok(ContainerEvent { name, kind }))
             })
             .boxed()
+    }
+
+    async fn volume_dir(&self, volume: &str) -> RuntimeResult<Option<std::path::PathBuf>> {
+        match self.docker.inspect_volume(volume).await {
+            Ok(v) => Ok(Some(v.mountpoint.into())),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(failed("volume inspect", volume, e)),
+        }
+    }
+
+    async fn storage(&self) -> RuntimeResult<StorageInfo> {
+        let info = self
+            .docker
+            .info()
+            .await
+            .map_err(|e| failed("info", "", e))?;
+        Ok(StorageInfo {
+            driver: info.driver.unwrap_or_default(),
+            root_dir: info.docker_root_dir.unwrap_or_default().into(),
+        })
     }
 }

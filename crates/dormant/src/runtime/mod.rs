@@ -8,6 +8,7 @@ pub mod docker;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use async_trait::async_trait;
 use futures_util::stream::BoxStream;
@@ -46,6 +47,18 @@ pub struct Inspection {
     /// Exit code and error of the last run, for a reason a person can read.
     pub exit_code: Option<i64>,
     pub error: Option<String>,
+    /// The container's writable layer on the host (overlay's upper
+    /// directory), when the storage driver has one.
+    pub upper_dir: Option<PathBuf>,
+}
+
+/// How the engine stores container filesystems.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageInfo {
+    /// `overlay2`, `fuse-overlayfs`, `vfs`, ...
+    pub driver: String,
+    /// The engine's data root, e.g. `/var/lib/docker`.
+    pub root_dir: PathBuf,
 }
 
 /// One container the engine holds with dormant's labels.
@@ -104,6 +117,11 @@ pub trait Runtime: Send + Sync + 'static {
     /// The stream ends if the engine's connection drops.
     fn events(&self, label: &str, value: &str)
         -> BoxStream<'static, RuntimeResult<ContainerEvent>>;
+    /// Where the named volume's data lives on the host; `None` if it does
+    /// not exist.
+    async fn volume_dir(&self, volume: &str) -> RuntimeResult<Option<PathBuf>>;
+    /// The engine's storage driver and data root.
+    async fn storage(&self) -> RuntimeResult<StorageInfo>;
     /// Named volumes carrying `label=value`.
     async fn list_labelled_volumes(&self, label: &str, value: &str) -> RuntimeResult<Vec<Managed>>;
 }

@@ -23,6 +23,15 @@ const MIGRATIONS: &[&str] = &[
     // 2: wake statistics.
     "ALTER TABLE containers ADD COLUMN wakes INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE containers ADD COLUMN last_wake_ms INTEGER;",
+    // 3: when the state last changed (for archive-after), and the snapshot
+    // of an archived container.
+    "ALTER TABLE containers ADD COLUMN state_since INTEGER NOT NULL DEFAULT 0;
+     UPDATE containers SET state_since = last_active_at;
+     ALTER TABLE containers ADD COLUMN snapshot_file TEXT;
+     ALTER TABLE containers ADD COLUMN snapshot_bytes INTEGER;
+     ALTER TABLE containers ADD COLUMN snapshot_files INTEGER;
+     ALTER TABLE containers ADD COLUMN snapshot_sha256 TEXT;
+     ALTER TABLE containers ADD COLUMN snapshot_created_at INTEGER;",
 ];
 
 /// Brings the schema up to date inside one transaction.

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use crate::domain::{ContainerRecord, ContainerState, UnixMillis};
+use crate::domain::{now_millis, ContainerRecord, ContainerState, SnapshotRecord, UnixMillis};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -72,8 +72,8 @@ impl Store {
                 })?;
                 let inserted = tx.execute(
                     "INSERT INTO containers
-                       (name, spec, state, reason, docker_id, owner, node, created_at, last_active_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                       (name, spec, state, reason, docker_id, owner, node, created_at, last_active_at, state_since)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?8)
                      ON CONFLICT(name) DO NOTHING",
                     params![
                         record.name,
@@ -131,8 +131,10 @@ impl Store {
         let name = name.to_owned();
         self.with(move |conn| {
             conn.execute(
-                "UPDATE containers SET state = ?2, reason = ?3 WHERE name = ?1",
-                params![name, state.as_str(), reason],
+                "UPDATE containers SET state = ?2, reason = ?3,
+                   state_since = CASE WHEN state = ?2 THEN state_since ELSE ?4 END
+                 WHERE name = ?1",
+                params![name, state.as_str(), reason, now_millis()],
             )?;
             Ok(())
         })
@@ -149,6 +151,28 @@ impl Store {
             conn.execute(
                 "UPDATE containers SET docker_id = ?2 WHERE name = ?1",
                 params![name, docker_id],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Records (or, with `None`, forgets) the container's snapshot.
+    pub async fn set_snapshot(&self, name: &str, snapshot: Option<SnapshotRecord>) -> Result<(), StoreError> {
+        let name = name.to_owned();
+        self.with(move |conn| {
+            let s = snapshot.as_ref();
+            conn.execute(
+                "UPDATE containers SET snapshot_file = ?2, snapshot_bytes = ?3, snapshot_files = ?4,
+                   snapshot_sha256 = ?5, snapshot_created_at = ?6 WHERE name = ?1",
+                params![
+                    name,
+                    s.map(|s| s.file.clone()),
+                    s.map(|s| s.bytes as i64),
+                    s.map(|s| s.files as i64),
+                    s.map(|s| s.sha256.clone()),
+                    s.map(|s| s.created_at),
+                ],
             )?;
             Ok(())
         })
@@ -208,7 +232,8 @@ impl Store {
 }
 
 const COLUMNS: &str =
-    "name, spec, state, reason, docker_id, owner, node, created_at, last_active_at, wakes, last_wake_ms";
+    "name, spec, state, reason, docker_id, owner, node, created_at, last_active_at, wakes, last_wake_ms,
+     state_since, snapshot_file, snapshot_bytes, snapshot_files, snapshot_sha256, snapshot_created_at";
 
 /// Reads one row. The outer `Result` is SQLite's; the inner one says whether
 /// dormant can make sense of what SQLite returned.
@@ -239,6 +264,17 @@ fn read_row(row: &Row<'_>) -> rusqlite::Result<Result<ContainerRecord, StoreErro
         last_active_at: row.get(8)?,
         wakes: row.get::<_, i64>(9)?.max(0) as u64,
         last_wake_ms: row.get::<_, Option<i64>>(10)?.map(|ms| ms.max(0) as u64),
+        state_since: row.get(11)?,
+        snapshot: match row.get::<_, Option<String>>(12)? {
+            Some(file) => Some(SnapshotRecord {
+                file,
+                bytes: row.get::<_, Option<i64>>(13)?.unwrap_or(0).max(0) as u64,
+                files: row.get::<_, Option<i64>>(14)?.unwrap_or(0).max(0) as u64,
+                sha256: row.get::<_, Option<String>>(15)?.unwrap_or_default(),
+                created_at: row.get::<_, Option<i64>>(16)?.unwrap_or(0),
+            }),
+            None => None,
+        },
         name,
     }))
 }
@@ -263,6 +299,7 @@ mod tests {
                 volumes: vec!["/data".into()],
                 ready_path: None,
                 wake: None,
+                archive_after: None,
             },
             state: ContainerState::Creating,
             reason: None,
@@ -273,6 +310,8 @@ mod tests {
             last_active_at: 1,
             wakes: 0,
             last_wake_ms: None,
+            state_since: 1,
+            snapshot: None,
         }
     }
 
@@ -330,6 +369,18 @@ mod tests {
         assert_eq!(got.docker_id.as_deref(), Some("abc"));
         assert_eq!(got.last_active_at, 50);
         assert_eq!((got.wakes, got.last_wake_ms), (2, Some(80)));
+        assert!(got.state_since > 1, "a state change stamps state_since");
+        let snapshot = SnapshotRecord {
+            file: "a.snap".into(),
+            bytes: 10,
+            files: 3,
+            sha256: "ab".into(),
+            created_at: 7,
+        };
+        store.set_snapshot("a", Some(snapshot.clone())).await.unwrap();
+        assert_eq!(store.get("a").await.unwrap().unwrap().snapshot, Some(snapshot));
+        store.set_snapshot("a", None).await.unwrap();
+        assert_eq!(store.get("a").await.unwrap().unwrap().snapshot, None);
         assert_eq!(got.spec, record("a").spec);
         store.delete_all(vec!["a".into()]).await.unwrap();
         assert!(store.get("a").await.unwrap().is_none());
