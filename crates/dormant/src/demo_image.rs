@@ -22,8 +22,23 @@ pub const DEMO_LABEL: (&str, &str) = ("dormant.demo", "true");
 
 const DOCKERFILE: &str = "FROM scratch\n\
 COPY dormant-demo /dormant-demo\n\
+COPY fixtures /srv/fixtures\n\
 EXPOSE 8080\n\
 ENTRYPOINT [\"/dormant-demo\"]\n";
+
+/// Files the image holds under `/srv/fixtures`.
+const FIXTURES: [(&str, &str); 4] = [
+    ("keep.txt", "from the image\n"),
+    ("delete-me.txt", "from the image, to be deleted\n"),
+    (
+        "dir-to-file/inner.txt",
+        "a directory the user replaces with a file\n",
+    ),
+    (
+        "opaque-dir/old.txt",
+        "a directory the user deletes and makes again\n",
+    ),
+];
 
 /// Builds (or finds) the static demo binary and turns it into a local image named `tag`.
 pub async fn build_demo_image(
@@ -91,6 +106,15 @@ fn build_context(binary: &Path) -> anyhow::Result<Vec<u8>> {
     let mut tar = tar::Builder::new(Vec::new());
     append(&mut tar, "Dockerfile", 0o644, DOCKERFILE.as_bytes())?;
     append(&mut tar, "dormant-demo", 0o755, &content)?;
+    // Files that come from the image, so tests can change and delete them.
+    for (name, text) in FIXTURES {
+        append(
+            &mut tar,
+            &format!("fixtures/{name}"),
+            0o644,
+            text.as_bytes(),
+        )?;
+    }
     tar.into_inner().context("finishing the build context tar")
 }
 

@@ -9,7 +9,9 @@ pub fn point(name: &str) {
     static ARMED: OnceLock<Option<String>> = OnceLock::new();
     let armed = ARMED.get_or_init(|| std::env::var("DORMANT_FAULT_POINT").ok());
     if armed.as_deref() == Some(name) {
-        eprintln!("dormant: fault point `{name}` reached; aborting as asked by DORMANT_FAULT_POINT");
+        eprintln!(
+            "dormant: fault point `{name}` reached; aborting as asked by DORMANT_FAULT_POINT"
+        );
         std::process::abort();
     }
 }

@@ -163,7 +163,10 @@ pub async fn heartbeat(
     ),
     security(("bearer" = []))
 )]
-pub async fn archive(State(state): State<ApiState>, Path(name): Path<String>) -> Result<Json<ContainerView>, ApiError> {
+pub async fn archive(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Json<ContainerView>, ApiError> {
     state.lifecycle.archive(&name).await?;
     let record = state.lifecycle.get(&name).await?;
     Ok(Json(view(&state, &record)))
@@ -172,7 +175,10 @@ pub async fn archive(State(state): State<ApiState>, Path(name): Path<String>) ->
 /// The API's view of a record, with live progress while it is archived or restored.
 fn view(state: &ApiState, record: &crate::domain::ContainerRecord) -> ContainerView {
     let mut view = state.public.view(record);
-    if matches!(record.state, ContainerState::Archiving | ContainerState::Restoring) {
+    if matches!(
+        record.state,
+        ContainerState::Archiving | ContainerState::Restoring
+    ) {
         view.progress_bytes = state.lifecycle.progress(&record.name);
     }
     view

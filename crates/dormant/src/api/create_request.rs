@@ -214,7 +214,10 @@ fn check(
     check_volumes(&volumes)?;
     let archive_after = match &request.archive_after {
         Some(text) => Some(humantime::parse_duration(text).map_err(|e| {
-            ApiError::invalid("archive_after", format!("`{text}` is not a duration ({e}); write e.g. `24h` or `7d`"))
+            ApiError::invalid(
+                "archive_after",
+                format!("`{text}` is not a duration ({e}); write e.g. `24h` or `7d`"),
+            )
         })?),
         None => None,
     };

@@ -81,7 +81,9 @@ impl From<LifecycleError> for ApiError {
             },
             LifecycleError::ArchiveUnsupported(_) => (StatusCode::CONFLICT, "archive_unsupported"),
             LifecycleError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            LifecycleError::Snapshot { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "snapshot_failed"),
+            LifecycleError::Snapshot { .. } => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "snapshot_failed")
+            }
             LifecycleError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store_failed"),
         };
         if status.is_server_error() {

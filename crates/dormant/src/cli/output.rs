@@ -43,7 +43,15 @@ pub fn print_containers(containers: &[ContainerView]) {
             ]
         })
         .collect();
-    let headers = ["NAME", "STATE", "IMAGE", "IDLE", "LAST WAKE", "ARCHIVE", "URL"];
+    let headers = [
+        "NAME",
+        "STATE",
+        "IMAGE",
+        "IDLE",
+        "LAST WAKE",
+        "ARCHIVE",
+        "URL",
+    ];
     print_table(&headers, &rows);
 }
 
@@ -82,7 +90,14 @@ pub fn print_container(c: &ContainerView) {
             "snapshot",
             c.snapshot.as_ref().map_or_else(
                 || "-".into(),
-                |s| format!("{} ({} entries, {})", format_size(s.bytes), s.files, s.created_at),
+                |s| {
+                    format!(
+                        "{} ({} entries, {})",
+                        format_size(s.bytes),
+                        s.files,
+                        s.created_at
+                    )
+                },
             ),
         ),
         (

@@ -73,7 +73,11 @@ impl ArchiveQueue {
 pub async fn check_support(runtime: &dyn Runtime) -> ArchiveSupport {
     let storage = match runtime.storage().await {
         Ok(storage) => storage,
-        Err(e) => return ArchiveSupport::Unsupported(format!("cannot ask Docker for its storage driver: {e}")),
+        Err(e) => {
+            return ArchiveSupport::Unsupported(format!(
+                "cannot ask Docker for its storage driver: {e}"
+            ))
+        }
     };
     if !OVERLAY_DRIVERS.contains(&storage.driver.as_str()) {
         return ArchiveSupport::Unsupported(format!(
@@ -116,7 +120,9 @@ impl Lifecycle {
     pub(super) fn archive_supported(&self) -> Result<(), LifecycleError> {
         match &self.archive_support {
             ArchiveSupport::Supported => Ok(()),
-            ArchiveSupport::Unsupported(why) => Err(LifecycleError::ArchiveUnsupported(why.clone())),
+            ArchiveSupport::Unsupported(why) => {
+                Err(LifecycleError::ArchiveUnsupported(why.clone()))
+            }
         }
     }
 
@@ -131,7 +137,9 @@ impl Lifecycle {
             .unwrap_or_else(|p| p.into_inner())
             .take_due(now_millis());
         for name in due {
-            let Some(route) = self.routes.get(&name) else { continue };
+            let Some(route) = self.routes.get(&name) else {
+                continue;
+            };
             let lifecycle = self.clone();
             tokio::spawn(async move {
                 // One archive at a time: they are disk-bound, and requests
@@ -168,14 +176,20 @@ impl Lifecycle {
             .inspect(&docker_ref(&record))
             .await
             .map_err(runtime_err)?
-            .ok_or_else(|| LifecycleError::Conflict(format!("container `{name}` has no Docker container to archive")))?;
+            .ok_or_else(|| {
+                LifecycleError::Conflict(format!(
+                    "container `{name}` has no Docker container to archive"
+                ))
+            })?;
         if inspection.running {
             return Err(LifecycleError::Conflict(format!(
                 "container `{name}` runs (started outside dormant?); it must be asleep to be archived"
             )));
         }
         let upper = inspection.upper_dir.ok_or_else(|| {
-            LifecycleError::ArchiveUnsupported(format!("Docker shows no writable layer directory for `{name}`"))
+            LifecycleError::ArchiveUnsupported(format!(
+                "Docker shows no writable layer directory for `{name}`"
+            ))
         })?;
         let mut trees = vec![Tree {
             name: "rootfs".into(),
@@ -188,7 +202,9 @@ impl Lifecycle {
                 .volume_dir(volume)
                 .await
                 .map_err(runtime_err)?
-                .ok_or_else(|| LifecycleError::Conflict(format!("volume {volume} of `{name}` is missing")))?;
+                .ok_or_else(|| {
+                    LifecycleError::Conflict(format!("volume {volume} of `{name}` is missing"))
+                })?;
             trees.push(Tree {
                 name: format!("volumes/{index}"),
                 dir,
@@ -196,8 +212,11 @@ impl Lifecycle {
             });
         }
 
-        self.transition(route, RouteStatus::not_serving(ContainerState::Archiving, None))
-            .await?;
+        self.transition(
+            route,
+            RouteStatus::not_serving(ContainerState::Archiving, None),
+        )
+        .await?;
         let created_at = now_millis();
         let file = format!("{name}-{created_at}.snap.zst");
         let path = self.snapshot_path(&file);
@@ -219,8 +238,11 @@ impl Lifecycle {
                     Err(e) => format!("the snapshot task failed: {e}"),
                     Ok(Ok(_)) => unreachable!(),
                 };
-                self.transition(route, RouteStatus::not_serving(ContainerState::Asleep, None))
-                    .await?;
+                self.transition(
+                    route,
+                    RouteStatus::not_serving(ContainerState::Asleep, None),
+                )
+                .await?;
                 return Err(LifecycleError::Snapshot {
                     name: name.to_owned(),
                     reason,
@@ -235,13 +257,20 @@ impl Lifecycle {
             sha256: info.sha256,
             created_at,
         };
-        self.store.set_snapshot(name, Some(snapshot.clone())).await?;
+        self.store
+            .set_snapshot(name, Some(snapshot.clone()))
+            .await?;
         fault::point("archive-after-snapshot-record");
-        self.remove_from_docker(&record).await.map_err(runtime_err)?;
+        self.remove_from_docker(&record)
+            .await
+            .map_err(runtime_err)?;
         self.store.set_docker_id(name, None).await?;
         fault::point("archive-after-docker-remove");
-        self.transition(route, RouteStatus::not_serving(ContainerState::Archived, None))
-            .await?;
+        self.transition(
+            route,
+            RouteStatus::not_serving(ContainerState::Archived, None),
+        )
+        .await?;
         if let Some(old) = record.snapshot.filter(|old| old.file != snapshot.file) {
             self.delete_snapshot_file(&old.file);
         }
@@ -264,7 +293,9 @@ impl Lifecycle {
         match std::fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot remove an old snapshot"),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove an old snapshot")
+            }
         }
     }
 

@@ -335,7 +335,9 @@ impl Lifecycle {
         RouteConfig {
             idle_timeout: spec.idle_timeout,
             wake: spec.wake.unwrap_or(self.config.default_wake),
-            archive_after: spec.archive_after.unwrap_or(self.config.default_archive_after),
+            archive_after: spec
+                .archive_after
+                .unwrap_or(self.config.default_archive_after),
         }
     }
 

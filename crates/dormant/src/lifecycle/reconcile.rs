@@ -51,9 +51,9 @@ impl Lifecycle {
                         RouteStatus::failed(reason, tokio::time::Instant::now())
                     }
                 };
-                let route = self
-                    .routes
-                    .insert(&record.name, config, status.clone(), record.last_active_at);
+                let route =
+                    self.routes
+                        .insert(&record.name, config, status.clone(), record.last_active_at);
                 if status.state != record.state {
                     self.transition(&route, status).await?;
                 } else {
@@ -116,9 +116,11 @@ impl Lifecycle {
             }
             // A snapshot next to a live container is left over from a restore
             // that finished; one caught mid-wake is dropped when it ends.
-            if let (Some(snapshot), Some(_), false) =
-                (&record.snapshot, &inspection, state == ContainerState::Starting)
-            {
+            if let (Some(snapshot), Some(_), false) = (
+                &record.snapshot,
+                &inspection,
+                state == ContainerState::Starting,
+            ) {
                 tracing::info!(container = %record.name, "dropping the snapshot of a finished restore");
                 self.store.set_snapshot(&record.name, None).await?;
                 self.delete_snapshot_file(&snapshot.file);
@@ -168,12 +170,16 @@ impl Lifecycle {
                     .await
                     .map_err(|e| LifecycleError::runtime(&name, e))?;
                 self.store.set_docker_id(&name, None).await?;
-                self.store.set_state(&name, ContainerState::Archived, None).await?;
+                self.store
+                    .set_state(&name, ContainerState::Archived, None)
+                    .await?;
                 record.docker_id = None;
                 record.state = ContainerState::Archived;
             } else {
                 tracing::warn!(container = %name, "undoing an archive cut short: asleep");
-                self.store.set_state(&name, ContainerState::Asleep, None).await?;
+                self.store
+                    .set_state(&name, ContainerState::Asleep, None)
+                    .await?;
                 record.state = ContainerState::Asleep;
             }
             settled.push(record);
@@ -190,13 +196,17 @@ impl Lifecycle {
                 tracing::warn!(?removed, "removed partly written snapshots")
             }
             Ok(_) => {}
-            Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "cannot clean partial snapshots"),
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot clean partial snapshots")
+            }
         }
         let referenced: HashSet<&str> = records
             .iter()
             .filter_map(|r| r.snapshot.as_ref().map(|s| s.file.as_str()))
             .collect();
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
         for entry in entries.flatten() {
             let file = entry.file_name();
             let Some(file) = file.to_str() else { continue };

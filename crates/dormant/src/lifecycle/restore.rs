@@ -22,10 +22,9 @@ impl Lifecycle {
         mut record: ContainerRecord,
     ) -> Result<ContainerRecord, LifecycleError> {
         let name = record.name.clone();
-        let snapshot = record
-            .snapshot
-            .clone()
-            .ok_or_else(|| LifecycleError::Conflict(format!("container `{name}` has no snapshot to restore")))?;
+        let snapshot = record.snapshot.clone().ok_or_else(|| {
+            LifecycleError::Conflict(format!("container `{name}` has no snapshot to restore"))
+        })?;
         self.archive_supported()?;
         let path = self.snapshot_path(&snapshot.file);
         if !path.is_file() {
@@ -34,13 +33,18 @@ impl Lifecycle {
                 reason: format!("its snapshot {} is missing", path.display()),
             });
         }
-        self.transition(route, RouteStatus::not_serving(ContainerState::Restoring, None))
-            .await?;
+        self.transition(
+            route,
+            RouteStatus::not_serving(ContainerState::Restoring, None),
+        )
+        .await?;
         // A restore cut short leaves a half-filled container: start clean.
         self.remove_from_docker(&record)
             .await
             .map_err(|e| LifecycleError::runtime(&name, e))?;
-        let outcome = self.restore_into_new_container(route, &record, &path, &snapshot.sha256).await;
+        let outcome = self
+            .restore_into_new_container(route, &record, &path, &snapshot.sha256)
+            .await;
         match outcome {
             Ok(id) => {
                 record.docker_id = Some(id);
@@ -80,7 +84,11 @@ impl Lifecycle {
             .await
             .map_err(runtime_err)?
             .and_then(|i| i.upper_dir)
-            .ok_or_else(|| LifecycleError::ArchiveUnsupported(format!("Docker shows no writable layer directory for `{name}`")))?;
+            .ok_or_else(|| {
+                LifecycleError::ArchiveUnsupported(format!(
+                    "Docker shows no writable layer directory for `{name}`"
+                ))
+            })?;
         let mut trees = vec![Tree {
             name: "rootfs".into(),
             dir: upper,
@@ -92,7 +100,9 @@ impl Lifecycle {
                 .volume_dir(volume)
                 .await
                 .map_err(runtime_err)?
-                .ok_or_else(|| LifecycleError::Conflict(format!("volume {volume} of `{name}` was not created")))?;
+                .ok_or_else(|| {
+                    LifecycleError::Conflict(format!("volume {volume} of `{name}` was not created"))
+                })?;
             trees.push(Tree {
                 name: format!("volumes/{index}"),
                 dir,

@@ -64,7 +64,11 @@ impl Lifecycle {
     }
 
     /// The sleep itself. Caller holds the container's lock.
-    pub(super) async fn sleep_locked(&self, route: &Arc<Route>, why: Why) -> Result<(), LifecycleError> {
+    pub(super) async fn sleep_locked(
+        &self,
+        route: &Arc<Route>,
+        why: Why,
+    ) -> Result<(), LifecycleError> {
         let name = route.name();
         let status = route.status();
         let upstream = match (status.state, status.upstream) {

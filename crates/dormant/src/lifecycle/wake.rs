@@ -180,7 +180,9 @@ impl Lifecycle {
                 if let Some(snapshot) = &record.snapshot {
                     match self.store.set_snapshot(name, None).await {
                         Ok(()) => self.delete_snapshot_file(&snapshot.file),
-                        Err(e) => tracing::warn!(container = %name, error = %e, "cannot forget the restored snapshot"),
+                        Err(e) => {
+                            tracing::warn!(container = %name, error = %e, "cannot forget the restored snapshot")
+                        }
                     }
                 }
                 tracing::info!(container = %name, took_ms, %upstream, "woke");

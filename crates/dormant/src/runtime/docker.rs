@@ -18,9 +18,8 @@ use bollard::query_parameters::{
 use bollard::Docker;
 
 use super::{
-    StorageInfo,
     ContainerEvent, ContainerEventKind, CreateParams, ImageInfo, Inspection, Managed, Runtime,
-    RuntimeError, RuntimeResult,
+    RuntimeError, RuntimeResult, StorageInfo,
 };
 use crate::domain::LABEL_NAME;
 use futures_util::stream::BoxStream;

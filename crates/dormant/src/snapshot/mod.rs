@@ -26,10 +26,19 @@ pub enum SnapshotError {
     #[error("other")]
     Other,
 }
-pub fn write(_trees: &[Tree], _final_path: &Path, _progress: Progress) -> Result<SnapshotInfo, SnapshotError> {
+pub fn write(
+    _trees: &[Tree],
+    _final_path: &Path,
+    _progress: Progress,
+) -> Result<SnapshotInfo, SnapshotError> {
     Err(SnapshotError::Other)
 }
-pub fn restore(_path: &Path, _expected_sha256: &str, _trees: &[Tree], _progress: Progress) -> Result<RestoreStats, SnapshotError> {
+pub fn restore(
+    _path: &Path,
+    _expected_sha256: &str,
+    _trees: &[Tree],
+    _progress: Progress,
+) -> Result<RestoreStats, SnapshotError> {
     Err(SnapshotError::Other)
 }
 pub fn remove_partial_files(_dir: &Path) -> std::io::Result<Vec<PathBuf>> {

@@ -158,7 +158,11 @@ impl Store {
     }
 
     /// Records (or, with `None`, forgets) the container's snapshot.
-    pub async fn set_snapshot(&self, name: &str, snapshot: Option<SnapshotRecord>) -> Result<(), StoreError> {
+    pub async fn set_snapshot(
+        &self,
+        name: &str,
+        snapshot: Option<SnapshotRecord>,
+    ) -> Result<(), StoreError> {
         let name = name.to_owned();
         self.with(move |conn| {
             let s = snapshot.as_ref();
@@ -377,8 +381,14 @@ mod tests {
             sha256: "ab".into(),
             created_at: 7,
         };
-        store.set_snapshot("a", Some(snapshot.clone())).await.unwrap();
-        assert_eq!(store.get("a").await.unwrap().unwrap().snapshot, Some(snapshot));
+        store
+            .set_snapshot("a", Some(snapshot.clone()))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get("a").await.unwrap().unwrap().snapshot,
+            Some(snapshot)
+        );
         store.set_snapshot("a", None).await.unwrap();
         assert_eq!(store.get("a").await.unwrap().unwrap().snapshot, None);
         assert_eq!(got.spec, record("a").spec);

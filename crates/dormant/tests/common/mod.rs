@@ -149,6 +149,21 @@ impl Dormant {
         self.spawn();
     }
 
+    /// Sets (or, with `None`, removes) an environment variable for the
+    /// next `restart`.
+    pub fn set_env(&mut self, key: &str, value: Option<&str>) {
+        self.extra_env.retain(|(k, _)| k != key);
+        if let Some(value) = value {
+            self.extra_env.push((key.to_owned(), value.to_owned()));
+        }
+    }
+
+    /// Waits for dormant to exit by itself (a fault point aborted it).
+    pub fn wait_aborted(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("dormant is running");
+        child.wait().unwrap()
+    }
+
     /// Sends SIGTERM without waiting.
     pub fn terminate(&self) {
         let child = self.child.as_ref().expect("dormant is running");
@@ -508,4 +523,18 @@ impl Dormant {
         let (parts, body) = response.into_parts();
         http::Response::from_parts(parts, body.collect().await.unwrap().to_bytes())
     }
+}
+
+/// POSTs to dormant's API on a fresh connection and ignores the outcome
+/// (used to reach a fault point, where dormant dies mid-call).
+pub async fn raw_post(api: SocketAddr, path: &str, token: &str) -> Option<StatusCode> {
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri(format!("http://{api}{path}"))
+        .header("authorization", format!("Bearer {token}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    client.request(request).await.ok().map(|r| r.status())
 }
