@@ -24,6 +24,7 @@ pub mod domain;
 pub mod fault;
 pub mod lifecycle;
 pub mod logging;
+pub mod metrics;
 pub mod proxy;
 pub mod runtime;
 pub mod serve;

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use crate::api::{self, ApiState, CreateDefaults};
 use crate::config::ServeConfig;
 use crate::lifecycle::{check_archive_support, ArchiveSupport, Lifecycle, LifecycleConfig};
+use crate::metrics::Metrics;
 use crate::proxy::routes::Routes;
 use crate::proxy::Proxy;
 use crate::runtime::docker::DockerRuntime;
@@ -56,6 +57,7 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()>) -> any
     }
 
     let routes = Arc::new(Routes::new());
+    let metrics = Arc::new(Metrics::new());
     let lifecycle = Arc::new(Lifecycle::new(
         store,
         Arc::new(runtime),
@@ -72,6 +74,7 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()>) -> any
             snapshot_dir,
         },
         archive_support,
+        metrics.clone(),
     ));
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = move || {
@@ -121,6 +124,7 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()>) -> any
         Arc::new(lifecycle.clone()),
         &config.base_domain,
         read_ahead,
+        metrics,
     ));
     let proxy_server = proxy.run(proxy_listener, stopped(), config.drain_timeout);
     let flusher = flush_activity_periodically(lifecycle.clone(), stopped());

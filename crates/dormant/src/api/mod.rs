@@ -50,6 +50,7 @@ pub fn router(state: ApiState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .nest("/v1", v1)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -75,6 +76,20 @@ async fn require_token(State(state): State<ApiState>, request: Request, next: Ne
 
 async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// Prometheus text, without a token: it names no container.
+async fn metrics(State(state): State<ApiState>) -> Response {
+    let lifecycle = &state.lifecycle;
+    let text = lifecycle.metrics().render(&lifecycle.count_by_state());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 async fn openapi_json() -> Response {

@@ -271,6 +271,11 @@ impl Lifecycle {
             RouteStatus::not_serving(ContainerState::Archived, None),
         )
         .await?;
+        self.metrics.archives.inc();
+        self.metrics
+            .archive_duration
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics.archived_bytes.inc_by(snapshot.bytes);
         if let Some(old) = record.snapshot.filter(|old| old.file != snapshot.file) {
             self.delete_snapshot_file(&old.file);
         }

@@ -33,6 +33,7 @@ use futures_util::{stream, StreamExt};
 use crate::domain::{
     now_millis, volume_name, ContainerRecord, ContainerSpec, ContainerState, WakeStrategy,
 };
+use crate::metrics::Metrics;
 use crate::proxy::routes::{Route, RouteConfig, RouteStatus, Routes};
 use crate::runtime::Runtime;
 use crate::store::{Store, StoreError};
@@ -98,6 +99,7 @@ pub struct Lifecycle {
     /// Archives run one at a time.
     archive_turns: tokio::sync::Semaphore,
     archive_support: ArchiveSupport,
+    metrics: Arc<Metrics>,
 }
 
 // === impl Lifecycle ===
@@ -109,6 +111,7 @@ impl Lifecycle {
         routes: Arc<Routes>,
         config: LifecycleConfig,
         archive_support: ArchiveSupport,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             store,
@@ -120,7 +123,25 @@ impl Lifecycle {
             archive_queue: Mutex::new(archive::ArchiveQueue::default()),
             archive_turns: tokio::sync::Semaphore::new(1),
             archive_support,
+            metrics,
         }
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// How many containers are in each state, for metrics and stats.
+    pub fn count_by_state(&self) -> Vec<(ContainerState, i64)> {
+        let mut counts: HashMap<ContainerState, i64> =
+            ContainerState::ALL.iter().map(|s| (*s, 0)).collect();
+        for route in self.routes.all() {
+            *counts.entry(route.status().state).or_default() += 1;
+        }
+        counts.remove(&ContainerState::Deleted);
+        let mut counts: Vec<_> = counts.into_iter().collect();
+        counts.sort_by_key(|(state, _)| state.as_str());
+        counts
     }
 
     /// Whether this host supports archiving, and if not, why.

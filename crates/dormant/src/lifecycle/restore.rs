@@ -42,11 +42,17 @@ impl Lifecycle {
         self.remove_from_docker(&record)
             .await
             .map_err(|e| LifecycleError::runtime(&name, e))?;
+        let started = std::time::Instant::now();
         let outcome = self
             .restore_into_new_container(route, &record, &path, &snapshot.sha256)
             .await;
         match outcome {
             Ok(id) => {
+                self.metrics.restores.inc();
+                self.metrics
+                    .restore_duration
+                    .observe(started.elapsed().as_secs_f64());
+                self.metrics.restored_bytes.inc_by(snapshot.bytes);
                 record.docker_id = Some(id);
                 Ok(record)
             }

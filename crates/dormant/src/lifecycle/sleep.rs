@@ -106,6 +106,7 @@ impl Lifecycle {
             RouteStatus::not_serving(ContainerState::Asleep, None),
         )
         .await?;
+        self.metrics.sleeps.inc();
         tracing::info!(container = %name, ?why, "asleep");
         Ok(())
     }

@@ -165,6 +165,10 @@ impl Lifecycle {
         match self.bring_up(&record, Some(route)).await {
             Ok(upstream) => {
                 let took_ms = started.elapsed().as_millis() as u64;
+                self.metrics.wakes.inc();
+                self.metrics
+                    .wake_duration
+                    .observe(started.elapsed().as_secs_f64());
                 route.reset_wake_failures();
                 route.touch();
                 if let Err(e) = self.store.record_wake(name, took_ms).await {
@@ -204,6 +208,7 @@ impl Lifecycle {
 
     /// Records a failed wake and when the next may be tried.
     async fn fail_wake(&self, route: &Arc<Route>, reason: String) {
+        self.metrics.wake_failures.inc();
         let failures = route.note_wake_failure();
         let backoff = backoff_after(failures);
         tracing::error!(container = %route.name(), %reason, failures, retry_in = ?backoff, "wake failed");

@@ -28,6 +28,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use crate::domain::{ContainerState, WakeStrategy};
+use crate::metrics::Metrics;
 use body::{RequestBody, TrackedBody};
 pub use error::ProxyError;
 use forward::{forward, upstream_client, UpstreamClient};
@@ -46,6 +47,9 @@ pub struct Proxy {
     client: UpstreamClient,
     /// Request body bytes read ahead while a container wakes (`--wake-buffer`).
     read_ahead_limit: usize,
+    metrics: Arc<Metrics>,
+    /// Requests answered, by status class (`1xx` at 0 .. `5xx` at 4).
+    answered: [prometheus_client::metrics::counter::Counter; 5],
 }
 
 impl Proxy {
@@ -54,6 +58,7 @@ impl Proxy {
         waker: Arc<dyn Waker>,
         base_domain: &str,
         read_ahead_limit: usize,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             routes,
@@ -61,6 +66,8 @@ impl Proxy {
             base_domain: base_domain.trim_matches('.').to_ascii_lowercase(),
             client: upstream_client(),
             read_ahead_limit,
+            answered: metrics.proxy_request_counters(),
+            metrics,
         }
     }
 
@@ -101,8 +108,11 @@ impl Proxy {
                 .with_upgrades();
             let mut stop_rx = stop_rx.clone();
             let open = open_tx.clone();
+            let open_connections = self.metrics.open_connections.clone();
+            open_connections.inc();
             tokio::spawn(async move {
                 let _open = open;
+                let _counted = DecOnDrop(open_connections);
                 tokio::pin!(connection);
                 let result = tokio::select! {
                     result = connection.as_mut() => result,
@@ -129,13 +139,20 @@ impl Proxy {
     }
 
     async fn handle(&self, client_addr: SocketAddr, req: Request<Incoming>) -> Response<ProxyBody> {
-        match self.route_and_forward(client_addr, req).await {
+        let arrived = std::time::Instant::now();
+        let response = match self.route_and_forward(client_addr, req).await {
             Ok(response) => response,
             Err(error) => {
                 tracing::debug!(%error, "proxy answered with an error");
                 error.into_response().map(Either::Right)
             }
-        }
+        };
+        let class = (response.status().as_u16() / 100).clamp(1, 5) as usize - 1;
+        self.answered[class].inc();
+        self.metrics
+            .proxy_duration
+            .observe(arrived.elapsed().as_secs_f64());
+        response
     }
 
     async fn route_and_forward(
@@ -208,5 +225,14 @@ impl Proxy {
         )
         .await?;
         Ok(response.map(Either::Left))
+    }
+}
+
+/// Takes one off a gauge when dropped, however the task holding it ends.
+struct DecOnDrop(prometheus_client::metrics::gauge::Gauge);
+
+impl Drop for DecOnDrop {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }

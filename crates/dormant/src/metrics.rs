@@ -1,0 +1,239 @@
+//! dormant's metrics, served as Prometheus text at `GET /metrics`.
+//!
+//! Counters and histograms are atomics, cheap enough for the proxy's path.
+//! No metric carries a container's name: labels per container would grow
+//! without bound and leak names to whoever can scrape.
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::domain::ContainerState;
+
+/// Every metric dormant keeps.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub wakes: Counter,
+    pub wake_failures: Counter,
+    /// Start of a wake to the app answering.
+    pub wake_duration: Histogram,
+    pub sleeps: Counter,
+    /// Containers put to sleep to make room for another.
+    pub evictions: Counter,
+    pub archives: Counter,
+    pub archive_duration: Histogram,
+    pub archived_bytes: Counter,
+    pub restores: Counter,
+    pub restore_duration: Histogram,
+    pub restored_bytes: Counter,
+    pub proxy_requests: Family<StatusClassLabel, Counter>,
+    /// From a request's arrival to its response headers.
+    pub proxy_duration: Histogram,
+    /// Client connections the proxy holds open.
+    pub open_connections: Gauge,
+    /// Wakes waiting for room (capacity limits).
+    pub wake_queue: Gauge,
+    containers: Family<StateLabel, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusClassLabel {
+    pub class: StatusClass,
+}
+
+/// An HTTP status class: `2xx`, `5xx`, ...
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub struct StatusClass(u8);
+
+impl EncodeLabelValue for StatusClass {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write;
+        write!(encoder, "{}xx", self.0)
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: String,
+}
+
+impl StatusClass {
+    pub fn of(status: u16) -> Self {
+        Self((status / 100).clamp(1, 5) as u8)
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("dormant");
+        let seconds = || Histogram::new(exponential_buckets(0.001, 2.0, 18));
+        let metrics = Self {
+            wakes: Counter::default(),
+            wake_failures: Counter::default(),
+            wake_duration: seconds(),
+            sleeps: Counter::default(),
+            evictions: Counter::default(),
+            archives: Counter::default(),
+            archive_duration: seconds(),
+            archived_bytes: Counter::default(),
+            restores: Counter::default(),
+            restore_duration: seconds(),
+            restored_bytes: Counter::default(),
+            proxy_requests: Family::default(),
+            proxy_duration: Histogram::new(exponential_buckets(0.0001, 2.0, 20)),
+            open_connections: Gauge::default(),
+            wake_queue: Gauge::default(),
+            containers: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "wakes",
+            "Wakes that finished with the app answering",
+            metrics.wakes.clone(),
+        );
+        registry.register(
+            "wake_failures",
+            "Wakes that failed",
+            metrics.wake_failures.clone(),
+        );
+        registry.register_with_unit(
+            "wake_duration",
+            "Time from the start of a wake until the app answers",
+            Unit::Seconds,
+            metrics.wake_duration.clone(),
+        );
+        registry.register("sleeps", "Containers put to sleep", metrics.sleeps.clone());
+        registry.register(
+            "evictions",
+            "Running containers put to sleep to make room for another",
+            metrics.evictions.clone(),
+        );
+        registry.register("archives", "Containers archived", metrics.archives.clone());
+        registry.register_with_unit(
+            "archive_duration",
+            "Time to archive a container",
+            Unit::Seconds,
+            metrics.archive_duration.clone(),
+        );
+        registry.register_with_unit(
+            "archived",
+            "Bytes of snapshots written",
+            Unit::Bytes,
+            metrics.archived_bytes.clone(),
+        );
+        registry.register(
+            "restores",
+            "Containers restored from their snapshot",
+            metrics.restores.clone(),
+        );
+        registry.register_with_unit(
+            "restore_duration",
+            "Time to restore a snapshot into a new container",
+            Unit::Seconds,
+            metrics.restore_duration.clone(),
+        );
+        registry.register_with_unit(
+            "restored",
+            "Bytes of snapshots restored",
+            Unit::Bytes,
+            metrics.restored_bytes.clone(),
+        );
+        registry.register(
+            "proxy_requests",
+            "Requests the proxy answered, by status class",
+            metrics.proxy_requests.clone(),
+        );
+        registry.register_with_unit(
+            "proxy_request_duration",
+            "Time from a request's arrival to its response headers",
+            Unit::Seconds,
+            metrics.proxy_duration.clone(),
+        );
+        registry.register(
+            "proxy_open_connections",
+            "Client connections the proxy holds open",
+            metrics.open_connections.clone(),
+        );
+        registry.register(
+            "wake_queue_length",
+            "Wakes waiting for room under the capacity limits",
+            metrics.wake_queue.clone(),
+        );
+        registry.register(
+            "containers",
+            "Containers by state",
+            metrics.containers.clone(),
+        );
+        Self {
+            registry,
+            ..metrics
+        }
+    }
+
+    /// The request counters of the five status classes, by `status / 100 - 1`,
+    /// so the proxy counts with an array index instead of a map lookup.
+    pub fn proxy_request_counters(&self) -> [Counter; 5] {
+        std::array::from_fn(|i| {
+            self.proxy_requests
+                .get_or_create(&StatusClassLabel {
+                    class: StatusClass(i as u8 + 1),
+                })
+                .clone()
+        })
+    }
+
+    /// The metrics in Prometheus/OpenMetrics text, with the containers-by-
+    /// state gauges set from `counts` first.
+    pub fn render(&self, counts: &[(ContainerState, i64)]) -> String {
+        for (state, count) in counts {
+            self.containers
+                .get_or_create(&StateLabel {
+                    state: state.as_str().to_owned(),
+                })
+                .set(*count);
+        }
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_prometheus_conventions() {
+        let metrics = Metrics::new();
+        metrics.wakes.inc();
+        metrics.wake_duration.observe(0.3);
+        metrics.archived_bytes.inc_by(10);
+        metrics
+            .proxy_requests
+            .get_or_create(&StatusClassLabel {
+                class: StatusClass::of(204),
+            })
+            .inc();
+        let text = metrics.render(&[(ContainerState::Asleep, 3)]);
+        for expected in [
+            "dormant_wakes_total 1",
+            "dormant_wake_duration_seconds_count 1",
+            "dormant_archived_bytes_total 10",
+            "dormant_proxy_requests_total{class=\"2xx\"} 1",
+            "dormant_containers{state=\"asleep\"} 3",
+        ] {
+            assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
+        }
+    }
+}
