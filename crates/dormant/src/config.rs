@@ -109,6 +109,26 @@ pub struct ServeConfig {
     #[arg(long, env = "DORMANT_ARCHIVE_AFTER", default_value = "24h", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub archive_after: Duration,
 
+    /// Most containers running at once. Starting one more first puts the
+    /// least recently active to sleep. Default: no limit.
+    #[arg(long, env = "DORMANT_MAX_RUNNING", value_name = "N")]
+    pub max_running: Option<usize>,
+
+    /// Most memory the running containers' limits may add up to, e.g. `16g`.
+    /// Default: 80% of this host's memory.
+    #[arg(long, env = "DORMANT_MEMORY_BUDGET", value_parser = parse_memory, value_name = "SIZE")]
+    pub memory_budget: Option<u64>,
+
+    /// Most Docker operations in flight at once, so a storm of wakes doesn't
+    /// overload the daemon.
+    #[arg(
+        long,
+        env = "DORMANT_DOCKER_CONCURRENCY",
+        default_value_t = 8,
+        value_name = "N"
+    )]
+    pub docker_concurrency: usize,
+
     /// How long shutdown waits for in-flight requests.
     #[arg(long, env = "DORMANT_DRAIN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub drain_timeout: Duration,

@@ -12,11 +12,14 @@ use tokio::sync::watch;
 
 use crate::api::{self, ApiState, CreateDefaults};
 use crate::config::ServeConfig;
-use crate::lifecycle::{check_archive_support, ArchiveSupport, Lifecycle, LifecycleConfig};
+use crate::lifecycle::{
+    check_archive_support, host_memory_bytes, ArchiveSupport, Lifecycle, LifecycleConfig, Limits,
+};
 use crate::metrics::Metrics;
 use crate::proxy::routes::Routes;
 use crate::proxy::Proxy;
 use crate::runtime::docker::DockerRuntime;
+use crate::runtime::limited::Limited;
 use crate::store::Store;
 use crate::token::{self, TokenSource};
 
@@ -56,11 +59,19 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()>) -> any
         ),
     }
 
+    let limits = Limits {
+        max_running: config.max_running,
+        memory_budget: config.memory_budget.unwrap_or_else(|| {
+            // 80% of the host, leaving room for dormant, Docker and the kernel.
+            host_memory_bytes().map_or(u64::MAX, |total| total / 10 * 8)
+        }),
+    };
+    tracing::info!(max_running = ?limits.max_running, memory_budget = limits.memory_budget, "capacity");
     let routes = Arc::new(Routes::new());
     let metrics = Arc::new(Metrics::new());
     let lifecycle = Arc::new(Lifecycle::new(
         store,
-        Arc::new(runtime),
+        Arc::new(Limited::new(runtime, config.docker_concurrency)),
         routes.clone(),
         LifecycleConfig {
             node: node.clone(),
@@ -72,6 +83,7 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()>) -> any
             sweep_interval: SWEEP_INTERVAL,
             default_archive_after: config.archive_after,
             snapshot_dir,
+            limits,
         },
         archive_support,
         metrics.clone(),

@@ -78,6 +78,7 @@ impl From<LifecycleError> for ApiError {
                 WakeErrorKind::BackingOff => (StatusCode::SERVICE_UNAVAILABLE, "wake_backing_off"),
                 WakeErrorKind::TimedOut => (StatusCode::GATEWAY_TIMEOUT, "wake_timed_out"),
                 WakeErrorKind::Deleted => (StatusCode::NOT_FOUND, "not_found"),
+                WakeErrorKind::NoRoom => (StatusCode::SERVICE_UNAVAILABLE, "no_room"),
             },
             LifecycleError::ArchiveUnsupported(_) => (StatusCode::CONFLICT, "archive_unsupported"),
             LifecycleError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),

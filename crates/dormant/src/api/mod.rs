@@ -46,6 +46,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/containers/{name}/wake", post(containers::wake))
         .route("/containers/{name}/archive", post(containers::archive))
         .route("/containers/{name}/heartbeat", post(containers::heartbeat))
+        .route("/stats", get(stats))
         .route("/openapi.json", get(openapi_json))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
@@ -90,6 +91,30 @@ async fn metrics(State(state): State<ApiState>) -> Response {
         text,
     )
         .into_response()
+}
+
+/// Counts by state, running containers against the limits, snapshot disk
+/// use and dormant's own memory.
+#[utoipa::path(get, path = "/v1/stats", responses((status = 200, body = model::Stats)), security(("bearer" = [])))]
+pub(crate) async fn stats(State(state): State<ApiState>) -> Json<model::Stats> {
+    let lifecycle = &state.lifecycle;
+    let usage = lifecycle.capacity_usage();
+    let (snapshot_files, snapshot_bytes) = lifecycle.snapshot_disk_usage();
+    Json(model::Stats {
+        containers: lifecycle
+            .count_by_state()
+            .into_iter()
+            .map(|(state, count)| (state.as_str().to_owned(), count))
+            .collect(),
+        running: usage.running,
+        max_running: usage.max_running,
+        memory_bytes: usage.memory_bytes,
+        memory_budget_bytes: usage.memory_budget_bytes,
+        wake_queue: usage.wake_queue,
+        snapshot_files,
+        snapshot_bytes,
+        dormant_rss_bytes: crate::lifecycle::own_rss_bytes().unwrap_or(0),
+    })
 }
 
 async fn openapi_json() -> Response {

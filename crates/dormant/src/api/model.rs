@@ -172,3 +172,25 @@ impl PublicAddress {
         }
     }
 }
+
+/// `GET /v1/stats`: what exists, what runs against the limits, what it costs.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Stats {
+    /// Containers by state.
+    pub containers: BTreeMap<String, i64>,
+    pub running: usize,
+    /// `--max-running`, if set.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub max_running: Option<usize>,
+    /// Sum of the running containers' memory limits.
+    pub memory_bytes: u64,
+    /// `--memory-budget`.
+    pub memory_budget_bytes: u64,
+    /// Starts waiting for room.
+    pub wake_queue: usize,
+    pub snapshot_files: u64,
+    /// Disk used by snapshots.
+    pub snapshot_bytes: u64,
+    /// dormant's own resident memory.
+    pub dormant_rss_bytes: u64,
+}

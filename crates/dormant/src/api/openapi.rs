@@ -5,7 +5,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::containers;
 use super::error::{ErrorBody, ErrorDetail};
-use super::model::{ContainerList, ContainerView, CreateContainers, SnapshotView};
+use super::model::{ContainerList, ContainerView, CreateContainers, SnapshotView, Stats};
 use crate::domain::{ContainerState, WakeStrategy};
 
 #[derive(OpenApi)]
@@ -19,9 +19,10 @@ use crate::domain::{ContainerState, WakeStrategy};
         containers::sleep,
         containers::wake,
         containers::heartbeat,
-        containers::archive
+        containers::archive,
+        super::stats
     ),
-    components(schemas(CreateContainers, ContainerView, SnapshotView, ContainerList, ContainerState, WakeStrategy, ErrorBody, ErrorDetail)),
+    components(schemas(CreateContainers, ContainerView, SnapshotView, Stats, ContainerList, ContainerState, WakeStrategy, ErrorBody, ErrorDetail)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;

@@ -69,6 +69,8 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Show counts by state, memory against the budget, snapshot disk use and dormant's memory.
+    Stats(ClientArgs),
     /// Build the demo workload into a local image `FROM scratch` (no registry needed).
     DemoImage {
         /// Image name to build.
@@ -195,6 +197,16 @@ pub async fn run_client(command: Command) -> anyhow::Result<()> {
         Command::Sleep { names, client } => transition(&client, "sleep", names).await,
         Command::Wake { names, client } => transition(&client, "wake", names).await,
         Command::Archive { names, client } => transition(&client, "archive", names).await,
+        Command::Stats(client) => {
+            let api = connect(&client)?;
+            let stats: crate::api::model::Stats = api.json(Method::GET, "/v1/stats", None).await?;
+            if client.json {
+                println!("{}", serde_json::to_string_pretty(&stats)?);
+            } else {
+                output::print_stats(&stats);
+            }
+            Ok(())
+        }
     }
 }
 

@@ -123,6 +123,43 @@ pub fn print_container(c: &ContainerView) {
     }
 }
 
+pub fn print_stats(stats: &crate::api::model::Stats) {
+    let states: Vec<String> = stats
+        .containers
+        .iter()
+        .filter(|(_, count)| **count > 0)
+        .map(|(state, count)| format!("{count} {state}"))
+        .collect();
+    let states = if states.is_empty() {
+        "none".to_owned()
+    } else {
+        states.join(", ")
+    };
+    let max = stats
+        .max_running
+        .map_or_else(|| "no limit".into(), |m| format!("at most {m}"));
+    println!("{:<12} {states}", "containers");
+    println!("{:<12} {} ({max})", "running", stats.running);
+    println!(
+        "{:<12} {} of {} budget",
+        "memory",
+        format_size(stats.memory_bytes),
+        format_size(stats.memory_budget_bytes)
+    );
+    println!("{:<12} {}", "wake queue", stats.wake_queue);
+    println!(
+        "{:<12} {} in {} files",
+        "snapshots",
+        format_size(stats.snapshot_bytes),
+        stats.snapshot_files
+    );
+    println!(
+        "{:<12} {}",
+        "dormant RSS",
+        format_size(stats.dormant_rss_bytes)
+    );
+}
+
 /// `512 B`, `3.4 MB`: a size on disk for people.
 fn format_size(bytes: u64) -> String {
     match bytes {

@@ -46,8 +46,20 @@ impl Lifecycle {
         };
         // Listen for "died" before starting, so a crash at start is never missed.
         let died = route.map(|route| route.died());
-        if !running {
-            self.runtime.start(&id).await.map_err(runtime_err)?;
+        if running {
+            self.capacity.note_running(name, record.spec.memory_bytes);
+        } else {
+            let deadline = Instant::now() + self.config.wake_timeout;
+            self.admit(name, record.spec.memory_bytes, deadline)
+                .await
+                .map_err(|error| LifecycleError::Wake {
+                    name: name.to_owned(),
+                    error,
+                })?;
+            if let Err(e) = self.runtime.start(&id).await {
+                self.capacity.release(name);
+                return Err(runtime_err(e));
+            }
         }
         let inspection = self
             .runtime

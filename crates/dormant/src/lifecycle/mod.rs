@@ -14,6 +14,7 @@
 
 mod archive;
 mod bring_up;
+mod capacity;
 mod error;
 mod events;
 pub mod names;
@@ -38,6 +39,7 @@ use crate::proxy::routes::{Route, RouteConfig, RouteStatus, Routes};
 use crate::runtime::Runtime;
 use crate::store::{Store, StoreError};
 pub use archive::{check_support as check_archive_support, ArchiveSupport};
+pub use capacity::{host_memory_bytes, own_rss_bytes, CapacityUsage, Limits};
 pub use error::LifecycleError;
 
 /// Settings lifecycle needs from the configuration.
@@ -61,6 +63,8 @@ pub struct LifecycleConfig {
     pub default_archive_after: Duration,
     /// Where snapshots are kept.
     pub snapshot_dir: std::path::PathBuf,
+    /// How much may run at once.
+    pub limits: Limits,
 }
 
 /// A validated request for one or more containers of the same image.
@@ -100,6 +104,7 @@ pub struct Lifecycle {
     archive_turns: tokio::sync::Semaphore,
     archive_support: ArchiveSupport,
     metrics: Arc<Metrics>,
+    capacity: capacity::Capacity,
 }
 
 // === impl Lifecycle ===
@@ -113,6 +118,7 @@ impl Lifecycle {
         archive_support: ArchiveSupport,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let capacity = capacity::Capacity::new(config.limits);
         Self {
             store,
             runtime,
@@ -124,6 +130,7 @@ impl Lifecycle {
             archive_turns: tokio::sync::Semaphore::new(1),
             archive_support,
             metrics,
+            capacity,
         }
     }
 
@@ -318,6 +325,14 @@ impl Lifecycle {
             }
         }
         self.schedule_archive(route, status.state, now_millis());
+        match status.state {
+            // Starting is admitted (or not) by `admit`, before Docker starts it.
+            ContainerState::Running | ContainerState::Stopping => self
+                .capacity
+                .note_running(route.name(), route.config().memory_bytes),
+            ContainerState::Starting => {}
+            _ => self.capacity.release(route.name()),
+        }
         route.set_status(status);
     }
 
@@ -359,12 +374,14 @@ impl Lifecycle {
             archive_after: spec
                 .archive_after
                 .unwrap_or(self.config.default_archive_after),
+            memory_bytes: spec.memory_bytes,
         }
     }
 
     /// Removes whatever a failed batch left in Docker, then its rows.
     async fn undo_create(&self, records: &[ContainerRecord]) {
         for record in records {
+            self.capacity.release(&record.name);
             if let Some(route) = self.routes.remove(&record.name) {
                 self.publish(
                     &route,

@@ -16,6 +16,9 @@ pub(super) enum Why {
     Idle,
     /// Someone asked: sleep even if in use.
     Asked,
+    /// Room is needed for another container: sleep even if in use (the
+    /// choice of whom already preferred those not in use).
+    Evicted,
 }
 
 impl Lifecycle {

@@ -37,7 +37,9 @@ impl ProxyError {
             Self::NotOurHost { .. } | Self::UnknownContainer { .. } => StatusCode::NOT_FOUND,
             Self::Wake { error, .. } => match error.kind {
                 WakeErrorKind::Failed => StatusCode::BAD_GATEWAY,
-                WakeErrorKind::BackingOff => StatusCode::SERVICE_UNAVAILABLE,
+                WakeErrorKind::BackingOff | WakeErrorKind::NoRoom => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
                 WakeErrorKind::TimedOut => StatusCode::GATEWAY_TIMEOUT,
                 WakeErrorKind::Deleted => StatusCode::NOT_FOUND,
             },

@@ -64,6 +64,8 @@ pub struct RouteConfig {
     pub wake: WakeStrategy,
     /// Time asleep before the container is archived.
     pub archive_after: Duration,
+    /// Its memory limit: what it costs the memory budget while it runs.
+    pub memory_bytes: u64,
 }
 
 /// One container's route.
@@ -328,6 +330,7 @@ mod tests {
             idle_timeout: Duration::from_secs(1),
             wake: WakeStrategy::Hold,
             archive_after: Duration::from_secs(60),
+            memory_bytes: 1 << 20,
         };
         let status = RouteStatus::not_serving(ContainerState::Creating, None);
         routes.insert("a", config, status, 5);

@@ -29,6 +29,8 @@ pub enum WakeErrorKind {
     TimedOut,
     /// The container was deleted meanwhile (404).
     Deleted,
+    /// No room to start it under the capacity limits (503).
+    NoRoom,
 }
 
 #[async_trait]

@@ -5,6 +5,7 @@
 //! name or id, and every error says which call failed and why.
 
 pub mod docker;
+pub mod limited;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

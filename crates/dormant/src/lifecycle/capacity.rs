@@ -1,0 +1,292 @@
+//! Capacity: how many containers may run at once (`--max-running`) and how
+//! much memory their limits may add up to (`--memory-budget`). Every start
+//! (wake, restore, create) is admitted here first. When a start would go past
+//! a limit, the least recently active running containers are put to sleep to
+//! make room — one with an open connection only if no other will do. When no
+//! room can be made, starts wait in a fair (first come, first served) queue
+//! until room appears or their deadline passes.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::Lifecycle;
+use crate::domain::ContainerState;
+use crate::proxy::routes::Route;
+use crate::proxy::waker::{WakeError, WakeErrorKind};
+
+/// The limits every start must fit within.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_running: Option<usize>,
+    pub memory_budget: u64,
+}
+
+/// Who holds room now, and who waits for it.
+#[derive(Debug)]
+pub(super) struct Capacity {
+    limits: Limits,
+    state: Mutex<Held>,
+    /// Woken whenever room is released or the queue moves.
+    changed: Notify,
+}
+
+#[derive(Debug, Default)]
+struct Held {
+    /// Memory limit of each container holding room (running, starting or stopping).
+    running: HashMap<String, u64>,
+    memory: u64,
+    /// Tickets of waiting starts, first come first served.
+    queue: VecDeque<u64>,
+    next_ticket: u64,
+}
+
+impl Held {
+    fn fits(&self, limits: &Limits, memory: u64) -> bool {
+        let count_ok = limits
+            .max_running
+            .is_none_or(|max| self.running.len() < max);
+        count_ok && self.memory.saturating_add(memory) <= limits.memory_budget
+    }
+
+    fn hold(&mut self, name: &str, memory: u64) {
+        if let Some(old) = self.running.insert(name.to_owned(), memory) {
+            self.memory -= old;
+        }
+        self.memory += memory;
+    }
+}
+
+impl Capacity {
+    pub(super) fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            state: Mutex::new(Held::default()),
+            changed: Notify::new(),
+        }
+    }
+
+    pub(super) fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, Held> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records that `name` runs, without checking limits: what Docker shows
+    /// at start-up, or a start already admitted.
+    pub(super) fn note_running(&self, name: &str, memory: u64) {
+        self.held().hold(name, memory);
+    }
+
+    /// Gives back `name`'s room (it stopped, failed or went away).
+    pub(super) fn release(&self, name: &str) {
+        let mut held = self.held();
+        if let Some(memory) = held.running.remove(name) {
+            held.memory -= memory;
+            drop(held);
+            self.changed.notify_waiters();
+        }
+    }
+
+    /// Running containers and the memory their limits add up to.
+    pub(super) fn usage(&self) -> (usize, u64) {
+        let held = self.held();
+        (held.running.len(), held.memory)
+    }
+
+    pub(super) fn queue_len(&self) -> usize {
+        self.held().queue.len()
+    }
+}
+
+impl Lifecycle {
+    /// Waits until `route`'s container may start, making room by putting
+    /// the least recently active containers to sleep if needed. Gives up at
+    /// `deadline` with a 503 and `Retry-After`.
+    pub(super) async fn admit(
+        &self,
+        name: &str,
+        memory: u64,
+        deadline: Instant,
+    ) -> Result<(), WakeError> {
+        let capacity = &self.capacity;
+        if memory > capacity.limits.memory_budget {
+            return Err(WakeError {
+                kind: WakeErrorKind::Failed,
+                reason: format!(
+                    "its memory limit ({} bytes) is larger than the whole memory budget ({} bytes)",
+                    memory, capacity.limits.memory_budget
+                ),
+                retry_after: None,
+            });
+        }
+        let ticket = {
+            let mut held = capacity.held();
+            if held.running.contains_key(name) {
+                return Ok(());
+            }
+            let ticket = held.next_ticket;
+            held.next_ticket += 1;
+            held.queue.push_back(ticket);
+            self.metrics.wake_queue.set(held.queue.len() as i64);
+            ticket
+        };
+        let outcome = self.wait_for_room(name, memory, ticket, deadline).await;
+        let mut held = capacity.held();
+        held.queue.retain(|t| *t != ticket);
+        self.metrics.wake_queue.set(held.queue.len() as i64);
+        drop(held);
+        capacity.changed.notify_waiters();
+        outcome
+    }
+
+    async fn wait_for_room(
+        &self,
+        name: &str,
+        memory: u64,
+        ticket: u64,
+        deadline: Instant,
+    ) -> Result<(), WakeError> {
+        let capacity = &self.capacity;
+        loop {
+            // Listen before looking, so a release in between is not missed.
+            let changed = capacity.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let first_in_line = {
+                let mut held = capacity.held();
+                let first = held.queue.front() == Some(&ticket);
+                if first && held.fits(&capacity.limits, memory) {
+                    held.hold(name, memory);
+                    return Ok(());
+                }
+                first
+            };
+            if first_in_line {
+                if let Some(victim) = self.eviction_candidate(name) {
+                    self.evict(&victim).await;
+                    continue;
+                }
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                let (running, used) = capacity.usage();
+                return Err(WakeError {
+                    kind: WakeErrorKind::NoRoom,
+                    reason: format!(
+                        "no room to start it: {running} containers run using {used} bytes of memory limits, and none could be put to sleep in time"
+                    ),
+                    retry_after: Some(std::time::Duration::from_secs(5)),
+                });
+            }
+        }
+    }
+
+    /// The running container to put to sleep first: the least recently
+    /// active, preferring those with nothing open.
+    fn eviction_candidate(&self, except: &str) -> Option<Arc<Route>> {
+        self.awake_routes()
+            .into_iter()
+            .filter(|route| {
+                route.name() != except && route.status().state == ContainerState::Running
+            })
+            .min_by_key(|route| (route.in_use_count() > 0, route.last_active_ms()))
+    }
+
+    async fn evict(&self, route: &Arc<Route>) {
+        let lock = self.lock(route.name());
+        let _guard = lock.lock().await;
+        if route.status().state != ContainerState::Running {
+            return;
+        }
+        match self.sleep_locked(route, super::sleep::Why::Evicted).await {
+            Ok(()) => {
+                self.metrics.evictions.inc();
+                tracing::info!(container = %route.name(), "put to sleep to make room");
+            }
+            Err(e) => tracing::warn!(container = %route.name(), error = %e, "could not evict"),
+        }
+    }
+}
+
+/// What runs against the limits, for `/v1/stats`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CapacityUsage {
+    pub running: usize,
+    pub max_running: Option<usize>,
+    pub memory_bytes: u64,
+    pub memory_budget_bytes: u64,
+    pub wake_queue: usize,
+}
+
+impl Lifecycle {
+    pub fn capacity_usage(&self) -> CapacityUsage {
+        let (running, memory_bytes) = self.capacity.usage();
+        let limits = self.capacity.limits();
+        CapacityUsage {
+            running,
+            max_running: limits.max_running,
+            memory_bytes,
+            memory_budget_bytes: limits.memory_budget,
+            wake_queue: self.capacity.queue_len(),
+        }
+    }
+
+    /// Snapshot files on disk and their total size.
+    pub fn snapshot_disk_usage(&self) -> (u64, u64) {
+        let Ok(entries) = std::fs::read_dir(&self.config.snapshot_dir) else {
+            return (0, 0);
+        };
+        entries
+            .flatten()
+            .filter_map(|e| e.metadata().ok())
+            .filter(|m| m.is_file())
+            .fold((0, 0), |(count, bytes), m| (count + 1, bytes + m.len()))
+    }
+}
+
+/// This process's resident memory, from /proc/self/status.
+pub fn own_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// The host's memory, from /proc/meminfo.
+pub fn host_memory_bytes() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fits_checks_both_limits() {
+        let limits = Limits {
+            max_running: Some(2),
+            memory_budget: 100,
+        };
+        let mut held = Held::default();
+        assert!(held.fits(&limits, 60));
+        held.hold("a", 60);
+        assert!(!held.fits(&limits, 50), "memory");
+        assert!(held.fits(&limits, 40));
+        held.hold("b", 10);
+        assert!(!held.fits(&limits, 1), "count");
+        held.hold("b", 30); // re-holding replaces
+        assert_eq!(held.memory, 90);
+    }
+
+    #[test]
+    fn host_memory_is_read() {
+        assert!(host_memory_bytes().unwrap() > 0);
+    }
+}
