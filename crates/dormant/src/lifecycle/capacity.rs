@@ -80,6 +80,8 @@ impl Capacity {
     /// at start-up, or a start already admitted.
     pub(super) fn note_running(&self, name: &str, memory: u64) {
         self.held().hold(name, memory);
+        // A running container is someone a waiting start may evict.
+        self.changed.notify_waiters();
     }
 
     /// Gives back `name`'s room (it stopped, failed or went away).

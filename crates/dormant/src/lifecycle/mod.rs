@@ -25,7 +25,6 @@ mod sleep;
 mod wake;
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -193,7 +192,9 @@ impl Lifecycle {
             .collect();
 
         // Hold every new name's lock before the rows exist, so no other call
-        // can act on a half-made container.
+        // can act on a half-made container. Each is let go as soon as its
+        // container runs: from then on it may be evicted to make room for
+        // the rest of the batch.
         let mut guards = Vec::with_capacity(records.len());
         for record in &records {
             guards.push(self.lock(&record.name).lock_owned().await);
@@ -206,13 +207,31 @@ impl Lifecycle {
                 other => other.into(),
             })?;
 
-        let results: Vec<Result<SocketAddr, LifecycleError>> = stream::iter(records.clone())
-            .map(|record| async move { self.bring_up(&record, None).await })
+        let results: Vec<Result<(), LifecycleError>> = stream::iter(records.iter().cloned().zip(guards))
+            .map(|(record, guard)| async move {
+                let upstream = self.bring_up(&record, None).await?;
+                self.store
+                    .set_state(&record.name, ContainerState::Running, None)
+                    .await?;
+                let status = RouteStatus::running(upstream);
+                let config = self.route_config(&record.spec);
+                let route = self
+                    .routes
+                    .insert(&record.name, config, status.clone(), record.last_active_at);
+                self.publish(&route, status);
+                tracing::info!(container = %record.name, image = %record.spec.image, %upstream, "created");
+                drop(guard);
+                Ok(())
+            })
             .buffered(self.config.create_concurrency.max(1))
             .collect()
             .await;
 
         if let Some(position) = results.iter().position(Result::is_err) {
+            let mut guards = Vec::with_capacity(records.len());
+            for record in &records {
+                guards.push(self.lock(&record.name).lock_owned().await);
+            }
             self.undo_create(&records).await;
             drop(guards);
             self.forget_locks(records.iter().map(|r| r.name.as_str()));
@@ -221,24 +240,17 @@ impl Lifecycle {
                 .swap_remove(position)
                 .expect_err("position found an error"));
         }
-
-        let mut created = Vec::with_capacity(records.len());
-        for (mut record, upstream) in records.into_iter().zip(results) {
-            let upstream = upstream.expect("all results are Ok here");
-            self.store
-                .set_state(&record.name, ContainerState::Running, None)
-                .await?;
-            record.state = ContainerState::Running;
-            let route = self.routes.insert(
-                &record.name,
-                self.route_config(&record.spec),
-                RouteStatus::running(upstream),
-                record.last_active_at,
-            );
-            self.publish(&route, RouteStatus::running(upstream));
-            tracing::info!(container = %record.name, image = %record.spec.image, %upstream, "created");
-            created.push(record);
-        }
+        // Later members of a large batch may have put earlier ones to sleep.
+        let created = records
+            .into_iter()
+            .map(|mut record| {
+                record.state = self
+                    .routes
+                    .get(&record.name)
+                    .map_or(ContainerState::Running, |route| route.status().state);
+                record
+            })
+            .collect();
         Ok(created)
     }
 
