@@ -129,9 +129,41 @@ pub struct ServeConfig {
     )]
     pub docker_concurrency: usize,
 
+    /// How the proxy reaches containers: `network` at their own address on
+    /// the Docker network `--network` (no published port, so no
+    /// `docker-proxy` process per container; needs dormant on the Docker
+    /// host), `published` at a port published on 127.0.0.1 (works anywhere),
+    /// or `auto`: `network` when the daemon is local, else `published`.
+    #[arg(
+        long,
+        env = "DORMANT_UPSTREAM",
+        value_enum,
+        default_value = "auto",
+        value_name = "MODE"
+    )]
+    pub upstream: UpstreamMode,
+
+    /// The Docker network containers join with `--upstream network`. Made if
+    /// missing, with traffic between containers disabled.
+    #[arg(
+        long,
+        env = "DORMANT_NETWORK",
+        default_value = "dormant",
+        value_name = "NAME"
+    )]
+    pub network: String,
+
     /// How long shutdown waits for in-flight requests.
     #[arg(long, env = "DORMANT_DRAIN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub drain_timeout: Duration,
+}
+
+/// How the proxy reaches containers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum UpstreamMode {
+    Auto,
+    Network,
+    Published,
 }
 
 impl ServeConfig {
@@ -234,6 +266,9 @@ mod tests {
         assert_eq!(c.wake_buffer, 1 << 20);
         assert_eq!(c.stop_grace, Duration::from_secs(10));
         assert_eq!(c.archive_after, Duration::from_secs(24 * 3600));
+        assert_eq!(c.upstream, UpstreamMode::Auto);
+        assert_eq!(c.docker_concurrency, 8);
+        assert_eq!(c.max_running, None);
         assert_eq!(c.wake_timeout, Duration::from_secs(60));
     }
 

@@ -17,6 +17,9 @@ pub const LABEL_NAME: &str = "dormant.name";
 /// containers (and is the seed of the multi-host design).
 pub const LABEL_NODE: &str = "dormant.node";
 
+/// Label carrying the container port the app listens on.
+pub const LABEL_PORT: &str = "dormant.port";
+
 /// Prefix of the Docker container name: `dormant-<name>`.
 pub const DOCKER_NAME_PREFIX: &str = "dormant-";
 

@@ -11,7 +11,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::api::{self, ApiState, CreateDefaults};
-use crate::config::ServeConfig;
+use crate::config::{ServeConfig, UpstreamMode};
+use crate::domain::LABEL_MANAGED;
 use crate::lifecycle::{
     check_archive_support, host_memory_bytes, ArchiveSupport, Lifecycle, LifecycleConfig, Limits,
 };
@@ -22,6 +23,7 @@ use crate::runtime::docker::DockerRuntime;
 use crate::runtime::limited::Limited;
 use crate::store::Store;
 use crate::token::{self, TokenSource};
+use std::collections::HashMap;
 
 /// How often in-memory activity is written to the store.
 const ACTIVITY_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
@@ -47,7 +49,24 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()>) -> any
     let store_path = data_dir.join("dormant.db");
     let store = Store::open(&store_path)
         .with_context(|| format!("cannot open the store {}", store_path.display()))?;
-    let runtime = DockerRuntime::connect(config.docker_host.as_deref()).await?;
+    let mut runtime = DockerRuntime::connect(config.docker_host.as_deref()).await?;
+    let docker_is_local = config
+        .docker_host
+        .clone()
+        .or_else(|| std::env::var("DOCKER_HOST").ok())
+        .is_none_or(|host| host.starts_with("unix://"));
+    let on_network = match config.upstream {
+        UpstreamMode::Network => true,
+        UpstreamMode::Published => false,
+        UpstreamMode::Auto => docker_is_local,
+    };
+    if on_network {
+        let labels = HashMap::from([(LABEL_MANAGED.to_owned(), "true".to_owned())]);
+        runtime.use_network(&config.network, labels).await?;
+        tracing::info!(network = %config.network, "the proxy reaches containers on their Docker network");
+    } else {
+        tracing::info!("the proxy reaches containers at ports published on 127.0.0.1");
+    }
     let snapshot_dir = data_dir.join("snapshots");
     std::fs::create_dir_all(&snapshot_dir)
         .with_context(|| format!("cannot create the snapshot dir {}", snapshot_dir.display()))?;

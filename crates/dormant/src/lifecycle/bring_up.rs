@@ -8,7 +8,9 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::{docker_ref, readiness, volume_names, Lifecycle, LifecycleError};
-use crate::domain::{docker_name, ContainerRecord, LABEL_MANAGED, LABEL_NAME, LABEL_NODE};
+use crate::domain::{
+    docker_name, ContainerRecord, LABEL_MANAGED, LABEL_NAME, LABEL_NODE, LABEL_PORT,
+};
 use crate::proxy::routes::Route;
 use crate::runtime::{CreateParams, Inspection};
 
@@ -131,6 +133,7 @@ impl Lifecycle {
             (LABEL_MANAGED.to_owned(), "true".to_owned()),
             (LABEL_NAME.to_owned(), record.name.clone()),
             (LABEL_NODE.to_owned(), self.config.node.clone()),
+            (LABEL_PORT.to_owned(), record.spec.port.to_string()),
         ]);
         let spec = &record.spec;
         CreateParams {

@@ -9,7 +9,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use async_trait::async_trait;
 use bollard::errors::Error as BollardError;
 use bollard::models::{
-    ContainerCreateBody, HostConfig, Mount, MountType, PortBinding, VolumeCreateRequest,
+    ContainerCreateBody, HostConfig, Mount, MountType, NetworkCreateRequest, PortBinding,
+    VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, EventsOptions, InspectContainerOptions, ListContainersOptions,
@@ -21,7 +22,7 @@ use super::{
     ContainerEvent, ContainerEventKind, CreateParams, ImageInfo, Inspection, Managed, Runtime,
     RuntimeError, RuntimeResult, StorageInfo,
 };
-use crate::domain::LABEL_NAME;
+use crate::domain::{LABEL_NAME, LABEL_PORT};
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 
@@ -29,6 +30,10 @@ use futures_util::StreamExt;
 #[derive(Clone)]
 pub struct DockerRuntime {
     docker: Docker,
+    /// The Docker network containers join when the proxy reaches them at
+    /// their own address (`--upstream network`); `None` publishes a port on
+    /// loopback instead.
+    network: Option<String>,
 }
 
 impl DockerRuntime {
@@ -52,7 +57,75 @@ impl DockerRuntime {
                 describe_host(docker_host)
             )
         })?;
-        Ok(Self { docker })
+        Ok(Self {
+            docker,
+            network: None,
+        })
+    }
+
+    /// From now on, containers are created on the network `name` (made if
+    /// missing; containers on it cannot talk to each other) and reached at
+    /// their address there, with no published port and so no `docker-proxy`.
+    pub async fn use_network(
+        &mut self,
+        name: &str,
+        labels: HashMap<String, String>,
+    ) -> anyhow::Result<()> {
+        if self.networks_named(name).await?.is_empty() {
+            let request = NetworkCreateRequest {
+                name: name.to_owned(),
+                driver: Some("bridge".into()),
+                labels: Some(labels),
+                options: Some(HashMap::from([(
+                    // Users' containers never reach each other.
+                    "com.docker.network.bridge.enable_icc".to_owned(),
+                    "false".to_owned(),
+                )])),
+                ..Default::default()
+            };
+            self.docker
+                .create_network(request)
+                .await
+                .map_err(|e| anyhow::anyhow!("docker network create {name} failed: {e}"))?;
+        }
+        // Docker lets two dormants starting at once both create `name`.
+        // Every one of them keeps the network with the lowest id and removes
+        // the others, so they all end up on the same one.
+        let mut ids = self.networks_named(name).await?;
+        ids.sort();
+        for duplicate in ids.iter().skip(1) {
+            match self.docker.remove_network(duplicate).await {
+                Ok(()) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => {
+                    tracing::warn!(network = %duplicate, error = %e, "cannot remove a duplicate network")
+                }
+            }
+        }
+        let id = ids.into_iter().next().ok_or_else(|| {
+            anyhow::anyhow!("docker network {name} vanished right after it was made")
+        })?;
+        // By id: a name another dormant is still deduplicating is ambiguous.
+        self.network = Some(id);
+        Ok(())
+    }
+
+    /// Ids of the networks whose name is exactly `name`.
+    async fn networks_named(&self, name: &str) -> anyhow::Result<Vec<String>> {
+        let options = bollard::query_parameters::ListNetworksOptions {
+            filters: Some(HashMap::from([("name".to_owned(), vec![name.to_owned()])])),
+        };
+        let networks = self
+            .docker
+            .list_networks(Some(options))
+            .await
+            .map_err(|e| anyhow::anyhow!("docker network ls failed: {e}"))?;
+        // The name filter matches substrings.
+        Ok(networks
+            .into_iter()
+            .filter(|n| n.name.as_deref() == Some(name))
+            .filter_map(|n| n.id)
+            .collect())
     }
 
     /// The bollard client, for the few callers that need Docker itself
@@ -137,15 +210,21 @@ impl Runtime for DockerRuntime {
                 .map_err(|e| failed("volume create", volume, e))?;
         }
         let port_key = format!("{}/tcp", params.port);
-        let host_config = HostConfig {
-            // An ephemeral port on loopback only: the proxy is the way in.
-            port_bindings: Some(HashMap::from([(
+        // On dormant's network the proxy reaches the container at its own
+        // address; otherwise at an ephemeral port on loopback only.
+        let port_bindings = match &self.network {
+            Some(_) => None,
+            None => Some(HashMap::from([(
                 port_key.clone(),
                 Some(vec![PortBinding {
                     host_ip: Some("127.0.0.1".into()),
                     host_port: Some(String::new()),
                 }]),
             )])),
+        };
+        let host_config = HostConfig {
+            port_bindings,
+            network_mode: self.network.clone(),
             memory: Some(params.memory_bytes as i64),
             // No swap beyond the memory limit: an idle container must not
             // quietly live on in swap.
@@ -247,19 +326,37 @@ impl Runtime for DockerRuntime {
         };
         let state = inspect.state.unwrap_or_default();
         let running = state.running.unwrap_or(false);
-        let upstream = inspect
-            .network_settings
-            .and_then(|settings| settings.ports)
-            .and_then(|ports| {
-                ports.into_values().flatten().flatten().find_map(|binding| {
-                    let port: u16 = binding.host_port?.parse().ok()?;
-                    let ip: IpAddr = match binding.host_ip.as_deref() {
-                        None | Some("") | Some("0.0.0.0") => IpAddr::V4(Ipv4Addr::LOCALHOST),
-                        Some(ip) => ip.parse().ok()?,
-                    };
-                    Some(SocketAddr::new(ip, port))
-                })
-            });
+        let port: Option<u16> = inspect
+            .config
+            .as_ref()
+            .and_then(|c| c.labels.as_ref())
+            .and_then(|labels| labels.get(LABEL_PORT))
+            .and_then(|p| p.parse().ok());
+        let settings = inspect.network_settings.unwrap_or_default();
+        let on_network = self
+            .network
+            .as_ref()
+            .and_then(|network| {
+                settings
+                    .networks
+                    .as_ref()?
+                    .values()
+                    .find(|endpoint| endpoint.network_id.as_deref() == Some(network.as_str()))
+            })
+            .and_then(|endpoint| endpoint.ip_address.as_deref()?.parse::<IpAddr>().ok())
+            .zip(port)
+            .map(|(ip, port)| SocketAddr::new(ip, port));
+        let published = settings.ports.and_then(|ports| {
+            ports.into_values().flatten().flatten().find_map(|binding| {
+                let port: u16 = binding.host_port?.parse().ok()?;
+                let ip: IpAddr = match binding.host_ip.as_deref() {
+                    None | Some("") | Some("0.0.0.0") => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                    Some(ip) => ip.parse().ok()?,
+                };
+                Some(SocketAddr::new(ip, port))
+            })
+        });
+        let upstream = on_network.or(published);
         let upper_dir = inspect
             .graph_driver
             .and_then(|driver| driver.data.get("UpperDir").cloned())
