@@ -14,9 +14,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{timeout, Instant};
 
-/// First pause between probes; doubles up to `MAX_INTERVAL`.
-const FIRST_INTERVAL: Duration = Duration::from_millis(5);
-const MAX_INTERVAL: Duration = Duration::from_millis(200);
+/// First pause between probes; grows by half each time up to
+/// `MAX_INTERVAL`. A probe is one local connection, so probing often is
+/// cheap, and the interval bounds how late a ready app is noticed: the cap
+/// keeps that under 50 ms even for an app that takes seconds to start.
+const FIRST_INTERVAL: Duration = Duration::from_millis(2);
+const MAX_INTERVAL: Duration = Duration::from_millis(50);
 /// An app that keeps a connection open this long without closing it is
 /// listening (non-HTTP apps never answer an HTTP request).
 const SILENT_BUT_OPEN: Duration = Duration::from_millis(300);
@@ -110,7 +113,7 @@ where
             next_liveness_check = now + Duration::from_millis(500);
         }
         tokio::time::sleep(interval.min(deadline - now)).await;
-        interval = (interval * 2).min(MAX_INTERVAL);
+        interval = (interval * 3 / 2).min(MAX_INTERVAL);
     }
 }
 
