@@ -90,7 +90,14 @@ impl FromStr for ContainerState {
 /// What a container is made from: everything needed to create it again.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ContainerSpec {
+    /// The image as the user named it.
     pub image: String,
+    /// The image's id when the container was first made: containers made
+    /// again (after removal, on restore) use this very image, so a user's
+    /// changes always apply to the files they were made against, even if the
+    /// tag has moved since.
+    #[serde(default)]
+    pub image_id: Option<String>,
     /// The port the app listens on inside the container.
     pub port: u16,
     #[serde(default)]

@@ -12,7 +12,7 @@ use crate::domain::{
     docker_name, ContainerRecord, LABEL_MANAGED, LABEL_NAME, LABEL_NODE, LABEL_PORT,
 };
 use crate::proxy::routes::Route;
-use crate::runtime::{CreateParams, Inspection};
+use crate::runtime::{CreateParams, Inspection, RuntimeError};
 
 impl Lifecycle {
     /// Starts the container (creating it from its spec if Docker no longer
@@ -37,11 +37,7 @@ impl Lifecycle {
                 if record.docker_id.is_some() {
                     tracing::warn!(container = %name, image = %record.spec.image, "its Docker container was removed behind dormant's back; recreating it from its image");
                 }
-                let id = self
-                    .runtime
-                    .create(&self.create_params(record))
-                    .await
-                    .map_err(runtime_err)?;
+                let id = self.create_container(record).await?;
                 self.store.set_docker_id(name, Some(id.clone())).await?;
                 (id, false)
             }
@@ -126,6 +122,33 @@ impl Lifecycle {
             Ok(Some(inspection)) => exit_reason(&inspection),
             _ => "it stopped while starting".into(),
         }
+    }
+
+    /// Creates the record's Docker container from the image it was first
+    /// made from; if that image is gone, from the image's name, with a
+    /// warning (the user's changes may then meet different files).
+    pub(super) async fn create_container(
+        &self,
+        record: &ContainerRecord,
+    ) -> Result<String, LifecycleError> {
+        let name = record.name.as_str();
+        let mut params = self.create_params(record);
+        if let Some(image_id) = &record.spec.image_id {
+            let original = std::mem::replace(&mut params.image, image_id.clone());
+            match self.runtime.create(&params).await {
+                Err(RuntimeError::NotFound(why))
+                    if why.contains(image_id.as_str()) || why.contains("image") =>
+                {
+                    tracing::warn!(container = %name, image = %original, %image_id, "the image it was made from is gone; using what `{original}` names now");
+                    params.image = original;
+                }
+                other => return other.map_err(|e| LifecycleError::runtime(name, e)),
+            }
+        }
+        self.runtime
+            .create(&params)
+            .await
+            .map_err(|e| LifecycleError::runtime(name, e))
     }
 
     pub(super) fn create_params(&self, record: &ContainerRecord) -> CreateParams {

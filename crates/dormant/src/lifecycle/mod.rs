@@ -457,6 +457,7 @@ impl Lifecycle {
         };
         Ok(ContainerSpec {
             image: request.image.clone(),
+            image_id: Some(image.id.clone()).filter(|id| !id.is_empty()),
             port,
             env: request.env.clone(),
             cmd: request.cmd.clone(),

@@ -77,11 +77,7 @@ impl Lifecycle {
     ) -> Result<String, LifecycleError> {
         let name = record.name.as_str();
         let runtime_err = |e| LifecycleError::runtime(name, e);
-        let id = self
-            .runtime
-            .create(&self.create_params(record))
-            .await
-            .map_err(runtime_err)?;
+        let id = self.create_container(record).await?;
         self.store.set_docker_id(name, Some(id.clone())).await?;
         fault::point("restore-after-create");
         let upper = self

@@ -178,6 +178,7 @@ impl Runtime for DockerRuntime {
     async fn image(&self, image: &str) -> RuntimeResult<Option<ImageInfo>> {
         match self.docker.inspect_image(image).await {
             Ok(inspect) => {
+                let id = inspect.id.clone().unwrap_or_default();
                 let exposed = inspect
                     .config
                     .and_then(|config| config.exposed_ports)
@@ -190,7 +191,10 @@ impl Runtime for DockerRuntime {
                     })
                     .collect();
                 exposed_tcp_ports.sort_unstable();
-                Ok(Some(ImageInfo { exposed_tcp_ports }))
+                Ok(Some(ImageInfo {
+                    id,
+                    exposed_tcp_ports,
+                }))
             }
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(failed("image inspect", image, e)),

@@ -17,6 +17,8 @@ use futures_util::stream::BoxStream;
 /// What dormant needs to know about a local image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageInfo {
+    /// The image's content-addressed id (`sha256:...`).
+    pub id: String,
     /// Container ports the image declares (`EXPOSE`), TCP only.
     pub exposed_tcp_ports: Vec<u16>,
 }

@@ -294,6 +294,7 @@ mod tests {
             name: name.into(),
             spec: ContainerSpec {
                 image: "demo".into(),
+                image_id: None,
                 port: 8080,
                 env: Default::default(),
                 cmd: None,

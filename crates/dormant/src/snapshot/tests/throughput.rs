@@ -1,0 +1,97 @@
+//! Throughput of write and restore on a 200 MB tree of mixed files. Ignored by default; run
+//! `cargo test --release -p dormant snapshot::tests::throughput -- --ignored --nocapture`.
+
+use std::fs;
+use std::time::Instant;
+
+use super::super::fsops;
+use super::super::{self as snapshot, Tree, TreeKind};
+use super::{no_progress, noise, TempDir};
+
+#[test]
+#[ignore = "a measurement, not a check: run in release with --ignored --nocapture"]
+fn write_and_restore_200_mb() {
+    let tmp = TempDir::new("throughput");
+    let src = tmp.path().join("src");
+    // Mixed: a few big files, many small ones; half noise (incompressible), half text.
+    let text: Vec<u8> = (0..)
+        .flat_map(|i: u32| {
+            format!("line {i} of some log or source file, fairly repetitive\n").into_bytes()
+        })
+        .take(64 << 10)
+        .collect();
+    let mut total = 0u64;
+    let mut files = 0u64;
+    let mut put = |rel: String, data: &[u8]| {
+        let p = src.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, data).unwrap();
+        total += data.len() as u64;
+        files += 1;
+    };
+    for i in 0..8 {
+        put(format!("big/blob{i}"), &noise(10 << 20, i + 1)); // 80 MB noise
+    }
+    for i in 0..4 {
+        let log: Vec<u8> = text.iter().copied().cycle().take(10 << 20).collect();
+        put(format!("var/log/app{i}.log"), &log); // 40 MB text
+    }
+    let small = noise(16 << 10, 99);
+    for i in 0..2_500u64 {
+        let d = format!("lib/pkg{}/mod{}", i % 50, i % 7);
+        put(
+            format!("{d}/noise{i}.bin"),
+            &small[..(i as usize * 37) % small.len()],
+        ); // ~20 MB
+        put(
+            format!("{d}/text{i}.txt"),
+            &text[..(i as usize * 53) % (24 << 10)],
+        ); // ~30 MB
+    }
+    for i in 0..20_000u64 {
+        put(
+            format!("etc/many{}/f{i}", i % 100),
+            &text[..(i as usize % 2048)],
+        ); // ~20 MB, tiny files
+    }
+    let mb = total as f64 / 1e6;
+    let trees = [Tree {
+        name: "rootfs".into(),
+        dir: src,
+        kind: TreeKind::OverlayUpper,
+    }];
+    let snap = tmp.path().join("s.snap");
+    // Start from a clean page cache state: the setup's dirty data is not the restore's cost.
+    fsops::syncfs(tmp.path()).unwrap();
+    let t = Instant::now();
+    let info = snapshot::write(&trees, &snap, no_progress()).unwrap();
+    let w = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    assert_eq!(snapshot::sha256_file(&snap).unwrap(), info.sha256);
+    let c = t.elapsed().as_secs_f64();
+    let dst = tmp.path().join("dst");
+    let t = Instant::now();
+    let stats = snapshot::restore(
+        &snap,
+        &info.sha256,
+        &[Tree {
+            dir: dst,
+            ..trees[0].clone()
+        }],
+        no_progress(),
+    )
+    .unwrap();
+    let r = t.elapsed().as_secs_f64();
+    assert_eq!(stats.content_bytes, total);
+    eprintln!(
+        "snapshot throughput: {mb:.0} MB in {files} files -> {:.0} MB compressed ({:.0}%)\n  \
+         write:   {w:.2} s = {:.0} MB/s, {:.0} files/s\n  \
+         restore: {r:.2} s = {:.0} MB/s, {:.0} files/s (incl. checksum {c:.2} s and syncfs)",
+        info.bytes as f64 / 1e6,
+        info.bytes as f64 * 100.0 / total as f64,
+        mb / w,
+        files as f64 / w,
+        mb / r,
+        files as f64 / r,
+    );
+}
