@@ -191,26 +191,7 @@ impl Lifecycle {
                 "Docker shows no writable layer directory for `{name}`"
             ))
         })?;
-        let mut trees = vec![Tree {
-            name: "rootfs".into(),
-            dir: upper,
-            kind: TreeKind::OverlayUpper,
-        }];
-        for (index, volume) in volume_names(&record).iter().enumerate() {
-            let dir = self
-                .runtime
-                .volume_dir(volume)
-                .await
-                .map_err(runtime_err)?
-                .ok_or_else(|| {
-                    LifecycleError::Conflict(format!("volume {volume} of `{name}` is missing"))
-                })?;
-            trees.push(Tree {
-                name: format!("volumes/{index}"),
-                dir,
-                kind: TreeKind::Plain,
-            });
-        }
+        let trees = self.trees(&record, upper).await?;
 
         self.transition(
             route,
@@ -287,6 +268,37 @@ impl Lifecycle {
             "archived"
         );
         Ok(())
+    }
+
+    /// What a snapshot of `record` holds: its writable layer (`upper`) as
+    /// `rootfs` and each named volume as `volumes/<index>`.
+    pub(super) async fn trees(
+        &self,
+        record: &ContainerRecord,
+        upper: PathBuf,
+    ) -> Result<Vec<Tree>, LifecycleError> {
+        let name = record.name.as_str();
+        let mut trees = vec![Tree {
+            name: "rootfs".into(),
+            dir: upper,
+            kind: TreeKind::OverlayUpper,
+        }];
+        for (index, volume) in volume_names(record).iter().enumerate() {
+            let dir = self
+                .runtime
+                .volume_dir(volume)
+                .await
+                .map_err(|e| LifecycleError::runtime(name, e))?
+                .ok_or_else(|| {
+                    LifecycleError::Conflict(format!("volume {volume} of `{name}` is missing"))
+                })?;
+            trees.push(Tree {
+                name: format!("volumes/{index}"),
+                dir,
+                kind: TreeKind::Plain,
+            });
+        }
+        Ok(trees)
     }
 
     pub(super) fn snapshot_path(&self, file: &str) -> PathBuf {

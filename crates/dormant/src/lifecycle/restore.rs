@@ -6,11 +6,11 @@
 
 use std::sync::Arc;
 
-use super::{volume_names, Lifecycle, LifecycleError};
+use super::{Lifecycle, LifecycleError};
 use crate::domain::{ContainerRecord, ContainerState};
 use crate::fault;
 use crate::proxy::routes::{Route, RouteStatus};
-use crate::snapshot::{self, Tree, TreeKind};
+use crate::snapshot;
 
 impl Lifecycle {
     /// Creates the container again and restores its snapshot into it; returns
@@ -91,26 +91,7 @@ impl Lifecycle {
                     "Docker shows no writable layer directory for `{name}`"
                 ))
             })?;
-        let mut trees = vec![Tree {
-            name: "rootfs".into(),
-            dir: upper,
-            kind: TreeKind::OverlayUpper,
-        }];
-        for (index, volume) in volume_names(record).iter().enumerate() {
-            let dir = self
-                .runtime
-                .volume_dir(volume)
-                .await
-                .map_err(runtime_err)?
-                .ok_or_else(|| {
-                    LifecycleError::Conflict(format!("volume {volume} of `{name}` was not created"))
-                })?;
-            trees.push(Tree {
-                name: format!("volumes/{index}"),
-                dir,
-                kind: TreeKind::Plain,
-            });
-        }
+        let trees = self.trees(record, upper).await?;
         let restored = {
             let route = route.clone();
             let path = path.to_owned();
