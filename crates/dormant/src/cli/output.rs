@@ -119,7 +119,7 @@ pub fn print_container(c: &ContainerView) {
         fields.insert(2, ("reason", reason.clone()));
     }
     for (key, value) in fields {
-        println!("{key:<12} {value}");
+        println!("{key:<13} {value}");
     }
 }
 
