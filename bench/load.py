@@ -2,17 +2,30 @@
 """Load clients for bench/run.sh, standard library only (nothing to install).
 
 Every subcommand prints one JSON object on stdout; times are in milliseconds.
+ADDR is a PORT on 127.0.0.1, or IP:PORT (a bench container's own address).
 
-  get    PORT HOST                 one timed GET / (connect to full response)
-  ws     PORT HOST N               N sequential WebSocket echo round trips on /ws
-  herd   PORT HOSTS N              N concurrent GET / spread over the comma-separated
+  get    ADDR HOST                 one timed GET / (connect to full response)
+  ws     ADDR HOST N               N sequential WebSocket echo round trips on /ws
+  herd   ADDR HOSTS N              N concurrent GET / spread over the comma-separated
                                    HOSTS: all connections are opened first, then every
                                    request is written at once
   floor  CONTAINER:PORT,...        start each stopped CONTAINER at once through the
                                    Docker Engine API, then poll GET / on its PORT every
-                                   2 ms until it answers; "ms" is until all answered
+                                   2 ms until it answers; "ms" is until all answered.
+                                   CONTAINER:ip:PORT polls the container's own address
+                                   instead, looked up (inspect) right after the start
+  cold   NAME IMAGE MEMORY NETWORK PORT
+                                   create (labelled dormant.bench=true, on NETWORK), start,
+                                   look up its address and poll GET / on it every 2 ms:
+                                   what creating a container costs at least; removed after
+  helpers [CONTAINER...]           resident memory (VmRSS, kB) of Docker's per-container
+                                   helper processes for these containers: docker-proxy
+                                   (by published port), containerd-shim (by id),
+                                   fuse-overlayfs (by upper dir); and of every docker-proxy
+                                   on the host
 
-Everything talks to 127.0.0.1 only. Every wait is bounded.
+Everything talks to 127.0.0.1 and to the bench's own containers only. Every wait is
+bounded.
 """
 
 import asyncio
@@ -28,6 +41,15 @@ import threading
 import time
 
 LOOPBACK = "127.0.0.1"
+
+
+def addr(spec):
+    """`PORT` (on loopback) or `IP:PORT` -> (ip, port)."""
+    spec = str(spec)
+    if ":" in spec:
+        ip, port = spec.rsplit(":", 1)
+        return ip, int(port)
+    return LOOPBACK, int(spec)
 
 
 def pct(values, p, digits=3):
@@ -54,10 +76,10 @@ def request_bytes(host, path="/"):
 # --- get -------------------------------------------------------------------
 
 
-def cmd_get(port, host, timeout=70.0):
+def cmd_get(where, host, timeout=70.0):
     """One GET / with `Connection: close`, timed from connect to end of body."""
     t0 = time.perf_counter()
-    with socket.create_connection((LOOPBACK, int(port)), timeout=timeout) as s:
+    with socket.create_connection(addr(where), timeout=timeout) as s:
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         s.sendall(request_bytes(host))
         chunks = []
@@ -76,8 +98,8 @@ def cmd_get(port, host, timeout=70.0):
 class WsClient:
     """The smallest WebSocket client that can echo text frames (RFC 6455)."""
 
-    def __init__(self, port, host, timeout=10.0):
-        self.sock = socket.create_connection((LOOPBACK, int(port)), timeout=timeout)
+    def __init__(self, where, host, timeout=10.0):
+        self.sock = socket.create_connection(addr(where), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = bytearray()
         key = base64.b64encode(os.urandom(16)).decode()
@@ -136,9 +158,9 @@ class WsClient:
             self.sock.close()
 
 
-def cmd_ws(port, host, n):
+def cmd_ws(where, host, n):
     n = int(n)
-    ws = WsClient(port, host)
+    ws = WsClient(where, host)
     times = []
     try:
         for i in range(5):  # warm-up, not counted
@@ -160,7 +182,7 @@ def cmd_ws(port, host, n):
 # --- herd ------------------------------------------------------------------
 
 
-async def herd(port, hosts, n, timeout):
+async def herd(where, hosts, n, timeout):
     go = asyncio.Event()
     attempted = 0
     results = []  # (ok, ms, error)
@@ -174,7 +196,7 @@ async def herd(port, hosts, n, timeout):
     async def one(host):
         try:
             reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(LOOPBACK, port), timeout
+                asyncio.open_connection(*where), timeout
             )
         except Exception as e:  # noqa: BLE001 - every failure is counted
             attempt_done()
@@ -219,8 +241,8 @@ async def herd(port, hosts, n, timeout):
     }
 
 
-def cmd_herd(port, hosts, n, timeout=90.0):
-    return asyncio.run(herd(int(port), hosts.split(","), int(n), float(timeout)))
+def cmd_herd(where, hosts, n, timeout=90.0):
+    return asyncio.run(herd(addr(where), hosts.split(","), int(n), float(timeout)))
 
 
 # --- floor -----------------------------------------------------------------
@@ -244,10 +266,38 @@ def docker_socket():
     return host[len("unix://") :]
 
 
-def answers_http(port):
-    """One probe: does GET / on the port get an HTTP status line back?"""
+def engine(method, path, body=None, ok=(200, 201, 204, 304)):
+    """One Engine API call on the local socket: the decoded JSON answer, or None."""
+    conn = UnixHTTPConnection(docker_socket())
     try:
-        with socket.create_connection((LOOPBACK, port), timeout=1.0) as s:
+        headers = {}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        conn.request(method, path, body=data, headers=headers)
+        response = conn.getresponse()
+        raw = response.read()
+    finally:
+        conn.close()
+    if response.status not in ok:
+        raise RuntimeError(f"docker {method} {path}: {response.status} {raw[:300]!r}")
+    return json.loads(raw) if raw else None
+
+
+def container_ip(container):
+    """The container's address on its (first) network, as Docker reports it."""
+    inspect = engine("GET", f"/containers/{container}/json")
+    for endpoint in (inspect.get("NetworkSettings") or {}).get("Networks", {}).values():
+        if endpoint.get("IPAddress"):
+            return endpoint["IPAddress"]
+    raise RuntimeError(f"{container} has no address on any network")
+
+
+def answers_http(where):
+    """One probe: does GET / at (ip, port) get a 200 status line back?"""
+    try:
+        with socket.create_connection(where, timeout=1.0) as s:
             s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             s.sendall(request_bytes("localhost"))
             data = b""
@@ -261,33 +311,38 @@ def answers_http(port):
         return False
 
 
-def start_and_wait(container, port, deadline_s):
-    """`docker start` (the Engine API call, without the CLI's own start-up),
-    then GET / every 2 ms until it answers 200: milliseconds in all."""
-    conn = UnixHTTPConnection(docker_socket())
-    t0 = time.perf_counter()
-    conn.request("POST", f"/containers/{container}/start")
-    response = conn.getresponse()
-    body = response.read()
-    conn.close()
-    if response.status not in (204, 304):
-        raise RuntimeError(f"docker start {container}: {response.status} {body!r}")
+def poll_until_ready(container, where, t0, deadline_s):
+    """GET / every 2 ms until it answers 200: milliseconds since t0."""
     while time.perf_counter() - t0 < deadline_s:
-        if answers_http(port):
+        if answers_http(where):
             return (time.perf_counter() - t0) * 1000
         time.sleep(0.002)
-    raise RuntimeError(f"{container} did not answer on port {port} within {deadline_s}s")
+    raise RuntimeError(f"{container} did not answer at {where} within {deadline_s}s")
+
+
+def start_and_wait(container, target, deadline_s):
+    """`docker start` (the Engine API call, without the CLI's own start-up),
+    then GET / every 2 ms until it answers 200: milliseconds in all. `target`
+    is a port on loopback, or `ip:PORT` for the container's own address,
+    looked up after the start (its address may change from start to start)."""
+    t0 = time.perf_counter()
+    engine("POST", f"/containers/{container}/start")
+    if target.startswith("ip:"):
+        where = (container_ip(container), int(target[3:]))
+    else:
+        where = (LOOPBACK, int(target))
+    return poll_until_ready(container, where, t0, deadline_s)
 
 
 def cmd_floor(pairs, deadline_s=60.0):
     """What any wake must at least cost: start each stopped CONTAINER:PORT of
     the comma-separated `pairs` at once and wait until each answers."""
-    pairs = [p.rsplit(":", 1) for p in pairs.split(",")]
+    pairs = [p.split(":", 1) for p in pairs.split(",")]
     times, errors = [], []
 
-    def one(container, port):
+    def one(container, target):
         try:
-            times.append(start_and_wait(container, int(port), float(deadline_s)))
+            times.append(start_and_wait(container, target, float(deadline_s)))
         except Exception as e:  # noqa: BLE001 - reported below
             errors.append(str(e))
 
@@ -306,7 +361,110 @@ def cmd_floor(pairs, deadline_s=60.0):
     }
 
 
-COMMANDS = {"get": cmd_get, "ws": cmd_ws, "herd": cmd_herd, "floor": cmd_floor}
+def cmd_cold(name, image, memory, network, port, deadline_s=60.0):
+    """What any restore must at least cost: create a container from `image`
+    with the settings dormant gives its own (memory limit without swap, pids
+    limit, no-new-privileges, on `network`, no published port), start it,
+    look up its address and poll GET / until it answers. Removed afterwards."""
+    memory = int(memory)
+    body = {
+        "Image": image,
+        "Labels": {"dormant.bench": "true"},
+        "ExposedPorts": {f"{port}/tcp": {}},
+        "HostConfig": {
+            "NetworkMode": network,
+            "Memory": memory,
+            "MemorySwap": memory,
+            "PidsLimit": 1024,
+            "SecurityOpt": ["no-new-privileges"],
+        },
+    }
+    t0 = time.perf_counter()
+    try:
+        engine("POST", f"/containers/create?name={name}", body)
+        t_created = time.perf_counter()
+        engine("POST", f"/containers/{name}/start")
+        t_started = time.perf_counter()
+        where = (container_ip(name), int(port))
+        ms = poll_until_ready(name, where, t0, float(deadline_s))
+    finally:
+        try:
+            engine("DELETE", f"/containers/{name}?force=1&v=1", ok=(204, 404))
+        except Exception:  # noqa: BLE001 - run.sh removes it by label anyway
+            pass
+    return {
+        "ms": round(ms, 1),
+        "create_ms": round((t_created - t0) * 1000, 1),
+        "start_ms": round((t_started - t_created) * 1000, 1),
+    }
+
+
+def processes():
+    """(pid, comm, argv, VmRSS kB) of every process we may read."""
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                comm = f.read().strip()
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+            rss = 0
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        rss = int(line.split()[1])
+        except OSError:  # gone, or a kernel thread
+            continue
+        yield int(pid), comm, argv, rss
+
+
+def flag(argv, name):
+    """The value after `name` in argv, or None."""
+    for i, a in enumerate(argv[:-1]):
+        if a == name:
+            return argv[i + 1]
+    return None
+
+
+def cmd_helpers(*containers):
+    """What Docker runs beside each of `containers`, in resident memory."""
+    ids, ports, uppers = set(), set(), set()
+    for c in containers:
+        inspect = engine("GET", f"/containers/{c}/json")
+        ids.add(inspect["Id"])
+        for bindings in ((inspect.get("NetworkSettings") or {}).get("Ports") or {}).values():
+            for b in bindings or []:
+                if b.get("HostPort"):
+                    ports.add(b["HostPort"])
+        upper = ((inspect.get("GraphDriver") or {}).get("Data") or {}).get("UpperDir")
+        if upper:
+            uppers.add(upper)
+    kinds = ("docker_proxy", "shim", "fuse_overlayfs", "all_docker_proxy")
+    out = {kind: {"n": 0, "kb": 0} for kind in kinds}
+
+    def add(kind, rss):
+        out[kind]["n"] += 1
+        out[kind]["kb"] += rss
+
+    for _pid, comm, argv, rss in processes():
+        if comm == "docker-proxy":
+            add("all_docker_proxy", rss)
+            if flag(argv, "-host-port") in ports:
+                add("docker_proxy", rss)
+        elif comm.startswith("containerd-shim"):
+            if flag(argv, "-id") in ids:
+                add("shim", rss)
+        elif comm == "fuse-overlayfs":
+            options = (flag(argv, "-o") or "").split(",")
+            if any(o.startswith("upperdir=") and o[len("upperdir=") :] in uppers for o in options):
+                add("fuse_overlayfs", rss)
+    out["containers"] = len(ids)
+    return out
+
+
+COMMANDS = {"get": cmd_get, "ws": cmd_ws, "herd": cmd_herd, "floor": cmd_floor, "cold": cmd_cold,
+            "helpers": cmd_helpers}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
