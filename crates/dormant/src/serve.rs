@@ -18,7 +18,7 @@ use crate::lifecycle::{
 };
 use crate::metrics::Metrics;
 use crate::proxy::routes::Routes;
-use crate::proxy::Proxy;
+use crate::proxy::{self, ProxyParts};
 use crate::runtime::docker::DockerRuntime;
 use crate::runtime::limited::Limited;
 use crate::store::Store;
@@ -108,6 +108,7 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()>) -> any
         metrics.clone(),
     ));
     let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_rx_for_proxy = stop_rx.clone();
     let stopped = move || {
         let mut rx = stop_rx.clone();
         async move {
@@ -124,8 +125,7 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()>) -> any
             config.api_addr
         )
     })?;
-    let proxy_listener = TcpListener::bind(config.proxy_addr)
-        .await
+    let proxy_listener = std::net::TcpListener::bind(config.proxy_addr)
         .with_context(|| format!("cannot listen for the proxy on {}", config.proxy_addr))?;
     let api_addr = api_listener.local_addr()?;
     let proxy_addr = proxy_listener.local_addr()?;
@@ -150,14 +150,21 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()>) -> any
         axum::serve(api_listener, api::router(state)).with_graceful_shutdown(stopped());
     let sweep_task = tokio::spawn(lifecycle.clone().sweep_idle_periodically(stopped()));
     let read_ahead = usize::try_from(config.wake_buffer).unwrap_or(usize::MAX);
-    let proxy = Arc::new(Proxy::new(
+    let proxy = ProxyParts {
         routes,
-        Arc::new(lifecycle.clone()),
-        &config.base_domain,
-        read_ahead,
+        waker: Arc::new(lifecycle.clone()),
+        base_domain: config.base_domain.clone(),
+        read_ahead_limit: read_ahead,
         metrics,
-    ));
-    let proxy_server = proxy.run(proxy_listener, stopped(), config.drain_timeout);
+    };
+    let proxy_threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let proxy_server = proxy::serve_per_core(
+        proxy,
+        proxy_listener,
+        proxy_threads,
+        stop_rx_for_proxy,
+        config.drain_timeout,
+    )?;
     let flusher = flush_activity_periodically(lifecycle.clone(), stopped());
 
     // A stable line on stdout for scripts and tests; the rest goes to the log.
@@ -165,7 +172,7 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()>) -> any
     tracing::info!(%api_addr, %proxy_addr, base_domain = %config.base_domain, %node, "dormant is ready");
 
     let api_task = tokio::spawn(async move { api_server.await });
-    let proxy_task = tokio::spawn(proxy_server);
+    let proxy_task = proxy_server;
     let flush_task = tokio::spawn(flusher);
     shutdown.await;
     tracing::info!("shutting down: draining requests");

@@ -104,6 +104,9 @@ pub struct Lifecycle {
     archive_support: ArchiveSupport,
     metrics: Arc<Metrics>,
     capacity: capacity::Capacity,
+    /// The main runtime: background work started from a proxy thread (a
+    /// wake) runs here, not on that thread's own runtime.
+    background: tokio::runtime::Handle,
 }
 
 // === impl Lifecycle ===
@@ -130,6 +133,7 @@ impl Lifecycle {
             archive_support,
             metrics,
             capacity,
+            background: tokio::runtime::Handle::current(),
         }
     }
 

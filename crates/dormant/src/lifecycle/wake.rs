@@ -109,7 +109,7 @@ impl Lifecycle {
         }
         let lifecycle = self.clone();
         let route = route.clone();
-        tokio::spawn(async move {
+        self.background.spawn(async move {
             // Released however the task ends, panics included.
             let _claim = WakeClaim(&route);
             let lock = lifecycle.lock(route.name());
