@@ -22,7 +22,9 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(config) => {
-                dormant::serve::run(config, dormant::serve::shutdown_signal()).await
+                let shutdown = dormant::serve::shutdown_signal();
+                let runtime = dormant::serve::docker_runtime(&config).await?;
+                dormant::serve::run(config, runtime, shutdown).await
             }
             other => run_client(other).await,
         }

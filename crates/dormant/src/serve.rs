@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
 
 use crate::api::{self, ApiState, CreateDefaults};
 use crate::config::{ServeConfig, UpstreamMode};
@@ -17,10 +18,10 @@ use crate::lifecycle::{
     check_archive_support, host_memory_bytes, ArchiveSupport, Lifecycle, LifecycleConfig, Limits,
 };
 use crate::metrics::Metrics;
-use crate::proxy::routes::Routes;
 use crate::proxy::{self, ProxyParts};
 use crate::runtime::docker::DockerRuntime;
 use crate::runtime::limited::Limited;
+use crate::runtime::Runtime;
 use crate::store::Store;
 use crate::token::{self, TokenSource};
 use std::collections::HashMap;
@@ -31,24 +32,10 @@ const ACTIVITY_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
 /// after a container's idle timeout.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
 
-/// Runs dormant until `shutdown` completes, then drains and flushes.
-pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let data_dir = &config.data_dir;
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("cannot create the data dir {}", data_dir.display()))?;
-    let (admin_token, source) =
-        token::load_or_create_admin_token(std::env::var("DORMANT_ADMIN_TOKEN").ok(), data_dir)?;
-    match source {
-        TokenSource::Env => tracing::info!("admin token from DORMANT_ADMIN_TOKEN"),
-        TokenSource::File(path) => tracing::info!(path = %path.display(), "admin token from file"),
-        TokenSource::Generated(path) => {
-            tracing::info!(path = %path.display(), "generated an admin token")
-        }
-    }
-    let node = node_id(data_dir)?;
-    let store_path = data_dir.join("dormant.db");
-    let store = Store::open(&store_path)
-        .with_context(|| format!("cannot open the store {}", store_path.display()))?;
+/// Connects to the Docker daemon the configuration names, joins the
+/// containers' network in network upstream mode, and bounds concurrent
+/// Docker calls: the runtime `run` is given in production.
+pub async fn docker_runtime(config: &ServeConfig) -> anyhow::Result<Arc<dyn Runtime>> {
     let mut runtime = DockerRuntime::connect(config.docker_host.as_deref()).await?;
     let docker_is_local = config
         .docker_host
@@ -67,17 +54,35 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()>) -> any
     } else {
         tracing::info!("the proxy reaches containers at ports published on 127.0.0.1");
     }
+    Ok(Arc::new(Limited::new(runtime, config.docker_concurrency)))
+}
+
+/// Runs dormant on `runtime` until `shutdown` completes; then stops
+/// accepting, lets requests and transitions in flight finish within
+/// `--drain-timeout`, flushes activity and returns.
+pub async fn run(
+    config: ServeConfig,
+    runtime: Arc<dyn Runtime>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let data_dir = &config.data_dir;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create the data dir {}", data_dir.display()))?;
+    let admin_token = admin_token(data_dir)?;
+    let node = node_id(data_dir)?;
+    let store_path = data_dir.join("dormant.db");
+    let store = Store::open(&store_path)
+        .with_context(|| format!("cannot open the store {}", store_path.display()))?;
     let snapshot_dir = data_dir.join("snapshots");
     std::fs::create_dir_all(&snapshot_dir)
         .with_context(|| format!("cannot create the snapshot dir {}", snapshot_dir.display()))?;
-    let archive_support = check_archive_support(&runtime).await;
+    let archive_support = check_archive_support(runtime.as_ref()).await;
     match &archive_support {
         ArchiveSupport::Supported => tracing::info!(dir = %snapshot_dir.display(), "archiving enabled"),
         ArchiveSupport::Unsupported(why) => tracing::error!(
             "archiving is DISABLED: {why}. Containers still sleep; none will be archived, and /archive answers 409"
         ),
     }
-
     let limits = Limits {
         max_running: config.max_running,
         memory_budget: config.memory_budget.unwrap_or_else(|| {
@@ -86,37 +91,25 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()>) -> any
         }),
     };
     tracing::info!(max_running = ?limits.max_running, memory_budget = limits.memory_budget, "capacity");
-    let routes = Arc::new(Routes::new());
     let metrics = Arc::new(Metrics::new());
-    let lifecycle = Arc::new(Lifecycle::new(
+    let lifecycle = Lifecycle::new(
         store,
-        Arc::new(Limited::new(runtime, config.docker_concurrency)),
-        routes.clone(),
-        LifecycleConfig {
-            node: node.clone(),
-            pids_limit: config.pids_limit,
-            wake_timeout: config.wake_timeout,
-            stop_grace: config.stop_grace,
-            default_wake: config.wake_strategy,
-            create_concurrency: 4,
-            sweep_interval: SWEEP_INTERVAL,
-            default_archive_after: config.archive_after,
-            snapshot_dir,
-            limits,
-        },
+        runtime,
+        lifecycle_config(&config, node.clone(), snapshot_dir, limits),
         archive_support,
         metrics.clone(),
-    ));
+    );
+
     let (stop_tx, stop_rx) = watch::channel(false);
-    let stop_rx_for_proxy = stop_rx.clone();
     let stopped = move || {
         let mut rx = stop_rx.clone();
         async move {
             let _ = rx.wait_for(|stop| *stop).await;
         }
     };
+    let tasks = TaskTracker::new();
     // Follow Docker's events from before reconciling, so no death goes unheard.
-    let events_task = tokio::spawn(lifecycle.clone().follow_docker_events(stopped()));
+    tasks.spawn(lifecycle.follow_docker_events(stopped()));
     lifecycle.reconcile().await?;
 
     let api_listener = TcpListener::bind(config.api_addr).await.with_context(|| {
@@ -131,7 +124,7 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()>) -> any
     let proxy_addr = proxy_listener.local_addr()?;
 
     let state = ApiState {
-        lifecycle: lifecycle.clone(),
+        lifecycle: Arc::new(lifecycle.clone()),
         admin_token: admin_token.into(),
         public: Arc::new(api::model::PublicAddress::new(
             &config.base_domain,
@@ -145,52 +138,91 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()>) -> any
                 .unwrap_or(1.0),
         }),
     };
-
     let api_server =
         axum::serve(api_listener, api::router(state)).with_graceful_shutdown(stopped());
-    let sweep_task = tokio::spawn(lifecycle.clone().sweep_idle_periodically(stopped()));
+    let api_task = tasks.spawn(async move { api_server.await });
+    tasks.spawn(lifecycle.sweep_periodically(stopped()));
+    tasks.spawn(flush_activity_periodically(lifecycle.clone(), stopped()));
     let read_ahead = usize::try_from(config.wake_buffer).unwrap_or(usize::MAX);
     let proxy = ProxyParts {
-        routes,
+        routes: lifecycle.table().clone(),
         waker: Arc::new(lifecycle.clone()),
         base_domain: config.base_domain.clone(),
         read_ahead_limit: read_ahead,
         metrics,
     };
     let proxy_threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let proxy_server = proxy::serve_per_core(
+    let proxy_task = proxy::serve_per_core(
         proxy,
         proxy_listener,
         proxy_threads,
-        stop_rx_for_proxy,
+        stop_tx.subscribe(),
         config.drain_timeout,
     )?;
-    let flusher = flush_activity_periodically(lifecycle.clone(), stopped());
 
     // A stable line on stdout for scripts and tests; the rest goes to the log.
     println!("dormant listening: api=http://{api_addr} proxy=http://{proxy_addr} node={node}");
     tracing::info!(%api_addr, %proxy_addr, base_domain = %config.base_domain, %node, "dormant is ready");
 
-    let api_task = tokio::spawn(async move { api_server.await });
-    let proxy_task = proxy_server;
-    let flush_task = tokio::spawn(flusher);
     shutdown.await;
-    tracing::info!("shutting down: draining requests");
+    tracing::info!("shutting down: draining requests and transitions");
     let _ = stop_tx.send(true);
     let drain = config.drain_timeout + Duration::from_secs(1);
+    tasks.close();
     if tokio::time::timeout(drain, api_task).await.is_err() {
         tracing::warn!("API requests still running after the drain period");
     }
-    let _ = tokio::time::timeout(drain, proxy_task).await;
-    let _ = flush_task.await;
-    let _ = sweep_task.await;
-    let _ = events_task.await;
+    if tokio::time::timeout(drain, proxy_task).await.is_err() {
+        tracing::warn!("proxy connections still open after the drain period");
+    }
+    if !lifecycle.drain(drain).await {
+        tracing::warn!(
+            "transitions still running after the drain period; the next start-up settles them"
+        );
+    }
+    if tokio::time::timeout(drain, tasks.wait()).await.is_err() {
+        tracing::warn!("background tasks still running after the drain period");
+    }
     lifecycle.flush_activity().await?;
     tracing::info!("stopped");
     Ok(())
 }
 
-async fn flush_activity_periodically(lifecycle: Arc<Lifecycle>, stopped: impl Future<Output = ()>) {
+fn lifecycle_config(
+    config: &ServeConfig,
+    node: String,
+    snapshot_dir: std::path::PathBuf,
+    limits: Limits,
+) -> LifecycleConfig {
+    LifecycleConfig {
+        node,
+        pids_limit: config.pids_limit,
+        wake_timeout: config.wake_timeout,
+        stop_grace: config.stop_grace,
+        default_wake: config.wake_strategy,
+        create_concurrency: 4,
+        sweep_interval: SWEEP_INTERVAL,
+        default_archive_after: config.archive_after,
+        snapshot_dir,
+        limits,
+    }
+}
+
+/// The admin token: from DORMANT_ADMIN_TOKEN, the data dir, or made now.
+fn admin_token(data_dir: &Path) -> anyhow::Result<String> {
+    let (token, source) =
+        token::load_or_create_admin_token(std::env::var("DORMANT_ADMIN_TOKEN").ok(), data_dir)?;
+    match source {
+        TokenSource::Env => tracing::info!("admin token from DORMANT_ADMIN_TOKEN"),
+        TokenSource::File(path) => tracing::info!(path = %path.display(), "admin token from file"),
+        TokenSource::Generated(path) => {
+            tracing::info!(path = %path.display(), "generated an admin token")
+        }
+    }
+    Ok(token)
+}
+
+async fn flush_activity_periodically(lifecycle: Lifecycle, stopped: impl Future<Output = ()>) {
     tokio::pin!(stopped);
     let mut tick = tokio::time::interval(ACTIVITY_FLUSH_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -80,6 +80,7 @@ impl From<LifecycleError> for ApiError {
                 WakeErrorKind::Deleted => (StatusCode::NOT_FOUND, "not_found"),
                 WakeErrorKind::NoRoom => (StatusCode::SERVICE_UNAVAILABLE, "no_room"),
             },
+            LifecycleError::NeverFits(_) => (StatusCode::UNPROCESSABLE_ENTITY, "never_fits"),
             LifecycleError::ArchiveUnsupported(_) => (StatusCode::CONFLICT, "archive_unsupported"),
             LifecycleError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             LifecycleError::Snapshot { .. } => {

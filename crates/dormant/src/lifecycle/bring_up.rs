@@ -1,179 +1,179 @@
-//! Starting a container, or creating it again from its spec when Docker no
-//! longer has it, and waiting until the app inside answers.
+//! The step create and wake share: get room, start the container (creating
+//! it from its spec when Docker no longer has it) and wait until the app
+//! inside answers.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::{docker_ref, readiness, volume_names, Lifecycle, LifecycleError};
+use super::context::{docker_ref, volume_names, Change, Context};
+use super::table::Owner;
+use super::{capacity, readiness, LifecycleError};
 use crate::domain::{
     docker_name, ContainerRecord, LABEL_MANAGED, LABEL_NAME, LABEL_NODE, LABEL_PORT,
 };
-use crate::proxy::routes::Route;
 use crate::runtime::{CreateParams, Inspection, RuntimeError};
 
-impl Lifecycle {
-    /// Starts the container (creating it from its spec if Docker no longer
-    /// has it) and waits until the app answers. `route`, when there is one,
-    /// tells us at once if Docker reports the container died. Caller holds
-    /// the container's lock.
-    pub(super) async fn bring_up(
-        &self,
-        record: &ContainerRecord,
-        route: Option<&Arc<Route>>,
-    ) -> Result<SocketAddr, LifecycleError> {
-        let name = record.name.as_str();
-        let runtime_err = |e| LifecycleError::runtime(name, e);
-        let existing = self
-            .runtime
-            .inspect(&docker_ref(record))
-            .await
-            .map_err(runtime_err)?;
-        let (id, running) = match existing {
-            Some(inspection) => (inspection.id, inspection.running),
-            None => {
-                if record.docker_id.is_some() {
-                    tracing::warn!(container = %name, image = %record.spec.image, "its Docker container was removed behind dormant's back; recreating it from its image");
-                }
-                let id = self.create_container(record).await?;
-                self.store.set_docker_id(name, Some(id.clone())).await?;
-                (id, false)
+/// Starts the owned container and waits until its app answers, by
+/// `deadline`. Does not publish a state: the caller commits `running`, or
+/// its own error path.
+pub(super) async fn run(
+    ctx: &Context,
+    owner: &Owner,
+    deadline: Instant,
+) -> Result<SocketAddr, LifecycleError> {
+    let name = owner.name();
+    let runtime_err = |e| LifecycleError::runtime(name, e);
+    let record = owner.record();
+    let existing = ctx
+        .runtime
+        .inspect(&docker_ref(&record))
+        .await
+        .map_err(runtime_err)?;
+    let (id, running) = match existing {
+        Some(inspection) => (inspection.id, inspection.running),
+        None => {
+            if record.docker_id.is_some() {
+                tracing::warn!(container = %name, image = %record.spec.image, "its Docker container was removed behind dormant's back; recreating it from its image");
             }
-        };
-        // Listen for "died" before starting, so a crash at start is never missed.
-        let died = route.map(|route| route.died());
-        if running {
-            self.capacity.note_running(name, record.spec.memory_bytes);
-        } else {
-            let deadline = Instant::now() + self.config.wake_timeout;
-            self.admit(name, record.spec.memory_bytes, deadline)
-                .await
-                .map_err(|error| LifecycleError::Wake {
-                    name: name.to_owned(),
-                    error,
-                })?;
-            if let Err(e) = self.runtime.start(&id).await {
-                self.capacity.release(name);
-                return Err(runtime_err(e));
-            }
+            let id = create_container(ctx, &record).await?;
+            let change = Change {
+                docker_id: Some(Some(id.clone())),
+                ..Change::default()
+            };
+            ctx.commit_record(owner, change).await?;
+            (id, false)
         }
-        let inspection = self
-            .runtime
-            .inspect(&id)
+    };
+    // Listen for "died" before starting, so a crash at start is never missed.
+    let died = owner.died();
+    if running {
+        ctx.capacity.note_running(name, record.spec.memory_bytes);
+    } else {
+        capacity::admit(ctx, name, record.spec.memory_bytes, deadline)
             .await
-            .map_err(runtime_err)?
-            .ok_or_else(|| {
-                not_ready(
-                    name,
-                    "its Docker container disappeared right after starting".into(),
-                )
+            .map_err(|error| LifecycleError::Wake {
+                name: name.to_owned(),
+                error,
             })?;
-        if !inspection.running {
-            return Err(not_ready(name, exit_reason(&inspection)));
+        if let Err(e) = ctx.runtime.start(&id).await {
+            ctx.capacity.release(name);
+            return Err(runtime_err(e));
         }
-        let upstream = inspection.upstream.ok_or_else(|| {
+    }
+    let upstream = running_upstream(ctx, &record, &id).await?;
+    let (path, require_success) = match &record.spec.ready_path {
+        Some(path) => (path.as_str(), true),
+        None => ("/", false),
+    };
+    let still_running = || async {
+        match ctx.runtime.inspect(&id).await {
+            Ok(Some(i)) if i.running => Ok(()),
+            Ok(Some(i)) => Err(exit_reason(&i)),
+            Ok(None) => Err("its Docker container was removed".into()),
+            Err(e) => Err(e.to_string()),
+        }
+    };
+    let wait = readiness::wait_ready(upstream, path, require_success, deadline, still_running);
+    let outcome = tokio::select! {
+        outcome = wait => outcome,
+        () = died => Err(died_reason(ctx, &id).await),
+    };
+    let took = outcome.map_err(|reason| not_ready(name, reason))?;
+    tracing::debug!(container = %name, ?took, "ready");
+    Ok(upstream)
+}
+
+/// Where the just-started container answers, or why it does not run.
+async fn running_upstream(
+    ctx: &Context,
+    record: &ContainerRecord,
+    id: &str,
+) -> Result<SocketAddr, LifecycleError> {
+    let name = record.name.as_str();
+    let inspection = ctx
+        .runtime
+        .inspect(id)
+        .await
+        .map_err(|e| LifecycleError::runtime(name, e))?
+        .ok_or_else(|| {
             not_ready(
                 name,
-                format!(
-                    "Docker shows no published port for container port {}",
-                    record.spec.port
-                ),
+                "its Docker container disappeared right after starting".into(),
             )
         })?;
-
-        let deadline = Instant::now() + self.config.wake_timeout;
-        let runtime = self.runtime.clone();
-        let still_running = || {
-            let runtime = runtime.clone();
-            let id = id.clone();
-            async move {
-                match runtime.inspect(&id).await {
-                    Ok(Some(i)) if i.running => Ok(()),
-                    Ok(Some(i)) => Err(exit_reason(&i)),
-                    Ok(None) => Err("its Docker container was removed".into()),
-                    Err(e) => Err(e.to_string()),
-                }
-            }
-        };
-        let (path, require_success) = match &record.spec.ready_path {
-            Some(path) => (path.as_str(), true),
-            None => ("/", false),
-        };
-        let wait = readiness::wait_ready(upstream, path, require_success, deadline, still_running);
-        let outcome = match died {
-            Some(died) => {
-                tokio::select! {
-                    outcome = wait => outcome,
-                    () = died => Err(self.died_reason(&id).await),
-                }
-            }
-            None => wait.await,
-        };
-        let took = outcome.map_err(|reason| not_ready(name, reason))?;
-        tracing::debug!(container = %name, ?took, "ready");
-        Ok(upstream)
+    if !inspection.running {
+        return Err(not_ready(name, exit_reason(&inspection)));
     }
+    inspection.upstream.ok_or_else(|| {
+        not_ready(
+            name,
+            format!(
+                "Docker shows no address for container port {}",
+                record.spec.port
+            ),
+        )
+    })
+}
 
-    /// Why a container Docker reported dead stopped, as well as Docker says.
-    async fn died_reason(&self, id: &str) -> String {
-        match self.runtime.inspect(id).await {
-            Ok(Some(inspection)) => exit_reason(&inspection),
-            _ => "it stopped while starting".into(),
+/// Why a container Docker reported dead stopped, as well as Docker says.
+async fn died_reason(ctx: &Context, id: &str) -> String {
+    match ctx.runtime.inspect(id).await {
+        Ok(Some(inspection)) => exit_reason(&inspection),
+        _ => "it stopped while starting".into(),
+    }
+}
+
+/// Creates the record's Docker container from the image it was first made
+/// from; if that image is gone, from the image's name, with a warning (the
+/// user's changes may then meet different files).
+pub(super) async fn create_container(
+    ctx: &Context,
+    record: &ContainerRecord,
+) -> Result<String, LifecycleError> {
+    let name = record.name.as_str();
+    let mut params = create_params(ctx, record);
+    if let Some(image_id) = &record.spec.image_id {
+        let original = std::mem::replace(&mut params.image, image_id.clone());
+        match ctx.runtime.create(&params).await {
+            Err(RuntimeError::NotFound(why))
+                if why.contains(image_id.as_str()) || why.contains("image") =>
+            {
+                tracing::warn!(container = %name, image = %original, %image_id, "the image it was made from is gone; using what `{original}` names now");
+                params.image = original;
+            }
+            other => return other.map_err(|e| LifecycleError::runtime(name, e)),
         }
     }
+    ctx.runtime
+        .create(&params)
+        .await
+        .map_err(|e| LifecycleError::runtime(name, e))
+}
 
-    /// Creates the record's Docker container from the image it was first
-    /// made from; if that image is gone, from the image's name, with a
-    /// warning (the user's changes may then meet different files).
-    pub(super) async fn create_container(
-        &self,
-        record: &ContainerRecord,
-    ) -> Result<String, LifecycleError> {
-        let name = record.name.as_str();
-        let mut params = self.create_params(record);
-        if let Some(image_id) = &record.spec.image_id {
-            let original = std::mem::replace(&mut params.image, image_id.clone());
-            match self.runtime.create(&params).await {
-                Err(RuntimeError::NotFound(why))
-                    if why.contains(image_id.as_str()) || why.contains("image") =>
-                {
-                    tracing::warn!(container = %name, image = %original, %image_id, "the image it was made from is gone; using what `{original}` names now");
-                    params.image = original;
-                }
-                other => return other.map_err(|e| LifecycleError::runtime(name, e)),
-            }
-        }
-        self.runtime
-            .create(&params)
-            .await
-            .map_err(|e| LifecycleError::runtime(name, e))
-    }
-
-    pub(super) fn create_params(&self, record: &ContainerRecord) -> CreateParams {
-        let labels = HashMap::from([
-            (LABEL_MANAGED.to_owned(), "true".to_owned()),
-            (LABEL_NAME.to_owned(), record.name.clone()),
-            (LABEL_NODE.to_owned(), self.config.node.clone()),
-            (LABEL_PORT.to_owned(), record.spec.port.to_string()),
-        ]);
-        let spec = &record.spec;
-        CreateParams {
-            docker_name: docker_name(&record.name),
-            image: spec.image.clone(),
-            port: spec.port,
-            env: spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
-            cmd: spec.cmd.clone(),
-            memory_bytes: spec.memory_bytes,
-            nano_cpus: spec.nano_cpus,
-            pids_limit: self.config.pids_limit,
-            labels,
-            volumes: volume_names(record)
-                .into_iter()
-                .zip(spec.volumes.iter().cloned())
-                .collect(),
-        }
+fn create_params(ctx: &Context, record: &ContainerRecord) -> CreateParams {
+    let labels = HashMap::from([
+        (LABEL_MANAGED.to_owned(), "true".to_owned()),
+        (LABEL_NAME.to_owned(), record.name.clone()),
+        (LABEL_NODE.to_owned(), ctx.config.node.clone()),
+        (LABEL_PORT.to_owned(), record.spec.port.to_string()),
+    ]);
+    let spec = &record.spec;
+    CreateParams {
+        docker_name: docker_name(&record.name),
+        image: spec.image.clone(),
+        port: spec.port,
+        env: spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        cmd: spec.cmd.clone(),
+        memory_bytes: spec.memory_bytes,
+        nano_cpus: spec.nano_cpus,
+        pids_limit: ctx.config.pids_limit,
+        labels,
+        volumes: volume_names(record)
+            .into_iter()
+            .zip(spec.volumes.iter().cloned())
+            .collect(),
     }
 }
 
@@ -185,7 +185,7 @@ fn not_ready(name: &str, reason: String) -> LifecycleError {
 }
 
 /// Why a container is not running, in words.
-pub(super) fn exit_reason(inspection: &Inspection) -> String {
+fn exit_reason(inspection: &Inspection) -> String {
     match (&inspection.error, inspection.exit_code) {
         (Some(error), _) => format!("it failed to run: {error}"),
         (None, Some(code)) => format!("it exited with code {code}"),

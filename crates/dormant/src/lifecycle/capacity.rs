@@ -7,14 +7,16 @@
 //! until room appears or their deadline passes.
 
 use std::collections::{HashMap, VecDeque};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::Lifecycle;
+use super::context::Context;
+use super::sleep;
+use super::table::Route;
 use crate::domain::ContainerState;
-use crate::proxy::routes::Route;
 use crate::proxy::waker::{WakeError, WakeErrorKind};
 
 /// The limits every start must fit within.
@@ -105,112 +107,109 @@ impl Capacity {
     }
 }
 
-impl Lifecycle {
-    /// Waits until `route`'s container may start, making room by putting
-    /// the least recently active containers to sleep if needed. Gives up at
-    /// `deadline` with a 503 and `Retry-After`.
-    pub(super) async fn admit(
-        &self,
-        name: &str,
-        memory: u64,
-        deadline: Instant,
-    ) -> Result<(), WakeError> {
-        let capacity = &self.capacity;
-        if memory > capacity.limits.memory_budget {
-            return Err(WakeError {
-                kind: WakeErrorKind::Failed,
-                reason: format!(
-                    "its memory limit ({} bytes) is larger than the whole memory budget ({} bytes)",
-                    memory, capacity.limits.memory_budget
-                ),
-                retry_after: None,
-            });
+/// Waits until `name` may start, making room by putting the least recently
+/// active containers to sleep if needed. Gives up at `deadline` with a 503
+/// and `Retry-After`. Idempotent: a container that holds room already is
+/// admitted at once.
+pub(super) async fn admit(
+    ctx: &Context,
+    name: &str,
+    memory: u64,
+    deadline: Instant,
+) -> Result<(), WakeError> {
+    let capacity = &ctx.capacity;
+    if memory > capacity.limits.memory_budget {
+        return Err(WakeError {
+            kind: WakeErrorKind::Failed,
+            reason: format!(
+                "its memory limit ({} bytes) is larger than the whole memory budget ({} bytes)",
+                memory, capacity.limits.memory_budget
+            ),
+            retry_after: None,
+        });
+    }
+    let ticket = {
+        let mut held = capacity.held();
+        if held.running.contains_key(name) {
+            return Ok(());
         }
-        let ticket = {
+        let ticket = held.next_ticket;
+        held.next_ticket += 1;
+        held.queue.push_back(ticket);
+        ctx.metrics.wake_queue.set(held.queue.len() as i64);
+        ticket
+    };
+    let outcome = wait_for_room(ctx, name, memory, ticket, deadline).await;
+    let mut held = capacity.held();
+    held.queue.retain(|t| *t != ticket);
+    ctx.metrics.wake_queue.set(held.queue.len() as i64);
+    drop(held);
+    capacity.changed.notify_waiters();
+    outcome
+}
+
+async fn wait_for_room(
+    ctx: &Context,
+    name: &str,
+    memory: u64,
+    ticket: u64,
+    deadline: Instant,
+) -> Result<(), WakeError> {
+    let capacity = &ctx.capacity;
+    loop {
+        // Listen before looking, so a release in between is not missed.
+        let changed = capacity.changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        let first_in_line = {
             let mut held = capacity.held();
-            if held.running.contains_key(name) {
+            let first = held.queue.front() == Some(&ticket);
+            if first && held.fits(&capacity.limits, memory) {
+                held.hold(name, memory);
                 return Ok(());
             }
-            let ticket = held.next_ticket;
-            held.next_ticket += 1;
-            held.queue.push_back(ticket);
-            self.metrics.wake_queue.set(held.queue.len() as i64);
-            ticket
+            first
         };
-        let outcome = self.wait_for_room(name, memory, ticket, deadline).await;
-        let mut held = capacity.held();
-        held.queue.retain(|t| *t != ticket);
-        self.metrics.wake_queue.set(held.queue.len() as i64);
-        drop(held);
-        capacity.changed.notify_waiters();
-        outcome
-    }
-
-    async fn wait_for_room(
-        &self,
-        name: &str,
-        memory: u64,
-        ticket: u64,
-        deadline: Instant,
-    ) -> Result<(), WakeError> {
-        let capacity = &self.capacity;
-        loop {
-            // Listen before looking, so a release in between is not missed.
-            let changed = capacity.changed.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            let first_in_line = {
-                let mut held = capacity.held();
-                let first = held.queue.front() == Some(&ticket);
-                if first && held.fits(&capacity.limits, memory) {
-                    held.hold(name, memory);
-                    return Ok(());
-                }
-                first
-            };
-            if first_in_line {
-                if let Some(victim) = self.eviction_candidate(name) {
-                    self.evict(&victim).await;
-                    continue;
-                }
-            }
-            if tokio::time::timeout_at(deadline, changed).await.is_err() {
-                let (running, used) = capacity.usage();
-                return Err(WakeError {
-                    kind: WakeErrorKind::NoRoom,
-                    reason: format!(
-                        "no room to start it: {running} containers run using {used} bytes of memory limits, and none could be put to sleep in time"
-                    ),
-                    retry_after: Some(std::time::Duration::from_secs(5)),
-                });
+        if first_in_line {
+            if let Some(victim) = eviction_candidate(ctx, name) {
+                evict(ctx, &victim).await;
+                continue;
             }
         }
-    }
-
-    /// The running container to put to sleep first: the least recently
-    /// active, preferring those with nothing open.
-    fn eviction_candidate(&self, except: &str) -> Option<Arc<Route>> {
-        self.awake_routes()
-            .into_iter()
-            .filter(|route| {
-                route.name() != except && route.status().state == ContainerState::Running
-            })
-            .min_by_key(|route| (route.in_use_count() > 0, route.last_active_ms()))
-    }
-
-    async fn evict(&self, route: &Arc<Route>) {
-        let lock = self.lock(route.name());
-        let _guard = lock.lock().await;
-        if route.status().state != ContainerState::Running {
-            return;
+        if tokio::time::timeout_at(deadline, changed).await.is_err() {
+            let (running, used) = capacity.usage();
+            return Err(WakeError {
+                kind: WakeErrorKind::NoRoom,
+                reason: format!(
+                    "no room to start it: {running} containers run using {used} bytes of memory limits, and none could be put to sleep in time"
+                ),
+                retry_after: Some(std::time::Duration::from_secs(5)),
+            });
         }
-        match self.sleep_locked(route, super::sleep::Why::Evicted).await {
-            Ok(()) => {
-                self.metrics.evictions.inc();
-                tracing::info!(container = %route.name(), "put to sleep to make room");
-            }
-            Err(e) => tracing::warn!(container = %route.name(), error = %e, "could not evict"),
+    }
+}
+
+/// The running container to put to sleep first: the least recently
+/// active, preferring those with nothing open.
+fn eviction_candidate(ctx: &Context, except: &str) -> Option<Arc<Route>> {
+    ctx.table
+        .awake()
+        .into_iter()
+        .filter(|route| route.name() != except && route.status().state == ContainerState::Running)
+        .min_by_key(|route| (route.in_use_count() > 0, route.last_active_ms()))
+}
+
+async fn evict(ctx: &Context, route: &Arc<Route>) {
+    let owner = route.own().await;
+    if owner.status().state != ContainerState::Running {
+        return;
+    }
+    match sleep::run(ctx, &owner, sleep::Why::Evicted).await {
+        Ok(()) => {
+            ctx.metrics.evictions.inc();
+            tracing::info!(container = %owner.name(), "put to sleep to make room");
         }
+        Err(e) => tracing::warn!(container = %owner.name(), error = %e, "could not evict"),
     }
 }
 
@@ -224,30 +223,28 @@ pub struct CapacityUsage {
     pub wake_queue: usize,
 }
 
-impl Lifecycle {
-    pub fn capacity_usage(&self) -> CapacityUsage {
-        let (running, memory_bytes) = self.capacity.usage();
-        let limits = self.capacity.limits();
-        CapacityUsage {
-            running,
-            max_running: limits.max_running,
-            memory_bytes,
-            memory_budget_bytes: limits.memory_budget,
-            wake_queue: self.capacity.queue_len(),
-        }
+pub(super) fn usage(ctx: &Context) -> CapacityUsage {
+    let (running, memory_bytes) = ctx.capacity.usage();
+    let limits = ctx.capacity.limits();
+    CapacityUsage {
+        running,
+        max_running: limits.max_running,
+        memory_bytes,
+        memory_budget_bytes: limits.memory_budget,
+        wake_queue: ctx.capacity.queue_len(),
     }
+}
 
-    /// Snapshot files on disk and their total size.
-    pub fn snapshot_disk_usage(&self) -> (u64, u64) {
-        let Ok(entries) = std::fs::read_dir(&self.config.snapshot_dir) else {
-            return (0, 0);
-        };
-        entries
-            .flatten()
-            .filter_map(|e| e.metadata().ok())
-            .filter(|m| m.is_file())
-            .fold((0, 0), |(count, bytes), m| (count + 1, bytes + m.len()))
-    }
+/// Snapshot files in `dir` and their total size.
+pub(super) fn snapshot_disk_usage(dir: &Path) -> (u64, u64) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return (0, 0);
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .fold((0, 0), |(count, bytes), m| (count + 1, bytes + m.len()))
 }
 
 /// This process's resident memory, from /proc/self/status.

@@ -27,6 +27,8 @@ pub enum LifecycleError {
     NotReady { name: String, reason: String },
     #[error("container `{name}` could not be woken: {}", error.reason)]
     Wake { name: String, error: WakeError },
+    #[error("{0}")]
+    NeverFits(String),
     #[error("archiving is not available here: {0}")]
     ArchiveUnsupported(String),
     #[error("{0}")]

@@ -11,65 +11,60 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 
-use super::Lifecycle;
+use super::context::Context;
+use super::table::RouteStatus;
 use crate::domain::{ContainerState, LABEL_NODE};
-use crate::proxy::routes::RouteStatus;
 use crate::runtime::{ContainerEvent, ContainerEventKind};
 
-impl Lifecycle {
-    /// Follows Docker's events until `stopped`, reconnecting when the stream drops.
-    pub async fn follow_docker_events(self: Arc<Self>, stopped: impl Future<Output = ()>) {
-        tokio::pin!(stopped);
+/// Follows Docker's events until `stopped`, reconnecting when the stream drops.
+pub(super) async fn follow(ctx: Arc<Context>, stopped: impl Future<Output = ()>) {
+    tokio::pin!(stopped);
+    loop {
+        let mut events = ctx.runtime.events(LABEL_NODE, &ctx.config.node);
         loop {
-            let mut events = self.runtime.events(LABEL_NODE, &self.config.node);
-            loop {
-                tokio::select! {
-                    event = events.next() => match event {
-                        Some(Ok(event)) => self.on_event(event).await,
-                        Some(Err(e)) => {
-                            tracing::warn!(error = %e, "Docker event stream failed; reconnecting");
-                            break;
-                        }
-                        None => break,
-                    },
-                    () = &mut stopped => return,
-                }
-            }
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                event = events.next() => match event {
+                    Some(Ok(event)) => on_event(&ctx, event).await,
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "Docker event stream failed; reconnecting");
+                        break;
+                    }
+                    None => break,
+                },
                 () = &mut stopped => return,
             }
         }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            () = &mut stopped => return,
+        }
     }
+}
 
-    async fn on_event(&self, event: ContainerEvent) {
-        let ContainerEventKind::Died { exit_code } = event.kind else {
-            return;
-        };
-        let Some(route) = self.routes.get(&event.name) else {
-            return;
-        };
-        // Whoever is starting it hears about it now.
-        route.notify_died();
-        if route.status().state != ContainerState::Running {
-            return;
-        }
-        // Running and nobody is changing it: it died on its own.
-        let lock = self.lock(&event.name);
-        let Ok(_guard) = lock.try_lock() else {
-            return;
-        };
-        if route.status().state != ContainerState::Running {
-            return;
-        }
-        let reason = match exit_code {
-            Some(code) => format!("it stopped outside dormant (exit code {code})"),
-            None => "it stopped outside dormant".to_owned(),
-        };
-        tracing::warn!(container = %event.name, %reason, "now asleep; the next request wakes it");
-        let status = RouteStatus::not_serving(ContainerState::Asleep, Some(&reason));
-        if let Err(e) = self.transition(&route, status).await {
-            tracing::error!(container = %event.name, error = %e, "cannot record state asleep");
-        }
+async fn on_event(ctx: &Context, event: ContainerEvent) {
+    let ContainerEventKind::Died { exit_code } = event.kind else {
+        return;
+    };
+    let Some(route) = ctx.table.get(&event.name) else {
+        return;
+    };
+    // Whoever is starting it hears about it now.
+    route.notify_died();
+    if route.status().state != ContainerState::Running {
+        return;
     }
+    // Running and nobody is changing it: it died on its own.
+    let Some(owner) = route.try_own() else {
+        return;
+    };
+    if owner.status().state != ContainerState::Running {
+        return;
+    }
+    let reason = match exit_code {
+        Some(code) => format!("it stopped outside dormant (exit code {code})"),
+        None => "it stopped outside dormant".to_owned(),
+    };
+    tracing::warn!(container = %event.name, %reason, "now asleep; the next request wakes it");
+    let status = RouteStatus::not_serving(ContainerState::Asleep, Some(&reason));
+    ctx.commit_or_publish(&owner, status).await;
 }

@@ -1,258 +1,288 @@
-//! Start-up: bring Docker in line with the store.
+//! Start-up: bring Docker in line with the store, and fill the table.
 //!
 //! Docker is the truth about what exists, the store about what should. Rows
-//! left `creating` by a crash are undone; containers this node labelled but
-//! the store doesn't know are removed. Every other container gets its route
-//! back in the state Docker shows: running ones serve at once, the rest are
-//! `asleep` and wake on their next request, and one caught mid-wake finishes
-//! its wake. Nothing is started at start-up that nobody asked for.
+//! left `creating` by a crash are undone; archives and restores cut short
+//! are finished or undone; containers this node labelled but the store
+//! doesn't know are removed. Every other container enters the table in the
+//! state Docker shows: running ones serve at once, the rest are `asleep` (or
+//! `archived`) and wake on their next request, and one caught mid-wake
+//! finishes its wake. Nothing is started that nobody asked for, and a Docker
+//! call that fails here is logged, never fatal: dormant always starts.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use super::context::{docker_ref, Change, Context};
+use super::table::RouteStatus;
+use super::{wake, LifecycleError};
 use crate::domain::{ContainerRecord, ContainerState, LABEL_NAME, LABEL_NODE};
-use crate::proxy::routes::RouteStatus;
+use crate::runtime::Inspection;
 
-use super::{docker_ref, Lifecycle, LifecycleError};
+pub(super) async fn run(ctx: &Arc<Context>) -> Result<(), LifecycleError> {
+    let records = ctx.store.list().await?;
 
-impl Lifecycle {
-    /// Reconciles the store with Docker. Returns once every route is in the
-    /// table.
-    pub async fn reconcile(self: &Arc<Self>) -> Result<(), LifecycleError> {
-        let records = self.store.list().await?;
+    // Rows a crash left half-made: the client never heard "created".
+    let (unfinished, records): (Vec<_>, Vec<_>) = records
+        .into_iter()
+        .partition(|r| r.state == ContainerState::Creating);
+    undo_unfinished_creates(ctx, &unfinished).await?;
+    let mut settled = Vec::with_capacity(records.len());
+    for record in records {
+        settled.push(settle_interrupted_archive(ctx, record).await?);
+    }
+    let records = settled;
+    remove_orphans(ctx, &records).await;
+    remove_orphan_snapshots(ctx, &records);
 
-        // Rows a crash left half-made: the client never heard "created".
-        let (unfinished, records): (Vec<_>, Vec<_>) = records
-            .into_iter()
-            .partition(|r| r.state == ContainerState::Creating);
-        if !unfinished.is_empty() {
-            tracing::warn!(
-                count = unfinished.len(),
-                "undoing creations interrupted by a crash"
-            );
-            self.undo_create(&unfinished).await;
-        }
-        let records = self.settle_interrupted_archives(records).await?;
-        self.remove_orphans(&records).await;
-        self.remove_orphan_snapshots(&records);
-
-        let (mut running, mut asleep, mut finishing) = (0, 0, Vec::new());
-        for record in records {
-            // Archived: nothing in Docker to ask about. Cheap by design.
-            if record.state == ContainerState::Archived && record.docker_id.is_none() {
-                let config = self.route_config(&record.spec);
-                let status = match &record.snapshot {
-                    Some(s) if self.snapshot_path(&s.file).is_file() => {
-                        RouteStatus::not_serving(ContainerState::Archived, None)
-                    }
-                    _ => {
-                        let reason = "its snapshot file is missing from the data dir";
-                        tracing::error!(container = %record.name, "{reason}");
-                        RouteStatus::failed(reason, tokio::time::Instant::now())
-                    }
-                };
-                let route =
-                    self.routes
-                        .insert(&record.name, config, status.clone(), record.last_active_at);
-                if status.state != record.state {
-                    self.transition(&route, status).await?;
-                } else {
-                    self.publish(&route, status);
-                }
-                asleep += 1;
-                continue;
-            }
-            let inspection = match self.runtime.inspect(&docker_ref(&record)).await {
+    let (mut running, mut asleep, mut finishing) = (0, 0, Vec::new());
+    for record in records {
+        let inspection = if holds_only_a_snapshot(&record) {
+            None
+        } else {
+            match ctx.runtime.inspect(&docker_ref(&record)).await {
                 Ok(inspection) => inspection,
                 Err(e) => {
                     tracing::error!(container = %record.name, error = %e, "cannot inspect at start-up; treating it as asleep");
                     None
                 }
-            };
-            let config = self.route_config(&record.spec);
-            let upstream = inspection
-                .as_ref()
-                .filter(|i| i.running)
-                .and_then(|i| i.upstream);
-            let status = match (record.state, upstream) {
-                // Caught mid-wake: the wake is finished below.
-                (ContainerState::Starting, _) => {
-                    RouteStatus::not_serving(ContainerState::Starting, None)
-                }
-                (_, Some(upstream)) => {
-                    if record.state == ContainerState::Asleep {
-                        tracing::info!(container = %record.name, "was started outside dormant; serving it");
-                    }
-                    RouteStatus::running(upstream)
-                }
-                (ContainerState::Running, None) => {
-                    let reason = if inspection.is_none() {
-                        "its Docker container was removed outside dormant; the next request recreates it"
-                    } else {
-                        "it was stopped outside dormant"
-                    };
-                    tracing::warn!(container = %record.name, "{reason}");
-                    RouteStatus::not_serving(ContainerState::Asleep, Some(reason))
-                }
-                // Keep the reason; the next request tries again at once.
-                (ContainerState::Failed, None) => RouteStatus::failed(
-                    record.reason.as_deref().unwrap_or("it failed"),
-                    tokio::time::Instant::now(),
-                ),
-                (_, None) => RouteStatus::not_serving(ContainerState::Asleep, None),
-            };
-            let state = status.state;
-            let route =
-                self.routes
-                    .insert(&record.name, config, status.clone(), record.last_active_at);
-            if state != record.state {
-                self.transition(&route, status).await?;
-            } else {
-                self.publish(&route, status);
-                if state == ContainerState::Asleep {
-                    // Due `archive_after` from when it really fell asleep.
-                    self.schedule_archive(&route, state, record.state_since);
-                }
             }
-            // A snapshot next to a live container is left over from a restore
-            // that finished; one caught mid-wake is dropped when it ends.
-            if let (Some(snapshot), Some(_), false) = (
-                &record.snapshot,
-                &inspection,
-                state == ContainerState::Starting,
-            ) {
-                tracing::info!(container = %record.name, "dropping the snapshot of a finished restore");
-                self.store.set_snapshot(&record.name, None).await?;
-                self.delete_snapshot_file(&snapshot.file);
-            }
-            match state {
-                ContainerState::Running => running += 1,
-                ContainerState::Starting => finishing.push(route),
-                _ => asleep += 1,
-            }
-        }
-        tracing::info!(
-            node = %self.config.node,
-            running,
-            asleep,
-            finishing_wakes = finishing.len(),
-            "reconciled with Docker"
-        );
-        for route in finishing {
-            self.begin_wake(&route);
-        }
-        Ok(())
-    }
-
-    /// Finishes or undoes archives and restores that a crash cut short.
-    /// Archiving with a recorded snapshot: the snapshot is complete, so the
-    /// archive is finished. Archiving without one: undone (the container is
-    /// still there). Restoring: the half-filled container is removed; the
-    /// snapshot is still there.
-    async fn settle_interrupted_archives(
-        &self,
-        records: Vec<ContainerRecord>,
-    ) -> Result<Vec<ContainerRecord>, LifecycleError> {
-        let mut settled = Vec::with_capacity(records.len());
-        for mut record in records {
-            let name = record.name.clone();
-            let finish = match record.state {
-                ContainerState::Archiving => record.snapshot.is_some(),
-                ContainerState::Restoring => true,
-                _ => {
-                    settled.push(record);
-                    continue;
-                }
-            };
-            if finish {
-                tracing::warn!(container = %name, state = %record.state, "settling an archive or restore cut short: archived");
-                self.remove_from_docker(&record)
-                    .await
-                    .map_err(|e| LifecycleError::runtime(&name, e))?;
-                self.store.set_docker_id(&name, None).await?;
-                self.store
-                    .set_state(&name, ContainerState::Archived, None)
-                    .await?;
-                record.docker_id = None;
-                record.state = ContainerState::Archived;
-            } else {
-                tracing::warn!(container = %name, "undoing an archive cut short: asleep");
-                self.store
-                    .set_state(&name, ContainerState::Asleep, None)
-                    .await?;
-                record.state = ContainerState::Asleep;
-            }
-            settled.push(record);
-        }
-        Ok(settled)
-    }
-
-    /// Removes snapshot files no row refers to (written, but the crash came
-    /// before they were recorded) and partial files of interrupted writes.
-    fn remove_orphan_snapshots(&self, records: &[ContainerRecord]) {
-        let dir = &self.config.snapshot_dir;
-        match crate::snapshot::remove_partial_files(dir) {
-            Ok(removed) if !removed.is_empty() => {
-                tracing::warn!(?removed, "removed partly written snapshots")
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(dir = %dir.display(), error = %e, "cannot clean partial snapshots")
-            }
-        }
-        let referenced: HashSet<&str> = records
-            .iter()
-            .filter_map(|r| r.snapshot.as_ref().map(|s| s.file.as_str()))
-            .collect();
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
         };
-        for entry in entries.flatten() {
-            let file = entry.file_name();
-            let Some(file) = file.to_str() else { continue };
-            if file.ends_with(".snap.zst") && !referenced.contains(file) {
-                tracing::warn!(file, "removing a snapshot no container refers to");
-                self.delete_snapshot_file(file);
-            }
+        let status = status_at_start(ctx, &record, inspection.as_ref());
+        let state = status.state;
+        let config = ctx.route_config(&record.spec);
+        let Some(owner) = ctx.table.insert(record.clone(), config, status.clone()) else {
+            continue;
+        };
+        if state != record.state {
+            ctx.commit(&owner, status, Change::default()).await?;
+        } else {
+            // Due for archiving `archive_after` from when it really fell asleep.
+            ctx.publish_as_of(&owner, status, record.state_since);
+        }
+        // A recorded Docker id means its container holds the user's files
+        // (see restore.rs): a snapshot beside it is left over from a restore
+        // that finished, unless the wake is still to be finished.
+        if let (Some(snapshot), Some(_), true) = (
+            &record.snapshot,
+            &inspection,
+            record.docker_id.is_some() && state != ContainerState::Starting,
+        ) {
+            tracing::info!(container = %record.name, "dropping the snapshot of a finished restore");
+            let forget = Change {
+                snapshot: Some(None),
+                ..Change::default()
+            };
+            ctx.commit_record(&owner, forget).await?;
+            ctx.delete_snapshot_file(&snapshot.file);
+        }
+        match state {
+            ContainerState::Running => running += 1,
+            ContainerState::Starting => finishing.push(owner.clone()),
+            _ => asleep += 1,
         }
     }
+    tracing::info!(
+        node = %ctx.config.node,
+        running,
+        asleep,
+        finishing_wakes = finishing.len(),
+        "reconciled with Docker"
+    );
+    for route in finishing {
+        wake::begin(ctx, &route);
+    }
+    Ok(())
+}
 
-    /// Removes Docker containers and volumes this node labelled that no row
-    /// accounts for: leftovers of a delete or a failed batch cut short.
-    async fn remove_orphans(&self, records: &[ContainerRecord]) {
-        let node = &self.config.node;
-        let known: HashSet<&str> = records.iter().map(|r| r.name.as_str()).collect();
-        let is_orphan = |labels: &std::collections::HashMap<String, String>| {
-            labels
-                .get(LABEL_NAME)
-                .is_none_or(|name| !known.contains(name.as_str()))
+/// Archived, or a restore that failed: no Docker container holds its files.
+fn holds_only_a_snapshot(record: &ContainerRecord) -> bool {
+    record.docker_id.is_none() && record.snapshot.is_some()
+}
+
+/// The state a container starts in, from its row and what Docker shows.
+fn status_at_start(
+    ctx: &Context,
+    record: &ContainerRecord,
+    inspection: Option<&Inspection>,
+) -> RouteStatus {
+    let now = tokio::time::Instant::now();
+    if holds_only_a_snapshot(record) {
+        let snapshot = record.snapshot.as_ref().expect("checked above");
+        if !ctx.snapshot_path(&snapshot.file).is_file() {
+            let reason = "its snapshot file is missing from the data dir";
+            tracing::error!(container = %record.name, "{reason}");
+            return RouteStatus::failed(reason, now);
+        }
+        return match record.state {
+            // Keep why the last restore failed; the next request tries again.
+            ContainerState::Failed => {
+                RouteStatus::failed(record.reason.as_deref().unwrap_or("it failed"), now)
+            }
+            _ => RouteStatus::not_serving(ContainerState::Archived, None),
         };
-        match self.runtime.list_labelled(LABEL_NODE, node).await {
-            Ok(containers) => {
-                for container in containers.iter().filter(|c| is_orphan(&c.labels)) {
-                    tracing::warn!(id = %container.id, name = ?container.labels.get(LABEL_NAME), "removing an orphan container");
-                    if let Err(e) = self.runtime.remove(&container.id).await {
-                        tracing::error!(error = %e, "cannot remove orphan container");
-                    }
+    }
+    let upstream = inspection.filter(|i| i.running).and_then(|i| i.upstream);
+    match (record.state, upstream) {
+        // Caught mid-wake: the wake is finished once the table is full.
+        (ContainerState::Starting, _) => RouteStatus::not_serving(ContainerState::Starting, None),
+        (_, Some(upstream)) => {
+            if record.state != ContainerState::Running {
+                tracing::info!(container = %record.name, "was started outside dormant; serving it");
+            }
+            RouteStatus::running(upstream)
+        }
+        (ContainerState::Running, None) => {
+            let reason = if inspection.is_none() {
+                "its Docker container was removed outside dormant; the next request recreates it"
+            } else {
+                "it was stopped outside dormant"
+            };
+            tracing::warn!(container = %record.name, "{reason}");
+            RouteStatus::not_serving(ContainerState::Asleep, Some(reason))
+        }
+        // Keep the reason; the next request tries again at once.
+        (ContainerState::Failed, None) => {
+            RouteStatus::failed(record.reason.as_deref().unwrap_or("it failed"), now)
+        }
+        (_, None) => RouteStatus::not_serving(ContainerState::Asleep, None),
+    }
+}
+
+/// Removes what creations cut short by a crash made, then their rows.
+async fn undo_unfinished_creates(
+    ctx: &Context,
+    unfinished: &[ContainerRecord],
+) -> Result<(), LifecycleError> {
+    if unfinished.is_empty() {
+        return Ok(());
+    }
+    tracing::warn!(
+        count = unfinished.len(),
+        "undoing creations interrupted by a crash"
+    );
+    for record in unfinished {
+        if let Err(e) = ctx.remove_from_docker(record).await {
+            tracing::error!(container = %record.name, error = %e, "cannot remove a container of an interrupted creation; it is removed at the next start-up");
+        }
+    }
+    let names = unfinished.iter().map(|r| r.name.clone()).collect();
+    ctx.store.delete_all(names).await?;
+    Ok(())
+}
+
+/// Finishes or undoes an archive or restore that a crash cut short.
+/// Archiving with a recorded snapshot: the snapshot is complete, so the
+/// archive is finished (or, if Docker will not remove the container now,
+/// undone: the container still holds the files). Archiving without one:
+/// undone. Restoring: the half-filled container is removed; the snapshot,
+/// still recorded, is the only copy.
+async fn settle_interrupted_archive(
+    ctx: &Context,
+    mut record: ContainerRecord,
+) -> Result<ContainerRecord, LifecycleError> {
+    let name = record.name.clone();
+    let archived = match record.state {
+        ContainerState::Archiving if record.snapshot.is_some() => {
+            match ctx.remove_from_docker(&record).await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::error!(container = %name, error = %e, "cannot finish an interrupted archive; it stays asleep");
+                    false
                 }
             }
-            Err(e) => tracing::error!(error = %e, "cannot list this node's containers"),
         }
-        match self.runtime.list_labelled_volumes(LABEL_NODE, node).await {
-            Ok(volumes) => {
-                let orphans: Vec<String> = volumes
-                    .into_iter()
-                    .filter(|v| is_orphan(&v.labels))
-                    .map(|v| v.id)
-                    .collect();
-                if !orphans.is_empty() {
-                    tracing::warn!(?orphans, "removing orphan volumes");
-                    if let Err(e) = self.runtime.remove_volumes(&orphans).await {
-                        tracing::error!(error = %e, "cannot remove orphan volumes");
-                    }
+        ContainerState::Archiving => false,
+        ContainerState::Restoring => {
+            record.docker_id = None;
+            if let Err(e) = ctx.remove_from_docker(&record).await {
+                tracing::error!(container = %name, error = %e, "cannot remove an interrupted restore's container; it is removed before the next restore");
+            }
+            true
+        }
+        _ => return Ok(record),
+    };
+    let (state, docker_id) = if archived {
+        (ContainerState::Archived, None)
+    } else {
+        (ContainerState::Asleep, record.docker_id.clone())
+    };
+    tracing::warn!(container = %name, from = %record.state, to = %state, "settling an archive or restore cut short");
+    let change = crate::store::RowChange {
+        state: Some((state, None)),
+        docker_id: Some(docker_id.clone()),
+        ..Default::default()
+    };
+    ctx.store.apply(&name, change).await?;
+    record.state = state;
+    record.docker_id = docker_id;
+    Ok(record)
+}
+
+/// Removes snapshot files no row refers to (written, but the crash came
+/// before they were recorded) and partial files of interrupted writes.
+fn remove_orphan_snapshots(ctx: &Context, records: &[ContainerRecord]) {
+    let dir = &ctx.config.snapshot_dir;
+    match crate::snapshot::remove_partial_files(dir) {
+        Ok(removed) if !removed.is_empty() => {
+            tracing::warn!(?removed, "removed partly written snapshots")
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot clean partial snapshots")
+        }
+    }
+    let referenced: HashSet<&str> = records
+        .iter()
+        .filter_map(|r| r.snapshot.as_ref().map(|s| s.file.as_str()))
+        .collect();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(file) = file.to_str() else { continue };
+        if file.ends_with(".snap.zst") && !referenced.contains(file) {
+            tracing::warn!(file, "removing a snapshot no container refers to");
+            ctx.delete_snapshot_file(file);
+        }
+    }
+}
+
+/// Removes Docker containers and volumes this node labelled that no row
+/// accounts for: leftovers of a delete or a failed batch cut short.
+async fn remove_orphans(ctx: &Context, records: &[ContainerRecord]) {
+    let node = &ctx.config.node;
+    let known: HashSet<&str> = records.iter().map(|r| r.name.as_str()).collect();
+    let is_orphan = |labels: &std::collections::HashMap<String, String>| {
+        labels
+            .get(LABEL_NAME)
+            .is_none_or(|name| !known.contains(name.as_str()))
+    };
+    match ctx.runtime.list_labelled(LABEL_NODE, node).await {
+        Ok(containers) => {
+            for container in containers.iter().filter(|c| is_orphan(&c.labels)) {
+                tracing::warn!(id = %container.id, name = ?container.labels.get(LABEL_NAME), "removing an orphan container");
+                if let Err(e) = ctx.runtime.remove(&container.id).await {
+                    tracing::error!(error = %e, "cannot remove orphan container");
                 }
             }
-            Err(e) => tracing::error!(error = %e, "cannot list this node's volumes"),
         }
+        Err(e) => tracing::error!(error = %e, "cannot list this node's containers"),
+    }
+    match ctx.runtime.list_labelled_volumes(LABEL_NODE, node).await {
+        Ok(volumes) => {
+            let orphans: Vec<String> = volumes
+                .into_iter()
+                .filter(|v| is_orphan(&v.labels))
+                .map(|v| v.id)
+                .collect();
+            if !orphans.is_empty() {
+                tracing::warn!(?orphans, "removing orphan volumes");
+                if let Err(e) = ctx.runtime.remove_volumes(&orphans).await {
+                    tracing::error!(error = %e, "cannot remove orphan volumes");
+                }
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "cannot list this node's volumes"),
     }
 }

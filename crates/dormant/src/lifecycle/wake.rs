@@ -1,229 +1,230 @@
-//! Waking: a request (or the API) for a container that is not running gets
-//! it started and waits until the app answers. One wake per container at a
-//! time: concurrent callers join the wake in flight and Docker sees one start.
-//! A wake runs in a task of its own, so a client hanging up never cuts a
-//! start short. A failed wake backs off before the next try, so a container
-//! that crashes at start is not restarted in a tight loop.
+//! Wake: a request (or the API) for a container that is not running gets it
+//! started, or restored and started, and waits until the app answers.
+//!
+//! One wake per container at a time: it runs in a task of its own (so a
+//! client hanging up never cuts a start short), and every concurrent caller
+//! joins it and hears its verdict, so Docker sees one start. The verdict
+//! leaves the container in a defined state: `running`; back `asleep` or
+//! `archived` when there was no room (503, not a failure); or `failed` with
+//! the reason, backing off before the next try so a container that crashes
+//! at start is not restarted in a tight loop.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::Lifecycle;
+use super::context::{Change, Context};
+use super::table::{Owner, Route, RouteStatus, WakeOutcome};
+use super::{bring_up, capacity, restore, LifecycleError};
 use crate::domain::ContainerState;
-use crate::proxy::routes::{Route, RouteStatus};
-use crate::proxy::waker::{WakeError, WakeErrorKind, Waker};
+use crate::proxy::waker::{WakeError, WakeErrorKind};
 
-/// Waiters give a wake this much longer than `--wake-timeout`, so they see
+/// Waiters give a wake this much longer than `--wake-timeout`, so they hear
 /// its own verdict rather than a timeout of their own.
 const WAIT_MARGIN: Duration = Duration::from_secs(5);
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
-impl Lifecycle {
-    /// Wakes the container (the API's `/wake`) and returns once it answers.
-    pub async fn wake(self: &Arc<Self>, name: &str) -> Result<(), super::LifecycleError> {
-        let route = self
-            .routes
-            .get(name)
-            .ok_or_else(|| super::LifecycleError::NotFound(name.to_owned()))?;
-        route.touch();
-        let _in_use = route.in_use();
-        self.ready_upstream(&route)
-            .await
-            .map(drop)
-            .map_err(|error| super::LifecycleError::Wake {
-                name: name.to_owned(),
-                error,
-            })
+/// Where the container answers, waking it first if needed.
+pub(super) async fn ready_upstream(
+    ctx: &Arc<Context>,
+    route: &Arc<Route>,
+) -> Result<SocketAddr, WakeError> {
+    let status = route.status();
+    match (status.state, status.upstream) {
+        (ContainerState::Running, Some(upstream)) => return Ok(upstream),
+        (ContainerState::Deleted, _) => return Err(deleted()),
+        _ => {}
     }
-
-    /// Where the container answers, waking it first if needed.
-    pub async fn ready_upstream(
-        self: &Arc<Self>,
-        route: &Arc<Route>,
-    ) -> Result<SocketAddr, WakeError> {
-        let deadline = Instant::now() + self.config.wake_timeout + WAIT_MARGIN;
-        let mut status_rx = route.subscribe();
-        // Whether this caller has seen a wake under way; a failure seen after
-        // that is this wake's failure (502), not an earlier one's (503).
-        let mut waited = false;
-        loop {
-            let status = status_rx.borrow_and_update().clone();
-            match status.state {
-                ContainerState::Running => {
-                    if let Some(upstream) = status.upstream {
-                        return Ok(upstream);
-                    }
-                }
-                ContainerState::Failed => {
-                    let now = Instant::now();
-                    match status.retry_at {
-                        Some(retry_at) if retry_at > now => {
-                            return Err(WakeError {
-                                kind: if waited {
-                                    WakeErrorKind::Failed
-                                } else {
-                                    WakeErrorKind::BackingOff
-                                },
-                                reason: status.reason.as_deref().unwrap_or("it failed").to_owned(),
-                                retry_after: Some(retry_at - now),
-                            });
-                        }
-                        _ => self.begin_wake(route),
-                    }
-                }
-                ContainerState::Asleep | ContainerState::Archived => self.begin_wake(route),
-                ContainerState::Deleted => return Err(deleted()),
-                ContainerState::Creating
-                | ContainerState::Starting
-                | ContainerState::Stopping
-                | ContainerState::Archiving
-                | ContainerState::Restoring => {}
-            }
-            waited = true;
-            match tokio::time::timeout_at(deadline, status_rx.changed()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => return Err(deleted()),
-                Err(_) => {
-                    return Err(WakeError {
-                        kind: WakeErrorKind::TimedOut,
-                        reason: format!(
-                            "it did not become ready within {:?}",
-                            self.config.wake_timeout
-                        ),
-                        retry_after: None,
-                    })
-                }
-            }
-        }
+    if let Some(refused) = backing_off(&status) {
+        return Err(refused);
     }
+    let mut verdict = begin(ctx, route);
+    let deadline = Instant::now() + ctx.config.wake_timeout + WAIT_MARGIN;
+    let heard = tokio::time::timeout_at(deadline, verdict.wait_for(Option::is_some))
+        .await
+        .map(|seen| seen.map(|outcome| outcome.clone()));
+    match heard {
+        Ok(Ok(outcome)) => outcome.unwrap_or_else(|| Err(vanished())),
+        Ok(Err(_)) => Err(vanished()),
+        Err(_) => Err(WakeError {
+            kind: WakeErrorKind::TimedOut,
+            reason: format!(
+                "it did not become ready within {:?}",
+                ctx.config.wake_timeout
+            ),
+            retry_after: None,
+        }),
+    }
+}
 
-    /// Starts a wake task unless one is running for this route.
-    pub fn begin_wake(self: &Arc<Self>, route: &Arc<Route>) {
-        if !route.claim_wake() {
-            return;
-        }
-        let lifecycle = self.clone();
+/// Starts a wake task unless one is in flight; returns where its verdict
+/// will be told.
+pub(super) fn begin(
+    ctx: &Arc<Context>,
+    route: &Arc<Route>,
+) -> watch::Receiver<Option<WakeOutcome>> {
+    let (verdict, runner) = route.join_or_start_wake();
+    if let Some(tell) = runner {
+        let ctx = ctx.clone();
         let route = route.clone();
-        self.background.spawn(async move {
-            // Released however the task ends, panics included.
-            let _claim = WakeClaim(&route);
-            let lock = lifecycle.lock(route.name());
-            let _guard = lock.lock().await;
-            lifecycle.wake_locked(&route).await;
+        ctx.clone().spawn(async move {
+            let owner = route.own().await;
+            let outcome = run(&ctx, &owner).await;
+            tell.send_replace(Some(outcome));
         });
     }
+    verdict
+}
 
-    /// The wake itself. Caller holds the container's lock.
-    async fn wake_locked(&self, route: &Arc<Route>) {
-        let name = route.name();
-        let status = route.status();
-        let needs_wake = match status.state {
-            ContainerState::Asleep | ContainerState::Archived | ContainerState::Starting => true,
-            ContainerState::Failed => status.retry_at.is_none_or(|at| at <= Instant::now()),
-            _ => false,
-        };
-        if !needs_wake {
-            return;
+/// The wake itself, owning the container.
+async fn run(ctx: &Context, owner: &Owner) -> WakeOutcome {
+    let status = owner.status();
+    match status.state {
+        ContainerState::Running => {
+            if let Some(upstream) = status.upstream {
+                return Ok(upstream);
+            }
         }
-        let record = match self.store.get(name).await {
-            Ok(Some(record)) => record,
-            Ok(None) => return,
-            Err(e) => {
-                self.fail_wake(route, format!("the store failed: {e}"))
-                    .await;
-                return;
-            }
-        };
-        let started = Instant::now();
-        // Archived: no Docker container, a snapshot. Make the container first.
-        let record = if record.snapshot.is_some() && record.docker_id.is_none() {
-            match self.restore_locked(route, record).await {
-                Ok(record) => record,
-                Err(e) => {
-                    self.fail_wake(route, e.to_string()).await;
-                    return;
-                }
-            }
-        } else {
-            record
-        };
-        if let Err(e) = self
-            .transition(
-                route,
-                RouteStatus::not_serving(ContainerState::Starting, None),
-            )
-            .await
-        {
-            self.fail_wake(route, e.to_string()).await;
-            return;
+        ContainerState::Deleted => return Err(deleted()),
+        ContainerState::Creating => {
+            return Err(failed("its creation did not finish".into()));
         }
-        match self.bring_up(&record, Some(route)).await {
-            Ok(upstream) => {
-                let took_ms = started.elapsed().as_millis() as u64;
-                self.metrics.wakes.inc();
-                self.metrics
-                    .wake_duration
-                    .observe(started.elapsed().as_secs_f64());
-                route.reset_wake_failures();
-                route.touch();
-                if let Err(e) = self.store.record_wake(name, took_ms).await {
-                    tracing::warn!(container = %name, error = %e, "cannot record the wake");
-                }
-                if let Err(e) = self.transition(route, RouteStatus::running(upstream)).await {
-                    tracing::error!(container = %name, error = %e, "cannot record state running");
-                    // The container does answer: serve it even so.
-                    self.publish(route, RouteStatus::running(upstream));
-                }
-                // The container holds the user's files again: the snapshot
-                // has done its job.
-                if let Some(snapshot) = &record.snapshot {
-                    match self.store.set_snapshot(name, None).await {
-                        Ok(()) => self.delete_snapshot_file(&snapshot.file),
-                        Err(e) => {
-                            tracing::warn!(container = %name, error = %e, "cannot forget the restored snapshot")
-                        }
-                    }
-                }
-                tracing::info!(container = %name, took_ms, %upstream, "woke");
+        _ => {}
+    }
+    if let Some(refused) = backing_off(&status) {
+        return Err(refused);
+    }
+    let name = owner.name();
+    let started = Instant::now();
+    let deadline = started + ctx.config.wake_timeout;
+    let record = owner.record();
+    let archived = record.snapshot.is_some() && record.docker_id.is_none();
+    if archived {
+        // Room first: a restore is wasted work for a container that cannot run.
+        if let Err(error) = capacity::admit(ctx, name, record.spec.memory_bytes, deadline).await {
+            return Err(no_room(ctx, owner, error).await);
+        }
+        if let Err(e) = restore::run(ctx, owner).await {
+            return Err(fail(ctx, owner, e.to_string()).await);
+        }
+    }
+    let starting = RouteStatus::not_serving(ContainerState::Starting, None);
+    if let Err(e) = ctx.commit(owner, starting, Change::default()).await {
+        return Err(fail(ctx, owner, e.to_string()).await);
+    }
+    match bring_up::run(ctx, owner, deadline).await {
+        Ok(upstream) => {
+            woke(ctx, owner, upstream, started).await;
+            Ok(upstream)
+        }
+        Err(LifecycleError::Wake { error, .. }) if error.kind == WakeErrorKind::NoRoom => {
+            Err(no_room(ctx, owner, error).await)
+        }
+        Err(e) => {
+            let reason = match e {
+                LifecycleError::NotReady { reason, .. } => reason,
+                other => other.to_string(),
+            };
+            // Leave nothing half-started: a container whose app never
+            // answered is stopped until the next try.
+            let docker_name = owner.record().docker_name();
+            if let Err(e) = ctx.runtime.stop(&docker_name, 0).await {
+                tracing::debug!(container = %name, error = %e, "stop after a failed wake");
             }
+            Err(fail(ctx, owner, reason).await)
+        }
+    }
+}
+
+/// Records a successful wake; a restored container's snapshot has done its
+/// job once `running` is committed, and only then is it deleted.
+async fn woke(ctx: &Context, owner: &Owner, upstream: SocketAddr, started: Instant) {
+    let name = owner.name();
+    let took = started.elapsed();
+    ctx.metrics.wakes.inc();
+    ctx.metrics.wake_duration.observe(took.as_secs_f64());
+    owner.reset_wake_failures();
+    owner.touch();
+    let change = Change {
+        wake_ms: Some(took.as_millis() as u64),
+        ..Change::default()
+    };
+    if let Err(e) = ctx
+        .commit(owner, RouteStatus::running(upstream), change)
+        .await
+    {
+        tracing::error!(container = %name, error = %e, "cannot record state running; serving it anyway");
+        ctx.publish(owner, RouteStatus::running(upstream));
+        return;
+    }
+    if let Some(snapshot) = owner.record().snapshot {
+        let forget = Change {
+            snapshot: Some(None),
+            ..Change::default()
+        };
+        match ctx.commit_record(owner, forget).await {
+            Ok(()) => ctx.delete_snapshot_file(&snapshot.file),
             Err(e) => {
-                let reason = match e {
-                    super::LifecycleError::NotReady { reason, .. } => reason,
-                    other => other.to_string(),
-                };
-                // Leave nothing half-started: a container whose app never
-                // answered is stopped until the next try.
-                if let Err(e) = self.runtime.stop(&record.docker_name(), 0).await {
-                    tracing::debug!(container = %name, error = %e, "stop after a failed wake");
-                }
-                self.fail_wake(route, reason).await;
+                tracing::warn!(container = %name, error = %e, "cannot forget the restored snapshot; it is kept")
             }
         }
     }
+    tracing::info!(container = %name, took_ms = took.as_millis() as u64, %upstream, "woke");
+}
 
-    /// Records a failed wake and when the next may be tried.
-    async fn fail_wake(&self, route: &Arc<Route>, reason: String) {
-        self.metrics.wake_failures.inc();
-        let failures = route.note_wake_failure();
-        let backoff = backoff_after(failures);
-        tracing::error!(container = %route.name(), %reason, failures, retry_in = ?backoff, "wake failed");
-        let status = RouteStatus::failed(&reason, Instant::now() + backoff);
-        if let Err(e) = self.transition(route, status.clone()).await {
-            tracing::error!(container = %route.name(), error = %e, "cannot record state failed");
-            self.publish(route, status);
-        }
-    }
+/// No room could be made in time: not a failure of the container. It goes
+/// back to how it slept, and the waiters get 503 with `Retry-After`.
+async fn no_room(ctx: &Context, owner: &Owner, error: WakeError) -> WakeError {
+    let record = owner.record();
+    let state = if record.docker_id.is_none() && record.snapshot.is_some() {
+        ContainerState::Archived
+    } else {
+        ContainerState::Asleep
+    };
+    tracing::warn!(container = %owner.name(), reason = %error.reason, "no room to wake it");
+    ctx.commit_or_publish(owner, RouteStatus::not_serving(state, Some(&error.reason)))
+        .await;
+    error
+}
+
+/// Records a failed wake and when the next may be tried.
+async fn fail(ctx: &Context, owner: &Owner, reason: String) -> WakeError {
+    ctx.metrics.wake_failures.inc();
+    let failures = owner.note_wake_failure();
+    let backoff = backoff_after(failures);
+    tracing::error!(container = %owner.name(), %reason, failures, retry_in = ?backoff, "wake failed");
+    let status = RouteStatus::failed(&reason, Instant::now() + backoff);
+    ctx.commit_or_publish(owner, status).await;
+    failed(reason)
+}
+
+/// A `failed` container still backing off refuses new wakes until then.
+fn backing_off(status: &RouteStatus) -> Option<WakeError> {
+    let retry_at = status.retry_at?;
+    let now = Instant::now();
+    (status.state == ContainerState::Failed && retry_at > now).then(|| WakeError {
+        kind: WakeErrorKind::BackingOff,
+        reason: status.reason.as_deref().unwrap_or("it failed").to_owned(),
+        retry_after: Some(retry_at - now),
+    })
 }
 
 /// 1 s after the first failure, doubling up to a minute.
 fn backoff_after(failures: u32) -> Duration {
     let doublings = failures.saturating_sub(1).min(16);
     (FIRST_BACKOFF * 2u32.pow(doublings)).min(MAX_BACKOFF)
+}
+
+fn failed(reason: String) -> WakeError {
+    WakeError {
+        kind: WakeErrorKind::Failed,
+        reason,
+        retry_after: None,
+    }
 }
 
 fn deleted() -> WakeError {
@@ -234,23 +235,9 @@ fn deleted() -> WakeError {
     }
 }
 
-struct WakeClaim<'a>(&'a Arc<Route>);
-
-impl Drop for WakeClaim<'_> {
-    fn drop(&mut self) {
-        self.0.release_wake();
-    }
-}
-
-#[async_trait]
-impl Waker for Arc<Lifecycle> {
-    async fn ready_upstream(&self, route: &Arc<Route>) -> Result<SocketAddr, WakeError> {
-        Lifecycle::ready_upstream(self, route).await
-    }
-
-    fn begin_wake(&self, route: &Arc<Route>) {
-        Lifecycle::begin_wake(self, route)
-    }
+/// The wake task ended without a verdict: only a panic does that.
+fn vanished() -> WakeError {
+    failed("the wake ended without a verdict (see dormant's log)".into())
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
-use super::routes::InUse;
+use crate::lifecycle::table::InUse;
 
 /// A request body: what was read ahead (while waiting for a wake), then the
 /// rest still streaming from the client.

@@ -10,7 +10,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use super::body::{RequestBody, TrackedBody};
 use super::error::{root_cause, ProxyError};
-use super::routes::InUse;
+use crate::lifecycle::table::InUse;
 
 /// The pooled keep-alive HTTP/1.1 client to upstream containers.
 pub type UpstreamClient = Client<HttpConnector, RequestBody>;

@@ -8,7 +8,7 @@
 mod body;
 mod error;
 mod forward;
-pub mod routes;
+pub mod host;
 pub mod waker;
 mod waking;
 
@@ -28,11 +28,12 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use crate::domain::{ContainerState, WakeStrategy};
+use crate::lifecycle::table::ContainerTable;
 use crate::metrics::Metrics;
 use body::{RequestBody, TrackedBody};
 pub use error::ProxyError;
 use forward::{forward, upstream_client, UpstreamClient};
-use routes::{name_from_host, Routes};
+use host::name_from_host;
 use waker::Waker;
 
 /// What the proxy answers with: the upstream's streamed body, or dormant's own
@@ -42,7 +43,7 @@ pub type ProxyBody = Either<TrackedBody, Full<Bytes>>;
 /// What every proxy thread shares.
 #[derive(Clone)]
 pub struct ProxyParts {
-    pub routes: Arc<Routes>,
+    pub routes: Arc<ContainerTable>,
     pub waker: Arc<dyn Waker>,
     pub base_domain: String,
     pub read_ahead_limit: usize,
@@ -116,7 +117,7 @@ pub fn serve_per_core(
 
 /// Shared by every connection one proxy thread serves.
 pub struct Proxy {
-    routes: Arc<Routes>,
+    routes: Arc<ContainerTable>,
     waker: Arc<dyn Waker>,
     base_domain: String,
     client: UpstreamClient,
@@ -129,7 +130,7 @@ pub struct Proxy {
 
 impl Proxy {
     pub fn new(
-        routes: Arc<Routes>,
+        routes: Arc<ContainerTable>,
         waker: Arc<dyn Waker>,
         base_domain: &str,
         read_ahead_limit: usize,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::routes::Route;
+use crate::lifecycle::table::Route;
 
 /// Why no upstream could be had.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,8 +13,8 @@ use hyper::body::Incoming;
 
 use super::body::RequestBody;
 use super::error::ProxyError;
-use super::routes::Route;
 use super::waker::Waker;
+use crate::lifecycle::table::Route;
 
 /// Waits for a ready upstream while reading the request body ahead, up to
 /// `read_ahead_limit` bytes, so a client is not stalled by the wake. The rest

@@ -25,6 +25,18 @@ pub enum StoreError {
     Join(#[from] tokio::task::JoinError),
 }
 
+/// One transition's change of a row; `None` fields stay as they are.
+#[derive(Debug, Clone, Default)]
+pub struct RowChange {
+    pub state: Option<(ContainerState, Option<String>)>,
+    /// `Some(None)` forgets the Docker id.
+    pub docker_id: Option<Option<String>>,
+    /// `Some(None)` forgets the snapshot.
+    pub snapshot: Option<Option<SnapshotRecord>>,
+    /// A finished wake that took this many milliseconds.
+    pub wake_ms: Option<u64>,
+}
+
 /// Handle to the SQLite store. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -122,75 +134,49 @@ impl Store {
         .await
     }
 
-    pub async fn set_state(
-        &self,
-        name: &str,
-        state: ContainerState,
-        reason: Option<String>,
-    ) -> Result<(), StoreError> {
+    /// Writes one transition's change of a row in one transaction: state
+    /// and reason, Docker id, snapshot and wake statistics together, so a
+    /// crash never leaves half of a transition recorded.
+    pub async fn apply(&self, name: &str, change: RowChange) -> Result<(), StoreError> {
         let name = name.to_owned();
         self.with(move |conn| {
-            conn.execute(
-                "UPDATE containers SET state = ?2, reason = ?3,
-                   state_since = CASE WHEN state = ?2 THEN state_since ELSE ?4 END
-                 WHERE name = ?1",
-                params![name, state.as_str(), reason, now_millis()],
-            )?;
-            Ok(())
-        })
-        .await
-    }
-
-    pub async fn set_docker_id(
-        &self,
-        name: &str,
-        docker_id: Option<String>,
-    ) -> Result<(), StoreError> {
-        let name = name.to_owned();
-        self.with(move |conn| {
-            conn.execute(
-                "UPDATE containers SET docker_id = ?2 WHERE name = ?1",
-                params![name, docker_id],
-            )?;
-            Ok(())
-        })
-        .await
-    }
-
-    /// Records (or, with `None`, forgets) the container's snapshot.
-    pub async fn set_snapshot(
-        &self,
-        name: &str,
-        snapshot: Option<SnapshotRecord>,
-    ) -> Result<(), StoreError> {
-        let name = name.to_owned();
-        self.with(move |conn| {
-            let s = snapshot.as_ref();
-            conn.execute(
-                "UPDATE containers SET snapshot_file = ?2, snapshot_bytes = ?3, snapshot_files = ?4,
-                   snapshot_sha256 = ?5, snapshot_created_at = ?6 WHERE name = ?1",
-                params![
-                    name,
-                    s.map(|s| s.file.clone()),
-                    s.map(|s| s.bytes as i64),
-                    s.map(|s| s.files as i64),
-                    s.map(|s| s.sha256.clone()),
-                    s.map(|s| s.created_at),
-                ],
-            )?;
-            Ok(())
-        })
-        .await
-    }
-
-    /// Counts a finished wake that took `took_ms`.
-    pub async fn record_wake(&self, name: &str, took_ms: u64) -> Result<(), StoreError> {
-        let name = name.to_owned();
-        self.with(move |conn| {
-            conn.execute(
-                "UPDATE containers SET wakes = wakes + 1, last_wake_ms = ?2 WHERE name = ?1",
-                params![name, took_ms as i64],
-            )?;
+            let tx = conn.transaction()?;
+            if let Some((state, reason)) = &change.state {
+                tx.execute(
+                    "UPDATE containers SET state = ?2, reason = ?3,
+                       state_since = CASE WHEN state = ?2 THEN state_since ELSE ?4 END
+                     WHERE name = ?1",
+                    params![name, state.as_str(), reason, now_millis()],
+                )?;
+            }
+            if let Some(docker_id) = &change.docker_id {
+                tx.execute(
+                    "UPDATE containers SET docker_id = ?2 WHERE name = ?1",
+                    params![name, docker_id],
+                )?;
+            }
+            if let Some(snapshot) = &change.snapshot {
+                let s = snapshot.as_ref();
+                tx.execute(
+                    "UPDATE containers SET snapshot_file = ?2, snapshot_bytes = ?3, snapshot_files = ?4,
+                       snapshot_sha256 = ?5, snapshot_created_at = ?6 WHERE name = ?1",
+                    params![
+                        name,
+                        s.map(|s| s.file.clone()),
+                        s.map(|s| s.bytes as i64),
+                        s.map(|s| s.files as i64),
+                        s.map(|s| s.sha256.clone()),
+                        s.map(|s| s.created_at),
+                    ],
+                )?;
+            }
+            if let Some(took_ms) = change.wake_ms {
+                tx.execute(
+                    "UPDATE containers SET wakes = wakes + 1, last_wake_ms = ?2 WHERE name = ?1",
+                    params![name, took_ms as i64],
+                )?;
+            }
+            tx.commit()?;
             Ok(())
         })
         .await
@@ -356,15 +342,21 @@ mod tests {
     async fn records_survive_reopening_and_activity_only_moves_forward() {
         let (store, dir) = temp_store();
         store.insert_all(vec![record("a")]).await.unwrap();
-        store
-            .set_state("a", ContainerState::Failed, Some("boom".into()))
-            .await
-            .unwrap();
-        store.set_docker_id("a", Some("abc".into())).await.unwrap();
+        let failed = RowChange {
+            state: Some((ContainerState::Failed, Some("boom".into()))),
+            docker_id: Some(Some("abc".into())),
+            ..RowChange::default()
+        };
+        store.apply("a", failed).await.unwrap();
         store.record_activity(vec![("a".into(), 50)]).await.unwrap();
         store.record_activity(vec![("a".into(), 10)]).await.unwrap();
-        store.record_wake("a", 120).await.unwrap();
-        store.record_wake("a", 80).await.unwrap();
+        for took in [120, 80] {
+            let wake = RowChange {
+                wake_ms: Some(took),
+                ..RowChange::default()
+            };
+            store.apply("a", wake).await.unwrap();
+        }
         drop(store);
 
         let store = Store::open(&dir.join("dormant.db")).unwrap();
@@ -382,15 +374,20 @@ mod tests {
             sha256: "ab".into(),
             created_at: 7,
         };
-        store
-            .set_snapshot("a", Some(snapshot.clone()))
-            .await
-            .unwrap();
+        let record_it = RowChange {
+            snapshot: Some(Some(snapshot.clone())),
+            ..RowChange::default()
+        };
+        store.apply("a", record_it).await.unwrap();
         assert_eq!(
             store.get("a").await.unwrap().unwrap().snapshot,
             Some(snapshot)
         );
-        store.set_snapshot("a", None).await.unwrap();
+        let forget = RowChange {
+            snapshot: Some(None),
+            ..RowChange::default()
+        };
+        store.apply("a", forget).await.unwrap();
         assert_eq!(store.get("a").await.unwrap().unwrap().snapshot, None);
         assert_eq!(got.spec, record("a").spec);
         store.delete_all(vec!["a".into()]).await.unwrap();

@@ -1,0 +1,210 @@
+//! What every transition works with: the runtime, the store, the container
+//! table, capacity, metrics and settings; and `commit`, the one way a
+//! transition changes a container.
+//!
+//! `commit` writes the store first and then publishes to the table, so what
+//! the proxy sees is always backed by a durable record. When the store itself
+//! fails on an error path, `publish` alone still reopens the route: a request
+//! must never wait on a state nobody will leave.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::capacity::Capacity;
+use super::table::{ContainerTable, Route, RouteConfig, RouteStatus};
+use super::{ArchiveSupport, LifecycleConfig, LifecycleError};
+use crate::domain::{
+    now_millis, volume_name, ContainerRecord, ContainerSpec, SnapshotRecord, UnixMillis,
+};
+use crate::metrics::Metrics;
+use crate::runtime::{Runtime, RuntimeError};
+use crate::store::{RowChange, Store};
+
+pub(super) struct Context {
+    pub store: Store,
+    pub runtime: Arc<dyn Runtime>,
+    pub table: Arc<ContainerTable>,
+    pub capacity: Capacity,
+    pub metrics: Arc<Metrics>,
+    pub config: LifecycleConfig,
+    pub archive_support: ArchiveSupport,
+    /// Archives run one at a time: they are disk-bound, and requests for
+    /// running containers must not feel them.
+    pub archive_turns: tokio::sync::Semaphore,
+    /// The main runtime: background work started from a proxy thread (a
+    /// wake) runs here, not on that thread's own runtime.
+    pub background: tokio::runtime::Handle,
+    /// Every background task lifecycle starts, so shutdown can wait for them.
+    pub tasks: tokio_util::task::TaskTracker,
+}
+
+/// What one transition changes about a container besides its status.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Change {
+    /// `Some(id)` records the Docker container that holds the user's files;
+    /// `Some(None)` forgets it.
+    pub docker_id: Option<Option<String>>,
+    /// `Some(snapshot)` records a snapshot; `Some(None)` forgets it.
+    pub snapshot: Option<Option<SnapshotRecord>>,
+    /// A finished wake that took this many milliseconds.
+    pub wake_ms: Option<u64>,
+}
+
+impl Context {
+    /// Writes `status` (and `change`) to the store, then publishes them.
+    pub async fn commit(
+        &self,
+        route: &Arc<Route>,
+        status: RouteStatus,
+        change: Change,
+    ) -> Result<(), LifecycleError> {
+        let row = RowChange {
+            state: Some((status.state, status.reason.as_deref().map(str::to_owned))),
+            docker_id: change.docker_id.clone(),
+            snapshot: change.snapshot.clone(),
+            wake_ms: change.wake_ms,
+        };
+        self.store.apply(route.name(), row).await?;
+        self.publish_with(route, status, change);
+        Ok(())
+    }
+
+    /// Commits a change of the record alone; the status stays as it is.
+    pub async fn commit_record(
+        &self,
+        route: &Arc<Route>,
+        change: Change,
+    ) -> Result<(), LifecycleError> {
+        let row = RowChange {
+            state: None,
+            docker_id: change.docker_id.clone(),
+            snapshot: change.snapshot.clone(),
+            wake_ms: change.wake_ms,
+        };
+        self.store.apply(route.name(), row).await?;
+        self.publish_with(route, route.status(), change);
+        Ok(())
+    }
+
+    /// Commits `status`; if the store fails, publishes it anyway and logs
+    /// why. For error paths: the route must reopen whatever the store says.
+    pub async fn commit_or_publish(&self, route: &Arc<Route>, status: RouteStatus) {
+        if let Err(e) = self.commit(route, status.clone(), Change::default()).await {
+            tracing::error!(container = %route.name(), state = %status.state, error = %e, "cannot record the state; serving it from memory until the store recovers");
+            self.publish(route, status);
+        }
+    }
+
+    /// Publishes `status` without writing the store (what the store already
+    /// says, or an error path where it cannot be written).
+    pub fn publish(&self, route: &Arc<Route>, status: RouteStatus) {
+        self.publish_with(route, status, Change::default());
+    }
+
+    /// Publishes what the store already says, with the state begun at
+    /// `since` (start-up: an asleep container is due for archiving
+    /// `archive_after` from when it really fell asleep).
+    pub fn publish_as_of(&self, route: &Arc<Route>, status: RouteStatus, since: UnixMillis) {
+        self.publish_at(route, status, Change::default(), since);
+    }
+
+    fn publish_with(&self, route: &Arc<Route>, status: RouteStatus, change: Change) {
+        self.publish_at(route, status, change, now_millis());
+    }
+
+    fn publish_at(
+        &self,
+        route: &Arc<Route>,
+        status: RouteStatus,
+        change: Change,
+        since: UnixMillis,
+    ) {
+        // A start is admitted by `capacity::admit` before Docker starts it,
+        // so the states on the way up (creating, restoring, starting) keep
+        // whatever room was admitted; running ones hold room; the rest give
+        // it back.
+        use crate::domain::ContainerState::*;
+        match status.state {
+            Running | Stopping => self
+                .capacity
+                .note_running(route.name(), route.config().memory_bytes),
+            Creating | Restoring | Starting => {}
+            Asleep | Archiving | Archived | Failed | Deleted => self.capacity.release(route.name()),
+        }
+        self.table.publish(route, status, since, |record| {
+            if let Some(docker_id) = change.docker_id {
+                record.docker_id = docker_id;
+            }
+            if let Some(snapshot) = change.snapshot {
+                record.snapshot = snapshot;
+            }
+            if let Some(ms) = change.wake_ms {
+                record.wakes += 1;
+                record.last_wake_ms = Some(ms);
+            }
+        });
+    }
+
+    pub fn route_config(&self, spec: &ContainerSpec) -> RouteConfig {
+        RouteConfig {
+            idle_timeout: spec.idle_timeout,
+            wake: spec.wake.unwrap_or(self.config.default_wake),
+            archive_after: spec
+                .archive_after
+                .unwrap_or(self.config.default_archive_after),
+            memory_bytes: spec.memory_bytes,
+        }
+    }
+
+    pub fn archive_supported(&self) -> Result<(), LifecycleError> {
+        match &self.archive_support {
+            ArchiveSupport::Supported => Ok(()),
+            ArchiveSupport::Unsupported(why) => {
+                Err(LifecycleError::ArchiveUnsupported(why.clone()))
+            }
+        }
+    }
+
+    /// Removes the record's Docker container and then its volumes.
+    pub async fn remove_from_docker(&self, record: &ContainerRecord) -> Result<(), RuntimeError> {
+        self.runtime.remove(&docker_ref(record)).await?;
+        self.runtime.remove_volumes(&volume_names(record)).await
+    }
+
+    pub fn snapshot_path(&self, file: &str) -> PathBuf {
+        self.config.snapshot_dir.join(file)
+    }
+
+    pub fn delete_snapshot_file(&self, file: &str) {
+        let path = self.snapshot_path(file);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove an old snapshot")
+            }
+        }
+    }
+
+    /// Starts `task` on the main runtime, tracked for shutdown.
+    pub fn spawn<F>(&self, task: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.background.spawn(self.tasks.track_future(task));
+    }
+}
+
+/// How to name the record's container to Docker: its id once known.
+pub(super) fn docker_ref(record: &ContainerRecord) -> String {
+    record
+        .docker_id
+        .clone()
+        .unwrap_or_else(|| record.docker_name())
+}
+
+pub(super) fn volume_names(record: &ContainerRecord) -> Vec<String> {
+    (0..record.spec.volumes.len())
+        .map(|i| volume_name(&record.name, i))
+        .collect()
+}
