@@ -3,11 +3,15 @@
 //!
 //! # Layout
 //!
+//! The whole map (layers, who owns what, the state machine, where a new
+//! feature goes) is `docs/ARCHITECTURE.md`; in short:
+//!
 //! - [`serve`]: wires the parts together and runs them until shutdown.
 //! - [`proxy`]: routes `<name>.<base-domain>` to the container; the hot path.
 //! - [`api`]: the REST API under `/v1`.
-//! - [`lifecycle`]: the only place a container's state changes; one owner
-//!   per container.
+//! - [`lifecycle`]: the only place a container's state changes; it owns the
+//!   container table the proxy reads, one owner per container.
+//! - [`error_kind`]: one mapping from what went wrong to an HTTP status.
 //! - [`runtime`]: the container engine as a small trait; Docker via bollard.
 //! - [`store`]: SQLite, the durable truth about what should exist.
 //! - [`domain`]: the vocabulary: states, labels, the container record.
@@ -21,6 +25,7 @@ pub mod cli;
 pub mod config;
 pub mod demo_image;
 pub mod domain;
+pub mod error_kind;
 pub mod fault;
 pub mod lifecycle;
 pub mod logging;

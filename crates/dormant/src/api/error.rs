@@ -4,9 +4,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::error_kind::whole_seconds;
 use crate::lifecycle::LifecycleError;
-use crate::proxy::waker::WakeErrorKind;
-use crate::runtime::RuntimeError;
 
 /// An error the API answers with: a status, a stable machine-readable code and
 /// a message that says what went wrong and what to do.
@@ -15,6 +14,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Sent as `Retry-After` (whole seconds, rounded up).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -36,6 +37,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -59,39 +61,20 @@ impl ApiError {
 
 impl From<LifecycleError> for ApiError {
     fn from(err: LifecycleError) -> Self {
-        let message = err.to_string();
-        let (status, code) = match &err {
-            LifecycleError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            LifecycleError::NameTaken(_) => (StatusCode::CONFLICT, "name_taken"),
-            LifecycleError::ImageNotPresent(_) => (StatusCode::BAD_REQUEST, "image_not_present"),
-            LifecycleError::Invalid { field, message } => {
-                return ApiError::invalid(field, message);
-            }
-            LifecycleError::Runtime {
-                source: RuntimeError::Conflict(_),
-                ..
-            } => (StatusCode::CONFLICT, "docker_conflict"),
-            LifecycleError::Runtime { .. } => (StatusCode::BAD_GATEWAY, "docker_failed"),
-            LifecycleError::NotReady { .. } => (StatusCode::BAD_GATEWAY, "not_ready"),
-            LifecycleError::Wake { error, .. } => match error.kind {
-                WakeErrorKind::Failed => (StatusCode::BAD_GATEWAY, "wake_failed"),
-                WakeErrorKind::BackingOff => (StatusCode::SERVICE_UNAVAILABLE, "wake_backing_off"),
-                WakeErrorKind::TimedOut => (StatusCode::GATEWAY_TIMEOUT, "wake_timed_out"),
-                WakeErrorKind::Deleted => (StatusCode::NOT_FOUND, "not_found"),
-                WakeErrorKind::NoRoom => (StatusCode::SERVICE_UNAVAILABLE, "no_room"),
-            },
-            LifecycleError::NeverFits(_) => (StatusCode::UNPROCESSABLE_ENTITY, "never_fits"),
-            LifecycleError::ArchiveUnsupported(_) => (StatusCode::CONFLICT, "archive_unsupported"),
-            LifecycleError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            LifecycleError::Snapshot { .. } => {
-                (StatusCode::INTERNAL_SERVER_ERROR, "snapshot_failed")
-            }
-            LifecycleError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store_failed"),
-        };
-        if status.is_server_error() {
-            tracing::error!(%status, %message, "API call failed");
+        if let LifecycleError::Invalid { field, message } = &err {
+            return ApiError::invalid(field, message);
         }
-        ApiError::new(status, code, message)
+        let kind = err.kind();
+        let message = err.to_string();
+        if kind.status().is_server_error() {
+            tracing::error!(status = %kind.status(), %message, "API call failed");
+        }
+        ApiError {
+            status: kind.status(),
+            code: kind.code(),
+            message,
+            retry_after: err.retry_after(),
+        }
     }
 }
 
@@ -104,6 +87,11 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(after) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(whole_seconds(after)));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

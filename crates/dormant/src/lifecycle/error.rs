@@ -1,5 +1,6 @@
 //! Why a lifecycle operation failed, with what a person needs to act on it.
 
+use crate::error_kind::ErrorKind;
 use crate::proxy::waker::WakeError;
 use crate::runtime::RuntimeError;
 use crate::store::StoreError;
@@ -40,6 +41,36 @@ pub enum LifecycleError {
 }
 
 impl LifecycleError {
+    /// What kind of failure this is; `ErrorKind` says how it is answered.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::NotFound(_) => ErrorKind::NotFound,
+            Self::NameTaken(_) => ErrorKind::NameTaken,
+            Self::ImageNotPresent(_) => ErrorKind::ImageNotPresent,
+            Self::Invalid { .. } => ErrorKind::Invalid,
+            Self::Runtime {
+                source: RuntimeError::Conflict(_),
+                ..
+            } => ErrorKind::DockerConflict,
+            Self::Runtime { .. } => ErrorKind::DockerFailed,
+            Self::NotReady { .. } => ErrorKind::NotReady,
+            Self::Wake { error, .. } => error.kind.error_kind(),
+            Self::NeverFits(_) => ErrorKind::NeverFits,
+            Self::ArchiveUnsupported(_) => ErrorKind::ArchiveUnsupported,
+            Self::Conflict(_) => ErrorKind::Conflict,
+            Self::Snapshot { .. } => ErrorKind::SnapshotFailed,
+            Self::Store(_) => ErrorKind::StoreFailed,
+        }
+    }
+
+    /// When it is worth trying again, if the failure says.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::Wake { error, .. } => error.retry_after,
+            _ => None,
+        }
+    }
+
     pub fn runtime(name: &str, source: RuntimeError) -> Self {
         Self::Runtime {
             name: name.to_owned(),

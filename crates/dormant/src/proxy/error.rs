@@ -6,7 +6,8 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 
-use super::waker::{WakeError, WakeErrorKind};
+use super::waker::WakeError;
+use crate::error_kind::{whole_seconds, ErrorKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -31,20 +32,18 @@ pub enum ProxyError {
 }
 
 impl ProxyError {
-    pub fn status(&self) -> StatusCode {
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            Self::MissingHost { .. } | Self::ClientBody { .. } => StatusCode::BAD_REQUEST,
-            Self::NotOurHost { .. } | Self::UnknownContainer { .. } => StatusCode::NOT_FOUND,
-            Self::Wake { error, .. } => match error.kind {
-                WakeErrorKind::Failed => StatusCode::BAD_GATEWAY,
-                WakeErrorKind::BackingOff | WakeErrorKind::NoRoom => {
-                    StatusCode::SERVICE_UNAVAILABLE
-                }
-                WakeErrorKind::TimedOut => StatusCode::GATEWAY_TIMEOUT,
-                WakeErrorKind::Deleted => StatusCode::NOT_FOUND,
-            },
-            Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            Self::MissingHost { .. } | Self::ClientBody { .. } => ErrorKind::BadRequest,
+            Self::NotOurHost { .. } => ErrorKind::NotOurHost,
+            Self::UnknownContainer { .. } => ErrorKind::NotFound,
+            Self::Wake { error, .. } => error.kind.error_kind(),
+            Self::Upstream { .. } => ErrorKind::UpstreamFailed,
         }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.kind().status()
     }
 
     /// A short plain-text answer a person can act on.
@@ -63,9 +62,7 @@ impl ProxyError {
         );
         headers.insert("x-dormant-error", HeaderValue::from_static("1"));
         if let Some(after) = retry_after {
-            // Whole seconds, rounded up: never ask a client back too early.
-            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(whole_seconds(after)));
         }
         response
     }

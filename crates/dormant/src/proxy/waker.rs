@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::error_kind::ErrorKind;
 use crate::lifecycle::table::Route;
 
 /// Why no upstream could be had.
@@ -21,16 +22,28 @@ pub struct WakeError {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WakeErrorKind {
-    /// The wake was tried and failed (502).
+    /// The wake was tried and failed.
     Failed,
-    /// An earlier wake failed and the next try waits for its backoff (503).
+    /// An earlier wake failed and the next try waits for its backoff.
     BackingOff,
-    /// The container did not become ready in time (504).
+    /// The container did not become ready in time.
     TimedOut,
-    /// The container was deleted meanwhile (404).
+    /// The container was deleted meanwhile.
     Deleted,
-    /// No room to start it under the capacity limits (503).
+    /// No room to start it under the capacity limits.
     NoRoom,
+}
+
+impl WakeErrorKind {
+    pub fn error_kind(self) -> ErrorKind {
+        match self {
+            Self::Failed => ErrorKind::WakeFailed,
+            Self::BackingOff => ErrorKind::BackingOff,
+            Self::TimedOut => ErrorKind::TimedOut,
+            Self::Deleted => ErrorKind::NotFound,
+            Self::NoRoom => ErrorKind::NoRoom,
+        }
+    }
 }
 
 #[async_trait]
