@@ -322,3 +322,17 @@ async fn router_errors_have_the_json_shape_too() {
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{json}");
     assert!(error_message(&json).contains("PUT"), "{json}");
 }
+
+#[tokio::test]
+async fn a_container_that_could_never_fit_is_a_422_naming_the_budget() {
+    let dormant = Dormant::start_with(&["--memory-budget", "64m"]);
+    let too_big = format!(r#"{{"image":"{}","memory":"128m"}}"#, demo_image());
+    rejected(
+        &dormant,
+        &too_big,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        &["memory budget"],
+    )
+    .await;
+    dormant.assert_nothing_left("refused creates").await;
+}

@@ -1,6 +1,7 @@
 //! `/v1/containers`: create, list, show and delete containers.
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -20,14 +21,17 @@ use crate::domain::ContainerState;
         (status = 400, description = "A field is invalid, or the image is not present", body = ErrorBody),
         (status = 401, description = "Missing or wrong token", body = ErrorBody),
         (status = 409, description = "A name is taken", body = ErrorBody),
+        (status = 413, description = "The body is larger than the API accepts", body = ErrorBody),
+        (status = 422, description = "The container could never fit this host's limits", body = ErrorBody),
         (status = 502, description = "Docker failed, or the container did not start", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
 pub async fn create(
     State(state): State<ApiState>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<ContainerList>), ApiError> {
+    let body = body.map_err(body_error)?;
     let request = create_request::parse(&body, &state.create_defaults, "admin")?;
     let created = state.lifecycle.create(request).await?;
     let containers = created.iter().map(|r| view(&state, r)).collect();
@@ -182,4 +186,34 @@ fn view(state: &ApiState, record: &crate::domain::ContainerRecord) -> ContainerV
         view.progress_bytes = state.lifecycle.progress(&record.name);
     }
     view
+}
+
+/// axum's own rejection of a body (too large, unreadable) is plain text;
+/// every API error is JSON.
+fn body_error(rejection: BytesRejection) -> ApiError {
+    ApiError::new(rejection.status(), "bad_body", rejection.body_text())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::extract::FromRequest;
+
+    #[tokio::test]
+    async fn a_body_over_the_cap_is_a_json_413() {
+        let request = axum::http::Request::builder()
+            .uri("/v1/containers")
+            .body(axum::body::Body::from(vec![b' '; 3 << 20]))
+            .unwrap();
+        let rejection = Bytes::from_request(request, &()).await.unwrap_err();
+        let error = body_error(rejection);
+        assert_eq!(error.status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(error.code, "bad_body");
+        let response = axum::response::IntoResponse::into_response(error);
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["error"]["code"], "bad_body");
+    }
 }

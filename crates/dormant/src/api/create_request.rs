@@ -13,6 +13,10 @@ use crate::units::parse_memory;
 
 /// Most containers one request may create.
 pub const MAX_COUNT: u32 = 100;
+/// The longest duration a setting takes: long enough for "never" in
+/// practice, short enough that adding it to any timestamp cannot overflow.
+const LONGEST_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// Docker refuses memory limits under 6 MiB.
 const MIN_MEMORY: u64 = 6 << 20;
 const MAX_VOLUMES: usize = 16;
@@ -207,8 +211,11 @@ fn check(
         })?,
         None => defaults.idle_timeout,
     };
-    if idle_timeout < Duration::from_secs(1) {
-        return Err(ApiError::invalid("idle_timeout", "must be at least 1s"));
+    if idle_timeout < Duration::from_secs(1) || idle_timeout > LONGEST_DURATION {
+        return Err(ApiError::invalid(
+            "idle_timeout",
+            "must be between 1s and 100 years",
+        ));
     }
     let volumes = request.volumes.unwrap_or_default();
     check_volumes(&volumes)?;
@@ -221,6 +228,12 @@ fn check(
         })?),
         None => None,
     };
+    if archive_after.is_some_and(|after| after > LONGEST_DURATION) {
+        return Err(ApiError::invalid(
+            "archive_after",
+            "must be at most 100 years",
+        ));
+    }
     if let Some(path) = &request.ready_path {
         let valid =
             path.starts_with('/') && !path.chars().any(|c| c.is_whitespace() || c.is_control());
@@ -313,6 +326,16 @@ mod tests {
         let req = parse_json(r#"{"image":"demo","wake":"page","ready_path":"/healthz"}"#).unwrap();
         assert_eq!(req.wake, Some(crate::domain::WakeStrategy::Page));
         assert_eq!(req.ready_path.as_deref(), Some("/healthz"));
+    }
+
+    #[test]
+    fn durations_too_long_to_add_to_a_timestamp_are_refused() {
+        assert!(rejected(r#"{"image":"demo","idle_timeout":"200years"}"#).contains("idle_timeout"));
+        assert!(
+            rejected(r#"{"image":"demo","archive_after":"9000000000years"}"#)
+                .contains("archive_after")
+        );
+        assert!(parse_json(r#"{"image":"demo","archive_after":"50years"}"#).is_ok());
     }
 
     #[test]
