@@ -68,7 +68,7 @@ impl From<LifecycleError> for ApiError {
                 return ApiError::invalid(field, message);
             }
             LifecycleError::Runtime {
-                source: RuntimeError::Conflict(_),
+                source: RuntimeError::Conflict { .. },
                 ..
             } => (StatusCode::CONFLICT, "docker_conflict"),
             LifecycleError::Runtime { .. } => (StatusCode::BAD_GATEWAY, "docker_failed"),

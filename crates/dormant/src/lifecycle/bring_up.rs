@@ -101,7 +101,14 @@ impl Lifecycle {
             Some(path) => (path.as_str(), true),
             None => ("/", false),
         };
-        let wait = readiness::wait_ready(upstream, path, require_success, deadline, still_running);
+        let wait = readiness::wait_ready(
+            self.runtime.as_ref(),
+            upstream,
+            path,
+            require_success,
+            deadline,
+            still_running,
+        );
         let outcome = match died {
             Some(died) => {
                 tokio::select! {
@@ -136,9 +143,7 @@ impl Lifecycle {
         if let Some(image_id) = &record.spec.image_id {
             let original = std::mem::replace(&mut params.image, image_id.clone());
             match self.runtime.create(&params).await {
-                Err(RuntimeError::NotFound(why))
-                    if why.contains(image_id.as_str()) || why.contains("image") =>
-                {
+                Err(RuntimeError::ImageMissing { .. }) => {
                     tracing::warn!(container = %name, image = %original, %image_id, "the image it was made from is gone; using what `{original}` names now");
                     params.image = original;
                 }

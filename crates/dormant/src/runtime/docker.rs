@@ -19,8 +19,8 @@ use bollard::query_parameters::{
 use bollard::Docker;
 
 use super::{
-    ContainerEvent, ContainerEventKind, CreateParams, ImageInfo, Inspection, Managed, Runtime,
-    RuntimeError, RuntimeResult, StorageInfo,
+    probe, ContainerEvent, ContainerEventKind, CreateParams, ImageInfo, Inspection, Managed,
+    ProbeOutcome, Runtime, RuntimeError, RuntimeResult, StorageInfo,
 };
 use crate::domain::{LABEL_NAME, LABEL_PORT};
 use futures_util::stream::BoxStream;
@@ -142,24 +142,80 @@ fn describe_host(docker_host: Option<&str>) -> String {
         .unwrap_or_else(|| "unix:///var/run/docker.sock".into())
 }
 
-/// Turns bollard's error into one that names the call and the object.
-fn failed(call: &str, object: &str, err: BollardError) -> RuntimeError {
+/// What a Docker call was about: says what a 404 from it means.
+#[derive(Debug, Clone, Copy)]
+enum Subject<'a> {
+    Container(&'a str),
+    Volume(&'a str),
+    /// Creating a container: a 404 means its image (or network) is missing.
+    CreateFrom {
+        image: &'a str,
+    },
+    /// The daemon as a whole (info, ps, events): a 404 is unexpected.
+    Daemon,
+}
+
+/// Turns bollard's error into dormant's: the one place where Docker's
+/// failures are classified. `call` is the Docker call as a person would
+/// type it (`docker start dormant-alice`).
+fn runtime_error(call: String, subject: Subject<'_>, err: BollardError) -> RuntimeError {
     match err {
         BollardError::DockerResponseServerError {
             status_code: 404,
             message,
-        } => RuntimeError::NotFound(format!("docker {call} {object}: {message}")),
+        } => match subject {
+            // Docker says "No such image: <ref>"; a missing network is the
+            // other 404 a create can get.
+            Subject::CreateFrom { image } if message.contains("No such image") => {
+                RuntimeError::ImageMissing {
+                    call,
+                    image: image.to_owned(),
+                }
+            }
+            Subject::Container(id) => RuntimeError::NotFound {
+                call,
+                what: format!("container {id}"),
+            },
+            Subject::Volume(volume) => RuntimeError::NotFound {
+                call,
+                what: format!("volume {volume}"),
+            },
+            Subject::CreateFrom { .. } | Subject::Daemon => RuntimeError::NotFound {
+                call,
+                what: message,
+            },
+        },
         BollardError::DockerResponseServerError {
             status_code: 409,
             message,
-        } => RuntimeError::Conflict(format!("docker {call} {object}: {message}")),
+        } => RuntimeError::Conflict { call, message },
         BollardError::DockerResponseServerError {
-            status_code,
+            status_code: 503,
             message,
-        } => RuntimeError::Failed(format!(
-            "docker {call} {object} failed ({status_code}): {message}"
-        )),
-        other => RuntimeError::Failed(format!("docker {call} {object} failed: {other}")),
+        } => RuntimeError::Unavailable { call, message },
+        err if is_unreachable(&err) => RuntimeError::Unavailable {
+            call,
+            message: err.to_string(),
+        },
+        other => RuntimeError::Other {
+            call,
+            source: Box::new(other),
+        },
+    }
+}
+
+/// Whether the daemon could not be reached or stopped answering: no
+/// socket, connection refused or reset, a timeout.
+fn is_unreachable(err: &BollardError) -> bool {
+    match err {
+        BollardError::RequestTimeoutError
+        | BollardError::SocketNotFoundError(_)
+        | BollardError::IOError { .. } => true,
+        BollardError::HyperLegacyError { err } => err.is_connect(),
+        BollardError::HyperResponseError { err } => {
+            err.is_closed() || err.is_incomplete_message() || err.is_canceled() || err.is_timeout()
+        }
+        _ => false,
     }
 }
 
@@ -197,7 +253,11 @@ impl Runtime for DockerRuntime {
                 }))
             }
             Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(failed("image inspect", image, e)),
+            Err(e) => Err(runtime_error(
+                format!("docker image inspect {image}"),
+                Subject::Daemon,
+                e,
+            )),
         }
     }
 
@@ -208,10 +268,13 @@ impl Runtime for DockerRuntime {
                 labels: Some(params.labels.clone()),
                 ..Default::default()
             };
-            self.docker
-                .create_volume(request)
-                .await
-                .map_err(|e| failed("volume create", volume, e))?;
+            self.docker.create_volume(request).await.map_err(|e| {
+                runtime_error(
+                    format!("docker volume create {volume}"),
+                    Subject::Volume(volume),
+                    e,
+                )
+            })?;
         }
         let port_key = format!("{}/tcp", params.port);
         // On dormant's network the proxy reaches the container at its own
@@ -267,7 +330,15 @@ impl Runtime for DockerRuntime {
             .docker
             .create_container(Some(options), body)
             .await
-            .map_err(|e| failed("create", &params.docker_name, e))?;
+            .map_err(|e| {
+                runtime_error(
+                    format!("docker create {}", params.docker_name),
+                    Subject::CreateFrom {
+                        image: &params.image,
+                    },
+                    e,
+                )
+            })?;
         Ok(created.id)
     }
 
@@ -275,7 +346,7 @@ impl Runtime for DockerRuntime {
         self.docker
             .start_container(id, None)
             .await
-            .map_err(|e| failed("start", id, e))
+            .map_err(|e| runtime_error(format!("docker start {id}"), Subject::Container(id), e))
     }
 
     async fn stop(&self, id: &str, grace_secs: i64) -> RuntimeResult<()> {
@@ -289,7 +360,11 @@ impl Runtime for DockerRuntime {
             | Err(BollardError::DockerResponseServerError {
                 status_code: 304, ..
             }) => Ok(()),
-            Err(e) => Err(failed("stop", id, e)),
+            Err(e) => Err(runtime_error(
+                format!("docker stop {id}"),
+                Subject::Container(id),
+                e,
+            )),
         }
     }
 
@@ -302,7 +377,11 @@ impl Runtime for DockerRuntime {
         match self.docker.remove_container(id, Some(options)).await {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(failed("rm", id, e)),
+            Err(e) => Err(runtime_error(
+                format!("docker rm -f {id}"),
+                Subject::Container(id),
+                e,
+            )),
         }
     }
 
@@ -312,7 +391,13 @@ impl Runtime for DockerRuntime {
             match self.docker.remove_volume(volume, Some(options)).await {
                 Ok(()) => {}
                 Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(failed("volume rm", volume, e)),
+                Err(e) => {
+                    return Err(runtime_error(
+                        format!("docker volume rm {volume}"),
+                        Subject::Volume(volume),
+                        e,
+                    ))
+                }
             }
         }
         Ok(())
@@ -326,7 +411,13 @@ impl Runtime for DockerRuntime {
         {
             Ok(inspect) => inspect,
             Err(e) if is_not_found(&e) => return Ok(None),
-            Err(e) => return Err(failed("inspect", id, e)),
+            Err(e) => {
+                return Err(runtime_error(
+                    format!("docker inspect {id}"),
+                    Subject::Container(id),
+                    e,
+                ))
+            }
         };
         let state = inspect.state.unwrap_or_default();
         let running = state.running.unwrap_or(false);
@@ -388,7 +479,13 @@ impl Runtime for DockerRuntime {
             .docker
             .list_containers(Some(options))
             .await
-            .map_err(|e| failed("ps", &format!("--filter label={label}={value}"), e))?;
+            .map_err(|e| {
+                runtime_error(
+                    format!("docker ps --all --filter label={label}={value}"),
+                    Subject::Daemon,
+                    e,
+                )
+            })?;
         Ok(containers
             .into_iter()
             .filter_map(|c| {
@@ -407,11 +504,13 @@ impl Runtime for DockerRuntime {
                 vec![format!("{label}={value}")],
             )])),
         };
-        let listed = self
-            .docker
-            .list_volumes(Some(options))
-            .await
-            .map_err(|e| failed("volume ls", &format!("--filter label={label}={value}"), e))?;
+        let listed = self.docker.list_volumes(Some(options)).await.map_err(|e| {
+            runtime_error(
+                format!("docker volume ls --filter label={label}={value}"),
+                Subject::Daemon,
+                e,
+            )
+        })?;
         Ok(listed
             .volumes
             .unwrap_or_default()
@@ -444,7 +543,13 @@ impl Runtime for DockerRuntime {
             .filter_map(|message| async move {
                 let message = match message {
                     Ok(message) => message,
-                    Err(e) => return Some(Err(failed("events", "", e))),
+                    Err(e) => {
+                        return Some(Err(runtime_error(
+                            "docker events".into(),
+                            Subject::Daemon,
+                            e,
+                        )))
+                    }
                 };
                 let attributes = message.actor?.attributes.unwrap_or_default();
                 let name = attributes.get(LABEL_NAME)?.clone();
@@ -464,7 +569,11 @@ impl Runtime for DockerRuntime {
         match self.docker.inspect_volume(volume).await {
             Ok(v) => Ok(Some(v.mountpoint.into())),
             Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(failed("volume inspect", volume, e)),
+            Err(e) => Err(runtime_error(
+                format!("docker volume inspect {volume}"),
+                Subject::Volume(volume),
+                e,
+            )),
         }
     }
 
@@ -473,10 +582,119 @@ impl Runtime for DockerRuntime {
             .docker
             .info()
             .await
-            .map_err(|e| failed("info", "", e))?;
+            .map_err(|e| runtime_error("docker info".into(), Subject::Daemon, e))?;
         Ok(StorageInfo {
             driver: info.driver.unwrap_or_default(),
             root_dir: info.docker_root_dir.unwrap_or_default().into(),
         })
+    }
+
+    async fn probe(&self, upstream: SocketAddr, path: &str, require_success: bool) -> ProbeOutcome {
+        probe::http(upstream, path, require_success).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(status_code: u16, message: &str) -> BollardError {
+        BollardError::DockerResponseServerError {
+            status_code,
+            message: message.to_owned(),
+        }
+    }
+
+    #[test]
+    fn docker_errors_map_to_what_a_caller_can_act_on() {
+        let call = || "docker start dormant-a".to_owned();
+        let container = Subject::Container("dormant-a");
+        let create = Subject::CreateFrom { image: "demo" };
+        let cases: Vec<(BollardError, Subject<'_>, &str)> = vec![
+            (
+                server(404, "No such container: dormant-a"),
+                container,
+                "NotFound",
+            ),
+            (
+                server(404, "No such image: demo:latest"),
+                create,
+                "ImageMissing",
+            ),
+            (server(404, "network dormant not found"), create, "NotFound"),
+            (
+                server(404, "no such volume"),
+                Subject::Volume("v"),
+                "NotFound",
+            ),
+            (
+                server(409, "removal of container dormant-a is already in progress"),
+                container,
+                "Conflict",
+            ),
+            (
+                server(503, "daemon shutting down"),
+                container,
+                "Unavailable",
+            ),
+            (server(500, "driver failed programming"), container, "Other"),
+            (BollardError::RequestTimeoutError, container, "Unavailable"),
+            (
+                BollardError::SocketNotFoundError("/var/run/docker.sock".into()),
+                container,
+                "Unavailable",
+            ),
+            (
+                std::io::Error::from(std::io::ErrorKind::ConnectionRefused).into(),
+                container,
+                "Unavailable",
+            ),
+        ];
+        for (err, subject, want) in cases {
+            let shown = format!("{err}");
+            let mapped = runtime_error(call(), subject, err);
+            let got = match &mapped {
+                RuntimeError::NotFound { .. } => "NotFound",
+                RuntimeError::ImageMissing { .. } => "ImageMissing",
+                RuntimeError::Conflict { .. } => "Conflict",
+                RuntimeError::Unavailable { .. } => "Unavailable",
+                RuntimeError::Other { .. } => "Other",
+            };
+            assert_eq!(got, want, "{shown}");
+            assert_eq!(mapped.call(), "docker start dormant-a");
+            assert!(
+                mapped.to_string().starts_with("docker start dormant-a"),
+                "the message names the call: {mapped}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_daemon_is_unavailable_and_names_the_call() {
+        // A socket file nobody listens on: connection refused.
+        let dir = std::env::temp_dir().join(format!(
+            "dormant-docker-test-{}",
+            crate::token::random_hex(6)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("docker.sock");
+        drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+        let docker =
+            Docker::connect_with_unix(socket.to_str().unwrap(), 5, bollard::API_DEFAULT_VERSION)
+                .unwrap();
+        let runtime = DockerRuntime {
+            docker,
+            network: None,
+        };
+        let err = runtime.start("dormant-a").await.unwrap_err();
+        assert!(
+            matches!(&err, RuntimeError::Unavailable { call, .. } if call == "docker start dormant-a"),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().contains("is the Docker daemon running?"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }
