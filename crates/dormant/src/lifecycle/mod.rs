@@ -22,6 +22,8 @@ mod readiness;
 mod reconcile;
 mod restore;
 mod sleep;
+#[cfg(test)]
+mod tests;
 mod wake;
 
 use std::collections::{BTreeMap, HashMap};

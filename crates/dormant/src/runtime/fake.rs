@@ -265,6 +265,16 @@ impl FakeRuntime {
             .count()
     }
 
+    /// The containers (dormant's names) `call` was made about, in order.
+    pub fn call_log(&self, call: Call) -> Vec<String> {
+        self.state()
+            .calls
+            .iter()
+            .filter(|(c, _)| *c == call)
+            .map(|(_, name)| name.clone())
+            .collect()
+    }
+
     /// The container dormant calls `name`, if Docker has it.
     pub fn container(&self, name: &str) -> Option<Seen> {
         let state = self.state();
