@@ -410,33 +410,34 @@ impl FakeRuntime {
         state.subscribers.len()
     }
 
-    /// Records the call, then fails it if a fault says so.
-    fn enter(&self, call: Call, call_line: &str, about: &str) -> RuntimeResult<Option<Duration>> {
+    /// Records the call; says how long it takes and whether a fault fails it.
+    fn enter(&self, call: Call, call_line: &str, about: &str) -> (Duration, RuntimeResult<()>) {
         let mut state = self.state();
         let name = state.dormant_name(about);
         state.calls.push((call, name.clone()));
-        let delay = state.delays.get(&call).copied();
+        let delay = state.delays.get(&call).copied().unwrap_or_default();
         let position = state
             .faults
             .iter()
             .position(|rule| rule.call == call && rule.name.as_ref().is_none_or(|n| *n == name));
         let Some(position) = position else {
-            return Ok(delay);
+            return (delay, Ok(()));
         };
         let fault = state.faults[position].fault;
         state.faults[position].remaining -= 1;
         if state.faults[position].remaining == 0 {
             state.faults.remove(position);
         }
-        Err(injected(fault, call_line, about))
+        (delay, Err(injected(fault, call_line, about)))
     }
 
-    /// `enter`, then the call's delay.
+    /// `enter`, then the call's delay (a failing call takes time too).
     async fn call(&self, call: Call, call_line: &str, about: &str) -> RuntimeResult<()> {
-        if let Some(delay) = self.enter(call, call_line, about)? {
+        let (delay, outcome) = self.enter(call, call_line, about);
+        if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
-        Ok(())
+        outcome
     }
 }
 
@@ -782,7 +783,7 @@ impl Runtime for FakeRuntime {
         value: &str,
     ) -> BoxStream<'static, RuntimeResult<ContainerEvent>> {
         let (tx, rx) = mpsc::unbounded_channel();
-        if let Err(e) = self.enter(Call::Events, "docker events", "") {
+        if let (_, Err(e)) = self.enter(Call::Events, "docker events", "") {
             let _ = tx.send(Err(e));
         } else {
             self.state().subscribers.push(Subscriber {

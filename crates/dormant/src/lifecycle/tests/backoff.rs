@@ -22,8 +22,16 @@ async fn a_request_during_the_backoff_is_refused_without_a_start() {
     assert_eq!(err.kind, WakeErrorKind::BackingOff);
     let retry_after = err.retry_after.expect("Retry-After");
     assert!(retry_after <= Duration::from_secs(1), "{retry_after:?}");
-    assert_eq!(h.fake().calls(Call::Start), starts, "no start while backing off");
-    assert!(err.reason.contains("docker start"), "the earlier reason: {}", err.reason);
+    assert_eq!(
+        h.fake().calls(Call::Start),
+        starts,
+        "no start while backing off"
+    );
+    assert!(
+        err.reason.contains("docker start"),
+        "the earlier reason: {}",
+        err.reason
+    );
 }
 
 #[tokio::test(start_paused = true)]

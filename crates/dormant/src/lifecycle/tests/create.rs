@@ -38,7 +38,10 @@ async fn a_taken_name_fails_the_whole_batch_and_touches_nothing() {
     let h = Harness::new().await;
     h.running("a").await;
     let err = h.create(&["b", "a"]).await.unwrap_err();
-    assert!(matches!(err, LifecycleError::NameTaken(ref n) if n == "a"), "{err}");
+    assert!(
+        matches!(err, LifecycleError::NameTaken(ref n) if n == "a"),
+        "{err}"
+    );
     assert_eq!(h.state("b"), Deleted);
     assert!(h.record("b").await.is_none());
     assert!(h.fake().container("b").is_none());
@@ -66,7 +69,10 @@ async fn a_missing_image_is_a_clear_error_and_nothing_is_stored() {
         .create_with(&["a"], |spec| spec.image = "nope".into())
         .await
         .unwrap_err();
-    assert!(matches!(err, LifecycleError::ImageNotPresent(ref i) if i == "nope"), "{err}");
+    assert!(
+        matches!(err, LifecycleError::ImageNotPresent(ref i) if i == "nope"),
+        "{err}"
+    );
     assert!(h.record("a").await.is_none());
     assert_eq!(h.fake().calls(Call::Create), 0);
 }
@@ -113,7 +119,10 @@ async fn a_start_failure_undoes_the_whole_batch() {
         assert!(h.record(name).await.is_none(), "{name}");
         assert!(h.fake().container(name).is_none(), "{name}");
     }
-    assert!(h.fake().volume_names().is_empty(), "volumes are removed too");
+    assert!(
+        h.fake().volume_names().is_empty(),
+        "volumes are removed too"
+    );
     assert_eq!(h.lifecycle().capacity_usage().running, 0);
 }
 
@@ -143,7 +152,10 @@ async fn an_unreachable_daemon_fails_create_naming_the_call() {
     let LifecycleError::Runtime { source, .. } = &err else {
         panic!("{err}");
     };
-    assert!(matches!(source, RuntimeError::Unavailable { .. }), "{source:?}");
+    assert!(
+        matches!(source, RuntimeError::Unavailable { .. }),
+        "{source:?}"
+    );
     assert!(err.to_string().contains("docker create dormant-a"), "{err}");
     assert!(h.record("a").await.is_none());
 }

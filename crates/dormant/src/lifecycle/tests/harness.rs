@@ -65,7 +65,9 @@ pub enum StoreFault {
     /// Writing this state.
     SetState(ContainerState),
     /// Recording a snapshot (`forget: false`) or forgetting it (`true`).
-    SetSnapshot { forget: bool },
+    SetSnapshot {
+        forget: bool,
+    },
     SetDockerId,
     RecordWake,
     Insert,
@@ -102,7 +104,10 @@ impl Harness {
         fake.add_image(IMAGE, &[8080]);
         let archive_support = check_archive_support(fake.as_ref()).await;
         let (lifecycle, stop) = boot(&store, &fake, &options, &archive_support, dir.path());
-        lifecycle.reconcile().await.expect("an empty store reconciles");
+        lifecycle
+            .reconcile()
+            .await
+            .expect("an empty store reconciles");
         Self {
             lifecycle,
             fake,
@@ -249,7 +254,10 @@ impl Harness {
         );
         let stored = self.record(name).await.map(|r| r.state);
         let expected = (state != Deleted).then_some(state);
-        assert_eq!(stored, expected, "the store disagrees with the route of `{name}`");
+        assert_eq!(
+            stored, expected,
+            "the store disagrees with the route of `{name}`"
+        );
         state
     }
 

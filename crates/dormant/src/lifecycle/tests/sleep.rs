@@ -14,7 +14,10 @@ async fn sleep_stops_the_container_and_gives_back_its_room() {
     h.lifecycle().sleep("a").await.unwrap();
     assert_eq!(h.assert_settled("a").await, Asleep);
     assert!(!h.fake().running("a"));
-    assert!(h.fake().container("a").is_some(), "asleep keeps the container");
+    assert!(
+        h.fake().container("a").is_some(),
+        "asleep keeps the container"
+    );
     assert_eq!(h.lifecycle().capacity_usage().running, 0);
 }
 

@@ -14,7 +14,11 @@ async fn a_request_wakes_an_asleep_container_and_is_served() {
     assert!(!h.fake().running("a"));
     h.served("a").await;
     assert_eq!(h.assert_settled("a").await, Running);
-    assert_eq!(h.fake().calls_for("a", Call::Start), 2, "create, then one wake");
+    assert_eq!(
+        h.fake().calls_for("a", Call::Start),
+        2,
+        "create, then one wake"
+    );
     assert_eq!(h.record("a").await.unwrap().wakes, 1);
 }
 
@@ -57,9 +61,19 @@ async fn a_failed_start_ends_failed_with_the_call_in_the_reason() {
     assert!(err.reason.contains("docker start"), "{}", err.reason);
     assert!(err.retry_after.is_some(), "the backoff is announced");
     assert_eq!(h.assert_settled("a").await, Failed);
-    assert!(h.record("a").await.unwrap().reason.unwrap().contains("docker start"));
+    assert!(h
+        .record("a")
+        .await
+        .unwrap()
+        .reason
+        .unwrap()
+        .contains("docker start"));
     assert!(!h.fake().running("a"));
-    assert_eq!(h.lifecycle().capacity_usage().running, 0, "its room is given back");
+    assert_eq!(
+        h.lifecycle().capacity_usage().running,
+        0,
+        "its room is given back"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -95,7 +109,11 @@ async fn a_crash_at_start_fails_the_wake_at_once() {
     );
     let started = tokio::time::Instant::now();
     let err = h.request("a").await.unwrap_err();
-    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(err.reason.contains("exited with code 7"), "{}", err.reason);
     assert_eq!(h.assert_settled("a").await, Failed);
 }
@@ -117,7 +135,11 @@ async fn a_crash_while_starting_is_heard_from_docker_events() {
     );
     let started = tokio::time::Instant::now();
     let err = h.request("a").await.unwrap_err();
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(err.reason.contains("139"), "{}", err.reason);
     assert_eq!(h.assert_settled("a").await, Failed);
 }
@@ -175,5 +197,8 @@ async fn a_slow_start_is_waited_for() {
     let started = tokio::time::Instant::now();
     h.served("a").await;
     let took = started.elapsed();
-    assert!(took >= Duration::from_secs(8) && took < WAKE_TIMEOUT, "{took:?}");
+    assert!(
+        took >= Duration::from_secs(8) && took < WAKE_TIMEOUT,
+        "{took:?}"
+    );
 }
