@@ -155,6 +155,8 @@ struct Volume {
 struct FaultRule {
     call: Call,
     name: Option<String>,
+    /// Calls that still succeed before this rule fails any.
+    skip: usize,
     remaining: usize,
     fault: Fault,
 }
@@ -228,10 +230,22 @@ impl FakeRuntime {
         self.add_fault(call, Some(name.to_owned()), times, fault);
     }
 
+    /// Like `fail_for`, but the first `skip` calls succeed.
+    pub fn fail_later(&self, name: &str, call: Call, skip: usize, times: usize, fault: Fault) {
+        self.state().faults.push(FaultRule {
+            call,
+            name: Some(name.to_owned()),
+            skip,
+            remaining: times,
+            fault,
+        });
+    }
+
     fn add_fault(&self, call: Call, name: Option<String>, times: usize, fault: Fault) {
         self.state().faults.push(FaultRule {
             call,
             name,
+            skip: 0,
             remaining: times,
             fault,
         });
@@ -423,6 +437,10 @@ impl FakeRuntime {
         let Some(position) = position else {
             return (delay, Ok(()));
         };
+        if state.faults[position].skip > 0 {
+            state.faults[position].skip -= 1;
+            return (delay, Ok(()));
+        }
         let fault = state.faults[position].fault;
         state.faults[position].remaining -= 1;
         if state.faults[position].remaining == 0 {
