@@ -12,7 +12,10 @@ use crate::lifecycle::LifecycleError;
 #[tokio::test(start_paused = true)]
 async fn archiving_keeps_one_snapshot_and_removes_the_docker_objects() {
     let h = Harness::new().await;
-    if h.archived("a", &[("etc/app.conf", "x=1"), ("data/db", "rows")]).await.is_none() {
+    if h.archived("a", &[("etc/app.conf", "x=1"), ("data/db", "rows")])
+        .await
+        .is_none()
+    {
         return;
     }
     assert_eq!(h.assert_settled("a").await, Archived);
@@ -63,7 +66,10 @@ async fn a_failure_before_the_snapshot_leaves_it_asleep() {
     ] {
         h.fake().fail_for("a", call, 1, fault);
         let err = h.lifecycle().archive("a").await.unwrap_err();
-        assert!(matches!(err, LifecycleError::Runtime { .. }), "{call:?}: {err}");
+        assert!(
+            matches!(err, LifecycleError::Runtime { .. }),
+            "{call:?}: {err}"
+        );
         assert_eq!(h.assert_settled("a").await, Asleep, "{call:?}");
         assert!(h.snapshot_files().is_empty());
     }

@@ -75,7 +75,10 @@ async fn requests_racing_the_idle_sweep_are_always_served() {
         h.served("a").await;
         h.advance(Duration::from_millis(150)).await;
     }
-    assert!(h.fake().calls(Call::Stop) > 0, "the sweep did put it to sleep");
+    assert!(
+        h.fake().calls(Call::Stop) > 0,
+        "the sweep did put it to sleep"
+    );
 }
 
 #[tokio::test(start_paused = true)]

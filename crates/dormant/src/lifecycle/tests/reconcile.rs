@@ -70,15 +70,22 @@ async fn a_container_started_outside_dormant_is_served() {
 async fn orphans_of_this_node_are_removed_and_other_nodes_are_left_alone() {
     let mut h = Harness::new().await;
     h.running("a").await;
-    h.fake().add_orphan("dormant-ghost", Harness::labels("ghost"));
+    h.fake()
+        .add_orphan("dormant-ghost", Harness::labels("ghost"));
     let mut foreign = Harness::labels("other");
     foreign.insert(crate::domain::LABEL_NODE.into(), "another-node".into());
     h.fake().add_orphan("dormant-other", foreign);
     h.restart().await.unwrap();
     assert!(h.fake().container("ghost").is_none());
-    assert!(!h.fake().volume_names().contains(&"dormant-ghost-v0".to_owned()));
+    assert!(!h
+        .fake()
+        .volume_names()
+        .contains(&"dormant-ghost-v0".to_owned()));
     assert!(h.fake().container("other").is_some());
-    assert!(h.fake().volume_names().contains(&"dormant-other-v0".to_owned()));
+    assert!(h
+        .fake()
+        .volume_names()
+        .contains(&"dormant-other-v0".to_owned()));
     assert_eq!(h.state("a"), Running);
 }
 
@@ -128,7 +135,10 @@ async fn a_restore_cut_short_is_archived_again_from_its_snapshot() {
     h.store().set_state("a", Restoring, None).await.unwrap();
     h.restart().await.unwrap();
     assert_eq!(h.assert_settled("a").await, Archived);
-    assert!(h.fake().container("a").is_none(), "the half-filled container goes");
+    assert!(
+        h.fake().container("a").is_none(),
+        "the half-filled container goes"
+    );
     assert_eq!(h.snapshot_files(), [file]);
 }
 
@@ -186,7 +196,8 @@ async fn docker_failures_at_start_up_leave_containers_asleep_not_lost() {
     h.running("a").await;
     h.fake().fail_for("a", Call::Inspect, 1, Fault::Unavailable);
     h.fake().fail(Call::ListLabelled, 1, Fault::Unavailable);
-    h.fake().fail(Call::ListLabelledVolumes, 1, Fault::Unavailable);
+    h.fake()
+        .fail(Call::ListLabelledVolumes, 1, Fault::Unavailable);
     h.restart().await.unwrap();
     assert_eq!(h.assert_settled("a").await, Asleep);
     h.served("a").await;

@@ -68,7 +68,10 @@ async fn a_damaged_snapshot_is_kept_and_the_wake_fails() {
     assert!(err.reason.contains("damaged"), "{}", err.reason);
     assert_eq!(h.assert_settled("a").await, Failed);
     assert_eq!(h.snapshot_files().len(), 1, "kept for inspection");
-    assert!(h.fake().container("a").is_none(), "nothing half-restored stays");
+    assert!(
+        h.fake().container("a").is_none(),
+        "nothing half-restored stays"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -98,10 +101,15 @@ async fn a_failed_restore_with_a_failed_clean_up_never_loses_the_snapshot() {
     // then removing it.
     // (The first removal is the clean start before the restore.)
     h.fake().fail_for("a", Call::Inspect, 1, Fault::Unavailable);
-    h.fake().fail_later("a", Call::Remove, 1, 1, Fault::Unavailable);
+    h.fake()
+        .fail_later("a", Call::Remove, 1, 1, Fault::Unavailable);
     let _ = h.request("a").await.unwrap_err();
     h.restart().await.unwrap();
-    assert_eq!(h.snapshot_files().len(), 1, "the only copy of the user's files");
+    assert_eq!(
+        h.snapshot_files().len(),
+        1,
+        "the only copy of the user's files"
+    );
     h.advance(Duration::from_secs(2)).await;
     h.served("a").await;
     assert_eq!(h.read_file("a", "data/x").as_deref(), Some("precious"));
