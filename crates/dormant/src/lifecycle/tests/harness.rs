@@ -6,14 +6,14 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::domain::{volume_name, ContainerRecord, ContainerState, LABEL_MANAGED, LABEL_NAME};
+use crate::domain::{ContainerRecord, ContainerState, LABEL_MANAGED, LABEL_NAME};
 use crate::domain::{LABEL_NODE, LABEL_PORT};
 use crate::lifecycle::{
     check_archive_support, ArchiveSupport, Lifecycle, LifecycleConfig, LifecycleError, Limits,
@@ -25,6 +25,7 @@ use crate::proxy::waker::{WakeError, WakeErrorKind};
 use crate::runtime::fake::{FakeRuntime, TempDir};
 use crate::store::Store;
 
+pub use super::store_fault::StoreFault;
 pub use crate::domain::ContainerState::*;
 pub use crate::runtime::fake::{Call, Crash, Fault, Readiness, Script, ALWAYS};
 
@@ -57,23 +58,6 @@ impl Default for Options {
             store_faults: false,
         }
     }
-}
-
-/// A store statement that fails (with an SQLite error) until `heal_store`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StoreFault {
-    /// Writing this state.
-    SetState(ContainerState),
-    /// Recording a snapshot (`forget: false`) or forgetting it (`true`).
-    SetSnapshot {
-        forget: bool,
-    },
-    SetDockerId,
-    RecordWake,
-    Insert,
-    Delete,
-    /// Every statement: the database is gone.
-    Everything,
 }
 
 pub struct Harness {
@@ -125,6 +109,15 @@ impl Harness {
 
     pub fn fake(&self) -> &FakeRuntime {
         &self.fake
+    }
+
+    /// The data dir: the store's file (with `store_faults`) and snapshots.
+    pub(super) fn data_dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    pub(super) fn options(&self) -> &Options {
+        &self.options
     }
 
     /// The store itself, to set up what a crash would have left.
@@ -341,51 +334,6 @@ impl Harness {
         self.lifecycle.reconcile().await
     }
 
-    pub fn snapshot_dir(&self) -> PathBuf {
-        self.dir.path().join("snapshots")
-    }
-
-    /// Snapshot files on disk, sorted.
-    pub fn snapshot_files(&self) -> Vec<String> {
-        let mut files: Vec<String> = std::fs::read_dir(self.snapshot_dir())
-            .expect("read the snapshot dir")
-            .flatten()
-            .filter_map(|e| e.file_name().to_str().map(str::to_owned))
-            .collect();
-        files.sort();
-        files
-    }
-
-    /// Writes what a user would: `path` under `/data` goes to the volume,
-    /// anything else to the writable layer.
-    pub fn write_file(&self, name: &str, path: &str, content: &str) {
-        let file = self.file_path(name, path);
-        std::fs::create_dir_all(file.parent().expect("a parent")).expect("mkdir");
-        std::fs::write(file, content).expect("write a user's file");
-    }
-
-    /// What the user's file holds now, if it exists.
-    pub fn read_file(&self, name: &str, path: &str) -> Option<String> {
-        std::fs::read_to_string(self.file_path(name, path)).ok()
-    }
-
-    fn file_path(&self, name: &str, path: &str) -> PathBuf {
-        let path = path.trim_start_matches('/');
-        match path.strip_prefix("data/") {
-            Some(rest) => self
-                .fake
-                .volume(&volume_name(name, 0))
-                .expect("the container's volume")
-                .join(rest),
-            None => self
-                .fake
-                .container(name)
-                .expect("the container in Docker")
-                .upper_dir
-                .join(path),
-        }
-    }
-
     /// Labels dormant puts on `name`'s Docker objects.
     pub fn labels(name: &str) -> HashMap<String, String> {
         HashMap::from([
@@ -394,78 +342,6 @@ impl Harness {
             (LABEL_NODE.to_owned(), NODE.to_owned()),
             (LABEL_PORT.to_owned(), "8080".to_owned()),
         ])
-    }
-
-    /// Makes `fault` fail in the store until `heal_store`. Needs
-    /// `Options::store_faults`.
-    pub fn fail_store(&self, fault: StoreFault) {
-        let sql = match fault {
-            StoreFault::SetState(state) => format!(
-                "CREATE TRIGGER fault_state_{state} BEFORE UPDATE OF state ON containers
-                 WHEN NEW.state = '{state}' BEGIN SELECT RAISE(ABORT, 'injected store failure'); END"
-            ),
-            StoreFault::SetSnapshot { forget } => format!(
-                "CREATE TRIGGER fault_snapshot BEFORE UPDATE OF snapshot_file ON containers
-                 WHEN NEW.snapshot_file IS {} NULL BEGIN SELECT RAISE(ABORT, 'injected store failure'); END",
-                if forget { "" } else { "NOT" }
-            ),
-            StoreFault::SetDockerId => "CREATE TRIGGER fault_docker_id BEFORE UPDATE OF docker_id ON containers
-                 BEGIN SELECT RAISE(ABORT, 'injected store failure'); END"
-                .into(),
-            StoreFault::RecordWake => "CREATE TRIGGER fault_wake BEFORE UPDATE OF wakes ON containers
-                 BEGIN SELECT RAISE(ABORT, 'injected store failure'); END"
-                .into(),
-            StoreFault::Insert => "CREATE TRIGGER fault_insert BEFORE INSERT ON containers
-                 BEGIN SELECT RAISE(ABORT, 'injected store failure'); END"
-                .into(),
-            StoreFault::Delete => "CREATE TRIGGER fault_delete BEFORE DELETE ON containers
-                 BEGIN SELECT RAISE(ABORT, 'injected store failure'); END"
-                .into(),
-            StoreFault::Everything => "ALTER TABLE containers RENAME TO containers_away".into(),
-        };
-        self.store_connection()
-            .execute_batch(&sql)
-            .expect("inject a store fault");
-    }
-
-    /// Every store fault stops.
-    pub fn heal_store(&self) {
-        let conn = self.store_connection();
-        let away: bool = conn
-            .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE name = 'containers_away'",
-                [],
-                |row| row.get::<_, i64>(0),
-            )
-            .expect("look at the schema")
-            > 0;
-        if away {
-            conn.execute_batch("ALTER TABLE containers_away RENAME TO containers")
-                .expect("heal the store");
-        }
-        let triggers: Vec<String> = conn
-            .prepare("SELECT name FROM sqlite_master WHERE type = 'trigger'")
-            .expect("list triggers")
-            .query_map([], |row| row.get(0))
-            .expect("list triggers")
-            .map(|name| name.expect("a trigger name"))
-            .collect();
-        for trigger in triggers {
-            conn.execute_batch(&format!("DROP TRIGGER {trigger}"))
-                .expect("drop a trigger");
-        }
-    }
-
-    fn store_connection(&self) -> rusqlite::Connection {
-        assert!(
-            self.options.store_faults,
-            "fail_store needs Options {{ store_faults: true, .. }}"
-        );
-        let conn = rusqlite::Connection::open(self.dir.path().join("dormant.db"))
-            .expect("a second connection to the store");
-        conn.busy_timeout(Duration::from_secs(5))
-            .expect("busy timeout");
-        conn
     }
 }
 

@@ -7,6 +7,8 @@
 //! today's code (the lifecycle refactor of issue 10 fixes it).
 
 mod harness;
+mod store_fault;
+mod user_files;
 
 mod archive;
 mod backoff;
