@@ -71,6 +71,7 @@ async fn the_memory_budget_is_kept() {
     })
     .await;
     h.running("a").await;
+    h.tick_wall_clock();
     h.running("b").await;
     h.tick_wall_clock();
     h.running("c").await;

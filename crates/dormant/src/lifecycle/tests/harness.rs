@@ -236,6 +236,16 @@ impl Harness {
         }
     }
 
+    /// Waits (in virtual time) until `done` holds: for what a transition
+    /// finishes after it has answered its waiters.
+    pub async fn eventually(&self, what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !done() {
+            assert!(Instant::now() < deadline, "not within 120 s: {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Asserts that `name` rests in a state a request can act on, and that
     /// the store says the same: nothing left `starting`, `stopping`,
     /// `archiving`, `restoring` or `creating`.
