@@ -142,49 +142,97 @@ fn describe_host(docker_host: Option<&str>) -> String {
         .unwrap_or_else(|| "unix:///var/run/docker.sock".into())
 }
 
-/// What a Docker call was about: says what a 404 from it means.
+/// A Docker call as a person would type it; also says what a 404 from it
+/// means.
 #[derive(Debug, Clone, Copy)]
-enum Subject<'a> {
-    Container(&'a str),
-    Volume(&'a str),
-    /// Creating a container: a 404 means its image (or network) is missing.
-    CreateFrom {
+enum Op<'a> {
+    ImageInspect(&'a str),
+    VolumeCreate(&'a str),
+    /// Creating container `name`: a 404 means its image (or network) is missing.
+    Create {
+        name: &'a str,
         image: &'a str,
     },
-    /// The daemon as a whole (info, ps, events): a 404 is unexpected.
-    Daemon,
+    Start(&'a str),
+    Stop(&'a str),
+    Remove(&'a str),
+    VolumeRemove(&'a str),
+    Inspect(&'a str),
+    VolumeInspect(&'a str),
+    /// `docker ps` or `docker volume ls` filtered by `label=value`.
+    List {
+        volumes: bool,
+        label: &'a str,
+        value: &'a str,
+    },
+    Events,
+    Info,
+}
+
+impl Op<'_> {
+    fn command(&self) -> String {
+        match self {
+            Op::ImageInspect(image) => format!("docker image inspect {image}"),
+            Op::VolumeCreate(volume) => format!("docker volume create {volume}"),
+            Op::Create { name, .. } => format!("docker create --name {name}"),
+            Op::Start(id) => format!("docker start {id}"),
+            Op::Stop(id) => format!("docker stop {id}"),
+            Op::Remove(id) => format!("docker rm -f {id}"),
+            Op::VolumeRemove(volume) => format!("docker volume rm {volume}"),
+            Op::Inspect(id) => format!("docker inspect {id}"),
+            Op::VolumeInspect(volume) => format!("docker volume inspect {volume}"),
+            Op::List {
+                volumes: false,
+                label,
+                value,
+            } => {
+                format!("docker ps --all --filter label={label}={value}")
+            }
+            Op::List {
+                volumes: true,
+                label,
+                value,
+            } => {
+                format!("docker volume ls --filter label={label}={value}")
+            }
+            Op::Events => "docker events".into(),
+            Op::Info => "docker info".into(),
+        }
+    }
+
+    /// What a 404 from this call says is missing.
+    fn not_found(&self, message: String) -> RuntimeError {
+        let call = self.command();
+        let what = match self {
+            // Docker says "No such image: <ref>"; a missing network is the
+            // other 404 a create can get.
+            Op::Create { image, .. } if message.contains("No such image") => {
+                return RuntimeError::ImageMissing {
+                    call,
+                    image: (*image).to_owned(),
+                }
+            }
+            Op::Start(id) | Op::Stop(id) | Op::Remove(id) | Op::Inspect(id) => {
+                format!("container {id}")
+            }
+            Op::VolumeCreate(volume) | Op::VolumeRemove(volume) | Op::VolumeInspect(volume) => {
+                format!("volume {volume}")
+            }
+            _ => message,
+        };
+        RuntimeError::NotFound { call, what }
+    }
 }
 
 /// Turns bollard's error into dormant's: the one place where Docker's
-/// failures are classified. `call` is the Docker call as a person would
-/// type it (`docker start dormant-alice`).
-fn runtime_error(call: String, subject: Subject<'_>, err: BollardError) -> RuntimeError {
+/// failures are classified.
+fn runtime_error(op: Op<'_>, err: BollardError) -> RuntimeError {
+    let call = op.command();
     match err {
         BollardError::DockerResponseServerError {
             status_code: 404,
             message,
-        } => match subject {
-            // Docker says "No such image: <ref>"; a missing network is the
-            // other 404 a create can get.
-            Subject::CreateFrom { image } if message.contains("No such image") => {
-                RuntimeError::ImageMissing {
-                    call,
-                    image: image.to_owned(),
-                }
-            }
-            Subject::Container(id) => RuntimeError::NotFound {
-                call,
-                what: format!("container {id}"),
-            },
-            Subject::Volume(volume) => RuntimeError::NotFound {
-                call,
-                what: format!("volume {volume}"),
-            },
-            Subject::CreateFrom { .. } | Subject::Daemon => RuntimeError::NotFound {
-                call,
-                what: message,
-            },
-        },
+        } => op.not_found(message),
         BollardError::DockerResponseServerError {
             status_code: 409,
             message,
@@ -253,11 +301,7 @@ impl Runtime for DockerRuntime {
                 }))
             }
             Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(runtime_error(
-                format!("docker image inspect {image}"),
-                Subject::Daemon,
-                e,
-            )),
+            Err(e) => Err(runtime_error(Op::ImageInspect(image), e)),
         }
     }
 
@@ -268,13 +312,10 @@ impl Runtime for DockerRuntime {
                 labels: Some(params.labels.clone()),
                 ..Default::default()
             };
-            self.docker.create_volume(request).await.map_err(|e| {
-                runtime_error(
-                    format!("docker volume create {volume}"),
-                    Subject::Volume(volume),
-                    e,
-                )
-            })?;
+            self.docker
+                .create_volume(request)
+                .await
+                .map_err(|e| runtime_error(Op::VolumeCreate(volume), e))?;
         }
         let port_key = format!("{}/tcp", params.port);
         // On dormant's network the proxy reaches the container at its own
@@ -326,19 +367,15 @@ impl Runtime for DockerRuntime {
             name: Some(params.docker_name.clone()),
             ..Default::default()
         };
+        let create = Op::Create {
+            name: &params.docker_name,
+            image: &params.image,
+        };
         let created = self
             .docker
             .create_container(Some(options), body)
             .await
-            .map_err(|e| {
-                runtime_error(
-                    format!("docker create {}", params.docker_name),
-                    Subject::CreateFrom {
-                        image: &params.image,
-                    },
-                    e,
-                )
-            })?;
+            .map_err(|e| runtime_error(create, e))?;
         Ok(created.id)
     }
 
@@ -346,7 +383,7 @@ impl Runtime for DockerRuntime {
         self.docker
             .start_container(id, None)
             .await
-            .map_err(|e| runtime_error(format!("docker start {id}"), Subject::Container(id), e))
+            .map_err(|e| runtime_error(Op::Start(id), e))
     }
 
     async fn stop(&self, id: &str, grace_secs: i64) -> RuntimeResult<()> {
@@ -360,11 +397,7 @@ impl Runtime for DockerRuntime {
             | Err(BollardError::DockerResponseServerError {
                 status_code: 304, ..
             }) => Ok(()),
-            Err(e) => Err(runtime_error(
-                format!("docker stop {id}"),
-                Subject::Container(id),
-                e,
-            )),
+            Err(e) => Err(runtime_error(Op::Stop(id), e)),
         }
     }
 
@@ -377,11 +410,7 @@ impl Runtime for DockerRuntime {
         match self.docker.remove_container(id, Some(options)).await {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(runtime_error(
-                format!("docker rm -f {id}"),
-                Subject::Container(id),
-                e,
-            )),
+            Err(e) => Err(runtime_error(Op::Remove(id), e)),
         }
     }
 
@@ -391,13 +420,7 @@ impl Runtime for DockerRuntime {
             match self.docker.remove_volume(volume, Some(options)).await {
                 Ok(()) => {}
                 Err(e) if is_not_found(&e) => {}
-                Err(e) => {
-                    return Err(runtime_error(
-                        format!("docker volume rm {volume}"),
-                        Subject::Volume(volume),
-                        e,
-                    ))
-                }
+                Err(e) => return Err(runtime_error(Op::VolumeRemove(volume), e)),
             }
         }
         Ok(())
@@ -411,13 +434,7 @@ impl Runtime for DockerRuntime {
         {
             Ok(inspect) => inspect,
             Err(e) if is_not_found(&e) => return Ok(None),
-            Err(e) => {
-                return Err(runtime_error(
-                    format!("docker inspect {id}"),
-                    Subject::Container(id),
-                    e,
-                ))
-            }
+            Err(e) => return Err(runtime_error(Op::Inspect(id), e)),
         };
         let state = inspect.state.unwrap_or_default();
         let running = state.running.unwrap_or(false);
@@ -475,17 +492,16 @@ impl Runtime for DockerRuntime {
             )])),
             ..Default::default()
         };
+        let list = Op::List {
+            volumes: false,
+            label,
+            value,
+        };
         let containers = self
             .docker
             .list_containers(Some(options))
             .await
-            .map_err(|e| {
-                runtime_error(
-                    format!("docker ps --all --filter label={label}={value}"),
-                    Subject::Daemon,
-                    e,
-                )
-            })?;
+            .map_err(|e| runtime_error(list, e))?;
         Ok(containers
             .into_iter()
             .filter_map(|c| {
@@ -504,13 +520,16 @@ impl Runtime for DockerRuntime {
                 vec![format!("{label}={value}")],
             )])),
         };
-        let listed = self.docker.list_volumes(Some(options)).await.map_err(|e| {
-            runtime_error(
-                format!("docker volume ls --filter label={label}={value}"),
-                Subject::Daemon,
-                e,
-            )
-        })?;
+        let list = Op::List {
+            volumes: true,
+            label,
+            value,
+        };
+        let listed = self
+            .docker
+            .list_volumes(Some(options))
+            .await
+            .map_err(|e| runtime_error(list, e))?;
         Ok(listed
             .volumes
             .unwrap_or_default()
@@ -543,13 +562,7 @@ impl Runtime for DockerRuntime {
             .filter_map(|message| async move {
                 let message = match message {
                     Ok(message) => message,
-                    Err(e) => {
-                        return Some(Err(runtime_error(
-                            "docker events".into(),
-                            Subject::Daemon,
-                            e,
-                        )))
-                    }
+                    Err(e) => return Some(Err(runtime_error(Op::Events, e))),
                 };
                 let attributes = message.actor?.attributes.unwrap_or_default();
                 let name = attributes.get(LABEL_NAME)?.clone();
@@ -569,11 +582,7 @@ impl Runtime for DockerRuntime {
         match self.docker.inspect_volume(volume).await {
             Ok(v) => Ok(Some(v.mountpoint.into())),
             Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(runtime_error(
-                format!("docker volume inspect {volume}"),
-                Subject::Volume(volume),
-                e,
-            )),
+            Err(e) => Err(runtime_error(Op::VolumeInspect(volume), e)),
         }
     }
 
@@ -582,7 +591,7 @@ impl Runtime for DockerRuntime {
             .docker
             .info()
             .await
-            .map_err(|e| runtime_error("docker info".into(), Subject::Daemon, e))?;
+            .map_err(|e| runtime_error(Op::Info, e))?;
         Ok(StorageInfo {
             driver: info.driver.unwrap_or_default(),
             root_dir: info.docker_root_dir.unwrap_or_default().into(),
@@ -607,52 +616,47 @@ mod tests {
 
     #[test]
     fn docker_errors_map_to_what_a_caller_can_act_on() {
-        let call = || "docker start dormant-a".to_owned();
-        let container = Subject::Container("dormant-a");
-        let create = Subject::CreateFrom { image: "demo" };
-        let cases: Vec<(BollardError, Subject<'_>, &str)> = vec![
+        let start = Op::Start("dormant-a");
+        let create = Op::Create {
+            name: "dormant-a",
+            image: "demo",
+        };
+        let refused = || std::io::Error::from(std::io::ErrorKind::ConnectionRefused).into();
+        let cases: Vec<(Op<'_>, BollardError, &str)> = vec![
             (
+                start,
                 server(404, "No such container: dormant-a"),
-                container,
                 "NotFound",
             ),
             (
-                server(404, "No such image: demo:latest"),
                 create,
+                server(404, "No such image: demo:latest"),
                 "ImageMissing",
             ),
-            (server(404, "network dormant not found"), create, "NotFound"),
+            (create, server(404, "network dormant not found"), "NotFound"),
             (
+                Op::VolumeInspect("v"),
                 server(404, "no such volume"),
-                Subject::Volume("v"),
                 "NotFound",
             ),
             (
+                Op::Remove("dormant-a"),
                 server(409, "removal of container dormant-a is already in progress"),
-                container,
                 "Conflict",
             ),
+            (start, server(503, "daemon shutting down"), "Unavailable"),
+            (start, server(500, "driver failed programming"), "Other"),
+            (start, BollardError::RequestTimeoutError, "Unavailable"),
             (
-                server(503, "daemon shutting down"),
-                container,
-                "Unavailable",
-            ),
-            (server(500, "driver failed programming"), container, "Other"),
-            (BollardError::RequestTimeoutError, container, "Unavailable"),
-            (
+                Op::Info,
                 BollardError::SocketNotFoundError("/var/run/docker.sock".into()),
-                container,
                 "Unavailable",
             ),
-            (
-                std::io::Error::from(std::io::ErrorKind::ConnectionRefused).into(),
-                container,
-                "Unavailable",
-            ),
+            (Op::Events, refused(), "Unavailable"),
         ];
-        for (err, subject, want) in cases {
+        for (op, err, want) in cases {
             let shown = format!("{err}");
-            let mapped = runtime_error(call(), subject, err);
+            let mapped = runtime_error(op, err);
             let got = match &mapped {
                 RuntimeError::NotFound { .. } => "NotFound",
                 RuntimeError::ImageMissing { .. } => "ImageMissing",
@@ -660,10 +664,10 @@ mod tests {
                 RuntimeError::Unavailable { .. } => "Unavailable",
                 RuntimeError::Other { .. } => "Other",
             };
-            assert_eq!(got, want, "{shown}");
-            assert_eq!(mapped.call(), "docker start dormant-a");
+            assert_eq!(got, want, "{op:?}: {shown}");
+            assert_eq!(mapped.call(), op.command());
             assert!(
-                mapped.to_string().starts_with("docker start dormant-a"),
+                mapped.to_string().starts_with(&op.command()),
                 "the message names the call: {mapped}"
             );
         }

@@ -156,7 +156,10 @@ async fn an_unreachable_daemon_fails_create_naming_the_call() {
         matches!(source, RuntimeError::Unavailable { .. }),
         "{source:?}"
     );
-    assert!(err.to_string().contains("docker create dormant-a"), "{err}");
+    assert!(
+        err.to_string().contains("docker create --name dormant-a"),
+        "{err}"
+    );
     assert!(h.record("a").await.is_none());
 }
 

@@ -29,7 +29,7 @@ impl Runtime for FakeRuntime {
     }
 
     async fn create(&self, params: &CreateParams) -> RuntimeResult<String> {
-        let call = format!("docker create {}", params.docker_name);
+        let call = format!("docker create --name {}", params.docker_name);
         self.call(Call::Create, &call, &params.docker_name).await?;
         let mut state = self.state();
         let Some(image) = state.image(&params.image).cloned() else {
