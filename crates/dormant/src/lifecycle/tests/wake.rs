@@ -202,3 +202,47 @@ async fn a_slow_start_is_waited_for() {
         "{took:?}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn while_the_daemon_is_down_wakes_fail_and_once_it_is_back_they_work() {
+    let h = Harness::new().await;
+    h.asleep("a").await;
+    h.fake().fail(Call::Inspect, ALWAYS, Fault::Unavailable);
+    h.fake().fail(Call::Start, ALWAYS, Fault::Unavailable);
+    let err = h.request("a").await.unwrap_err();
+    assert!(
+        err.reason.contains("is the Docker daemon running?"),
+        "{}",
+        err.reason
+    );
+    assert_eq!(h.assert_settled("a").await, Failed);
+    h.fake().heal();
+    h.advance(Duration::from_secs(2)).await;
+    h.served("a").await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_container_gone_between_inspect_and_start_fails_the_wake_not_the_route() {
+    let h = Harness::new().await;
+    h.asleep("a").await;
+    h.fake().fail_for("a", Call::Start, 1, Fault::NotFound);
+    let err = h.request("a").await.unwrap_err();
+    assert!(err.reason.contains("not found"), "{}", err.reason);
+    assert_eq!(h.assert_settled("a").await, Failed);
+    h.advance(Duration::from_secs(2)).await;
+    h.served("a").await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_store_records_the_docker_id_of_a_recreated_container() {
+    let h = Harness::new().await;
+    h.asleep("a").await;
+    let first = h.fake().container("a").unwrap().id;
+    h.fake().remove_outside("a");
+    // Docker answers "image missing" for the id once: the name is used.
+    h.fake().fail_for("a", Call::Create, 1, Fault::ImageMissing);
+    h.served("a").await;
+    let second = h.fake().container("a").unwrap().id;
+    assert_ne!(first, second);
+    assert_eq!(h.record("a").await.unwrap().docker_id, Some(second));
+}
