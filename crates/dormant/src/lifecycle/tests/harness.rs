@@ -120,11 +120,6 @@ impl Harness {
         &self.options
     }
 
-    /// The store itself, to set up what a crash would have left.
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
     /// Writes `state` into `name`'s row, as a crash would have left it.
     pub async fn store_state(&self, name: &str, state: ContainerState) {
         let change = RowChange {
