@@ -30,6 +30,8 @@ pub enum ErrorKind {
     DockerConflict,
     /// A Docker call failed.
     DockerFailed,
+    /// The Docker daemon did not answer (down, restarting, overloaded).
+    DockerUnavailable,
     /// The container started but its app never answered.
     NotReady,
     /// A wake was tried and failed.
@@ -62,7 +64,9 @@ impl ErrorKind {
             Self::DockerFailed | Self::NotReady | Self::WakeFailed | Self::UpstreamFailed => {
                 StatusCode::BAD_GATEWAY
             }
-            Self::BackingOff | Self::NoRoom => StatusCode::SERVICE_UNAVAILABLE,
+            Self::BackingOff | Self::NoRoom | Self::DockerUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::TimedOut => StatusCode::GATEWAY_TIMEOUT,
             Self::SnapshotFailed | Self::StoreFailed => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -84,6 +88,7 @@ impl ErrorKind {
             Self::ArchiveUnsupported => "archive_unsupported",
             Self::DockerConflict => "docker_conflict",
             Self::DockerFailed => "docker_failed",
+            Self::DockerUnavailable => "docker_unavailable",
             Self::NotReady => "not_ready",
             Self::WakeFailed => "wake_failed",
             Self::BackingOff => "wake_backing_off",

@@ -26,11 +26,27 @@ pub(super) async fn run(
     let name = owner.name();
     let runtime_err = |e| LifecycleError::runtime(name, e);
     let record = owner.record();
-    let existing = ctx
+    let mut existing = ctx
         .runtime
         .inspect(&docker_ref(&record))
         .await
         .map_err(runtime_err)?;
+    if existing.is_none() && record.docker_id.is_some() {
+        // Made again by an earlier wake whose id could not be recorded: the
+        // container under its name is ours, from its spec.
+        existing = ctx
+            .runtime
+            .inspect(&record.docker_name())
+            .await
+            .map_err(runtime_err)?;
+        if let Some(found) = &existing {
+            let change = Change {
+                docker_id: Some(Some(found.id.clone())),
+                ..Change::default()
+            };
+            ctx.commit_record(owner, change).await?;
+        }
+    }
     let (id, running) = match existing {
         Some(inspection) => (inspection.id, inspection.running),
         None => {
@@ -75,7 +91,14 @@ pub(super) async fn run(
             Err(e) => Err(e.to_string()),
         }
     };
-    let wait = readiness::wait_ready(upstream, path, require_success, deadline, still_running);
+    let wait = readiness::wait_ready(
+        ctx.runtime.as_ref(),
+        upstream,
+        path,
+        require_success,
+        deadline,
+        still_running,
+    );
     let outcome = tokio::select! {
         outcome = wait => outcome,
         () = died => Err(died_reason(ctx, &id).await),
@@ -137,9 +160,7 @@ pub(super) async fn create_container(
     if let Some(image_id) = &record.spec.image_id {
         let original = std::mem::replace(&mut params.image, image_id.clone());
         match ctx.runtime.create(&params).await {
-            Err(RuntimeError::NotFound(why))
-                if why.contains(image_id.as_str()) || why.contains("image") =>
-            {
+            Err(RuntimeError::ImageMissing { .. }) => {
                 tracing::warn!(container = %name, image = %original, %image_id, "the image it was made from is gone; using what `{original}` names now");
                 params.image = original;
             }

@@ -172,11 +172,18 @@ async fn wait_for_room(
         };
         if first_in_line {
             if let Some(victim) = eviction_candidate(ctx, name) {
-                evict(ctx, &victim).await;
-                continue;
+                if evict(ctx, &victim).await {
+                    continue;
+                }
+                // It could not be put to sleep: wait for a change rather
+                // than try the same one again at once.
             }
         }
-        if tokio::time::timeout_at(deadline, changed).await.is_err() {
+        // Past the deadline, give up even if something just changed: a
+        // victim that keeps refusing to stop must not keep us here.
+        let timed_out =
+            Instant::now() >= deadline || tokio::time::timeout_at(deadline, changed).await.is_err();
+        if timed_out {
             let (running, used) = capacity.usage();
             return Err(WakeError {
                 kind: WakeErrorKind::NoRoom,
@@ -199,17 +206,23 @@ fn eviction_candidate(ctx: &Context, except: &str) -> Option<Arc<Route>> {
         .min_by_key(|route| (route.in_use_count() > 0, route.last_active_ms()))
 }
 
-async fn evict(ctx: &Context, route: &Arc<Route>) {
+/// Puts `route` to sleep to make room; false if it could not be.
+async fn evict(ctx: &Context, route: &Arc<Route>) -> bool {
     let owner = route.own().await;
     if owner.status().state != ContainerState::Running {
-        return;
+        // Someone else changed it meanwhile: look again.
+        return true;
     }
     match sleep::run(ctx, &owner, sleep::Why::Evicted).await {
         Ok(()) => {
             ctx.metrics.evictions.inc();
             tracing::info!(container = %owner.name(), "put to sleep to make room");
+            true
         }
-        Err(e) => tracing::warn!(container = %owner.name(), error = %e, "could not evict"),
+        Err(e) => {
+            tracing::warn!(container = %owner.name(), error = %e, "could not evict");
+            false
+        }
     }
 }
 

@@ -49,9 +49,13 @@ impl LifecycleError {
             Self::ImageNotPresent(_) => ErrorKind::ImageNotPresent,
             Self::Invalid { .. } => ErrorKind::Invalid,
             Self::Runtime {
-                source: RuntimeError::Conflict(_),
+                source: RuntimeError::Conflict { .. },
                 ..
             } => ErrorKind::DockerConflict,
+            Self::Runtime {
+                source: RuntimeError::Unavailable { .. },
+                ..
+            } => ErrorKind::DockerUnavailable,
             Self::Runtime { .. } => ErrorKind::DockerFailed,
             Self::NotReady { .. } => ErrorKind::NotReady,
             Self::Wake { error, .. } => error.kind.error_kind(),

@@ -35,6 +35,8 @@ mod restore;
 mod sleep;
 mod sweep;
 pub mod table;
+#[cfg(test)]
+mod tests;
 mod wake;
 
 use std::collections::{BTreeMap, HashMap};

@@ -199,7 +199,10 @@ async fn fail(ctx: &Context, owner: &Owner, reason: String) -> WakeError {
     tracing::error!(container = %owner.name(), %reason, failures, retry_in = ?backoff, "wake failed");
     let status = RouteStatus::failed(&reason, Instant::now() + backoff);
     ctx.commit_or_publish(owner, status).await;
-    failed(reason)
+    WakeError {
+        retry_after: Some(backoff),
+        ..failed(reason)
+    }
 }
 
 /// A `failed` container still backing off refuses new wakes until then.

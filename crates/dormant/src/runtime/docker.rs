@@ -19,8 +19,8 @@ use bollard::query_parameters::{
 use bollard::Docker;
 
 use super::{
-    ContainerEvent, ContainerEventKind, CreateParams, ImageInfo, Inspection, Managed, Runtime,
-    RuntimeError, RuntimeResult, StorageInfo,
+    probe, ContainerEvent, ContainerEventKind, CreateParams, ImageInfo, Inspection, Managed,
+    ProbeOutcome, Runtime, RuntimeError, RuntimeResult, StorageInfo,
 };
 use crate::domain::{LABEL_NAME, LABEL_PORT};
 use futures_util::stream::BoxStream;
@@ -142,24 +142,128 @@ fn describe_host(docker_host: Option<&str>) -> String {
         .unwrap_or_else(|| "unix:///var/run/docker.sock".into())
 }
 
-/// Turns bollard's error into one that names the call and the object.
-fn failed(call: &str, object: &str, err: BollardError) -> RuntimeError {
+/// A Docker call as a person would type it; also says what a 404 from it
+/// means.
+#[derive(Debug, Clone, Copy)]
+enum Op<'a> {
+    ImageInspect(&'a str),
+    VolumeCreate(&'a str),
+    /// Creating container `name`: a 404 means its image (or network) is missing.
+    Create {
+        name: &'a str,
+        image: &'a str,
+    },
+    Start(&'a str),
+    Stop(&'a str),
+    Remove(&'a str),
+    VolumeRemove(&'a str),
+    Inspect(&'a str),
+    VolumeInspect(&'a str),
+    /// `docker ps` or `docker volume ls` filtered by `label=value`.
+    List {
+        volumes: bool,
+        label: &'a str,
+        value: &'a str,
+    },
+    Events,
+    Info,
+}
+
+impl Op<'_> {
+    fn command(&self) -> String {
+        match self {
+            Op::ImageInspect(image) => format!("docker image inspect {image}"),
+            Op::VolumeCreate(volume) => format!("docker volume create {volume}"),
+            Op::Create { name, .. } => format!("docker create --name {name}"),
+            Op::Start(id) => format!("docker start {id}"),
+            Op::Stop(id) => format!("docker stop {id}"),
+            Op::Remove(id) => format!("docker rm -f {id}"),
+            Op::VolumeRemove(volume) => format!("docker volume rm {volume}"),
+            Op::Inspect(id) => format!("docker inspect {id}"),
+            Op::VolumeInspect(volume) => format!("docker volume inspect {volume}"),
+            Op::List {
+                volumes: false,
+                label,
+                value,
+            } => {
+                format!("docker ps --all --filter label={label}={value}")
+            }
+            Op::List {
+                volumes: true,
+                label,
+                value,
+            } => {
+                format!("docker volume ls --filter label={label}={value}")
+            }
+            Op::Events => "docker events".into(),
+            Op::Info => "docker info".into(),
+        }
+    }
+
+    /// What a 404 from this call says is missing.
+    fn not_found(&self, message: String) -> RuntimeError {
+        let call = self.command();
+        let what = match self {
+            // Docker says "No such image: <ref>"; a missing network is the
+            // other 404 a create can get.
+            Op::Create { image, .. } if message.contains("No such image") => {
+                return RuntimeError::ImageMissing {
+                    call,
+                    image: (*image).to_owned(),
+                }
+            }
+            Op::Start(id) | Op::Stop(id) | Op::Remove(id) | Op::Inspect(id) => {
+                format!("container {id}")
+            }
+            Op::VolumeCreate(volume) | Op::VolumeRemove(volume) | Op::VolumeInspect(volume) => {
+                format!("volume {volume}")
+            }
+            _ => message,
+        };
+        RuntimeError::NotFound { call, what }
+    }
+}
+
+/// Turns bollard's error into dormant's: the one place where Docker's
+/// failures are classified.
+fn runtime_error(op: Op<'_>, err: BollardError) -> RuntimeError {
+    let call = op.command();
     match err {
         BollardError::DockerResponseServerError {
             status_code: 404,
             message,
-        } => RuntimeError::NotFound(format!("docker {call} {object}: {message}")),
+        } => op.not_found(message),
         BollardError::DockerResponseServerError {
             status_code: 409,
             message,
-        } => RuntimeError::Conflict(format!("docker {call} {object}: {message}")),
+        } => RuntimeError::Conflict { call, message },
         BollardError::DockerResponseServerError {
-            status_code,
+            status_code: 503,
             message,
-        } => RuntimeError::Failed(format!(
-            "docker {call} {object} failed ({status_code}): {message}"
-        )),
-        other => RuntimeError::Failed(format!("docker {call} {object} failed: {other}")),
+        } => RuntimeError::Unavailable { call, message },
+        err if is_unreachable(&err) => RuntimeError::Unavailable {
+            call,
+            message: err.to_string(),
+        },
+        other => RuntimeError::Other {
+            call,
+            source: Box::new(other),
+        },
+    }
+}
+
+/// Whether the daemon could not be reached or stopped answering: no
+/// socket, connection refused or reset, a timeout.
+fn is_unreachable(err: &BollardError) -> bool {
+    match err {
+        BollardError::RequestTimeoutError
+        | BollardError::SocketNotFoundError(_)
+        | BollardError::IOError { .. } => true,
+        BollardError::HyperLegacyError { err } => err.is_connect(),
+        BollardError::HyperResponseError { err } => {
+            err.is_closed() || err.is_incomplete_message() || err.is_canceled() || err.is_timeout()
+        }
+        _ => false,
     }
 }
 
@@ -197,7 +301,7 @@ impl Runtime for DockerRuntime {
                 }))
             }
             Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(failed("image inspect", image, e)),
+            Err(e) => Err(runtime_error(Op::ImageInspect(image), e)),
         }
     }
 
@@ -211,7 +315,7 @@ impl Runtime for DockerRuntime {
             self.docker
                 .create_volume(request)
                 .await
-                .map_err(|e| failed("volume create", volume, e))?;
+                .map_err(|e| runtime_error(Op::VolumeCreate(volume), e))?;
         }
         let port_key = format!("{}/tcp", params.port);
         // On dormant's network the proxy reaches the container at its own
@@ -263,11 +367,15 @@ impl Runtime for DockerRuntime {
             name: Some(params.docker_name.clone()),
             ..Default::default()
         };
+        let create = Op::Create {
+            name: &params.docker_name,
+            image: &params.image,
+        };
         let created = self
             .docker
             .create_container(Some(options), body)
             .await
-            .map_err(|e| failed("create", &params.docker_name, e))?;
+            .map_err(|e| runtime_error(create, e))?;
         Ok(created.id)
     }
 
@@ -275,7 +383,7 @@ impl Runtime for DockerRuntime {
         self.docker
             .start_container(id, None)
             .await
-            .map_err(|e| failed("start", id, e))
+            .map_err(|e| runtime_error(Op::Start(id), e))
     }
 
     async fn stop(&self, id: &str, grace_secs: i64) -> RuntimeResult<()> {
@@ -289,7 +397,7 @@ impl Runtime for DockerRuntime {
             | Err(BollardError::DockerResponseServerError {
                 status_code: 304, ..
             }) => Ok(()),
-            Err(e) => Err(failed("stop", id, e)),
+            Err(e) => Err(runtime_error(Op::Stop(id), e)),
         }
     }
 
@@ -302,7 +410,7 @@ impl Runtime for DockerRuntime {
         match self.docker.remove_container(id, Some(options)).await {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(failed("rm", id, e)),
+            Err(e) => Err(runtime_error(Op::Remove(id), e)),
         }
     }
 
@@ -312,7 +420,7 @@ impl Runtime for DockerRuntime {
             match self.docker.remove_volume(volume, Some(options)).await {
                 Ok(()) => {}
                 Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(failed("volume rm", volume, e)),
+                Err(e) => return Err(runtime_error(Op::VolumeRemove(volume), e)),
             }
         }
         Ok(())
@@ -326,7 +434,7 @@ impl Runtime for DockerRuntime {
         {
             Ok(inspect) => inspect,
             Err(e) if is_not_found(&e) => return Ok(None),
-            Err(e) => return Err(failed("inspect", id, e)),
+            Err(e) => return Err(runtime_error(Op::Inspect(id), e)),
         };
         let state = inspect.state.unwrap_or_default();
         let running = state.running.unwrap_or(false);
@@ -384,11 +492,16 @@ impl Runtime for DockerRuntime {
             )])),
             ..Default::default()
         };
+        let list = Op::List {
+            volumes: false,
+            label,
+            value,
+        };
         let containers = self
             .docker
             .list_containers(Some(options))
             .await
-            .map_err(|e| failed("ps", &format!("--filter label={label}={value}"), e))?;
+            .map_err(|e| runtime_error(list, e))?;
         Ok(containers
             .into_iter()
             .filter_map(|c| {
@@ -407,11 +520,16 @@ impl Runtime for DockerRuntime {
                 vec![format!("{label}={value}")],
             )])),
         };
+        let list = Op::List {
+            volumes: true,
+            label,
+            value,
+        };
         let listed = self
             .docker
             .list_volumes(Some(options))
             .await
-            .map_err(|e| failed("volume ls", &format!("--filter label={label}={value}"), e))?;
+            .map_err(|e| runtime_error(list, e))?;
         Ok(listed
             .volumes
             .unwrap_or_default()
@@ -444,7 +562,7 @@ impl Runtime for DockerRuntime {
             .filter_map(|message| async move {
                 let message = match message {
                     Ok(message) => message,
-                    Err(e) => return Some(Err(failed("events", "", e))),
+                    Err(e) => return Some(Err(runtime_error(Op::Events, e))),
                 };
                 let attributes = message.actor?.attributes.unwrap_or_default();
                 let name = attributes.get(LABEL_NAME)?.clone();
@@ -464,7 +582,7 @@ impl Runtime for DockerRuntime {
         match self.docker.inspect_volume(volume).await {
             Ok(v) => Ok(Some(v.mountpoint.into())),
             Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(failed("volume inspect", volume, e)),
+            Err(e) => Err(runtime_error(Op::VolumeInspect(volume), e)),
         }
     }
 
@@ -473,10 +591,114 @@ impl Runtime for DockerRuntime {
             .docker
             .info()
             .await
-            .map_err(|e| failed("info", "", e))?;
+            .map_err(|e| runtime_error(Op::Info, e))?;
         Ok(StorageInfo {
             driver: info.driver.unwrap_or_default(),
             root_dir: info.docker_root_dir.unwrap_or_default().into(),
         })
+    }
+
+    async fn probe(&self, upstream: SocketAddr, path: &str, require_success: bool) -> ProbeOutcome {
+        probe::http(upstream, path, require_success).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(status_code: u16, message: &str) -> BollardError {
+        BollardError::DockerResponseServerError {
+            status_code,
+            message: message.to_owned(),
+        }
+    }
+
+    #[test]
+    fn docker_errors_map_to_what_a_caller_can_act_on() {
+        let start = Op::Start("dormant-a");
+        let create = Op::Create {
+            name: "dormant-a",
+            image: "demo",
+        };
+        let refused = || std::io::Error::from(std::io::ErrorKind::ConnectionRefused).into();
+        let cases: Vec<(Op<'_>, BollardError, &str)> = vec![
+            (
+                start,
+                server(404, "No such container: dormant-a"),
+                "NotFound",
+            ),
+            (
+                create,
+                server(404, "No such image: demo:latest"),
+                "ImageMissing",
+            ),
+            (create, server(404, "network dormant not found"), "NotFound"),
+            (
+                Op::VolumeInspect("v"),
+                server(404, "no such volume"),
+                "NotFound",
+            ),
+            (
+                Op::Remove("dormant-a"),
+                server(409, "removal of container dormant-a is already in progress"),
+                "Conflict",
+            ),
+            (start, server(503, "daemon shutting down"), "Unavailable"),
+            (start, server(500, "driver failed programming"), "Other"),
+            (start, BollardError::RequestTimeoutError, "Unavailable"),
+            (
+                Op::Info,
+                BollardError::SocketNotFoundError("/var/run/docker.sock".into()),
+                "Unavailable",
+            ),
+            (Op::Events, refused(), "Unavailable"),
+        ];
+        for (op, err, want) in cases {
+            let shown = format!("{err}");
+            let mapped = runtime_error(op, err);
+            let got = match &mapped {
+                RuntimeError::NotFound { .. } => "NotFound",
+                RuntimeError::ImageMissing { .. } => "ImageMissing",
+                RuntimeError::Conflict { .. } => "Conflict",
+                RuntimeError::Unavailable { .. } => "Unavailable",
+                RuntimeError::Other { .. } => "Other",
+            };
+            assert_eq!(got, want, "{op:?}: {shown}");
+            assert_eq!(mapped.call(), op.command());
+            assert!(
+                mapped.to_string().starts_with(&op.command()),
+                "the message names the call: {mapped}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_daemon_is_unavailable_and_names_the_call() {
+        // A socket file nobody listens on: connection refused.
+        let dir = std::env::temp_dir().join(format!(
+            "dormant-docker-test-{}",
+            crate::token::random_hex(6)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("docker.sock");
+        drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+        let docker =
+            Docker::connect_with_unix(socket.to_str().unwrap(), 5, bollard::API_DEFAULT_VERSION)
+                .unwrap();
+        let runtime = DockerRuntime {
+            docker,
+            network: None,
+        };
+        let err = runtime.start("dormant-a").await.unwrap_err();
+        assert!(
+            matches!(&err, RuntimeError::Unavailable { call, .. } if call == "docker start dormant-a"),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().contains("is the Docker daemon running?"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

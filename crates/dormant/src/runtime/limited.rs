@@ -1,8 +1,10 @@
 //! A `Runtime` that lets at most N Docker operations run at once
 //! (`--docker-concurrency`), so a storm of wakes queues here instead of
 //! overloading the daemon. The event stream is not limited: it is one
-//! long-lived call.
+//! long-lived call. Readiness probes are not limited either: they talk to
+//! the app, not to the daemon.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use async_trait::async_trait;
@@ -10,8 +12,8 @@ use futures_util::stream::BoxStream;
 use tokio::sync::Semaphore;
 
 use super::{
-    ContainerEvent, CreateParams, ImageInfo, Inspection, Managed, Runtime, RuntimeResult,
-    StorageInfo,
+    ContainerEvent, CreateParams, ImageInfo, Inspection, Managed, ProbeOutcome, Runtime,
+    RuntimeResult, StorageInfo,
 };
 
 pub struct Limited<R> {
@@ -81,5 +83,8 @@ impl<R: Runtime> Runtime for Limited<R> {
     }
     async fn list_labelled_volumes(&self, label: &str, value: &str) -> RuntimeResult<Vec<Managed>> {
         limited!(self, self.inner.list_labelled_volumes(label, value))
+    }
+    async fn probe(&self, upstream: SocketAddr, path: &str, require_success: bool) -> ProbeOutcome {
+        self.inner.probe(upstream, path, require_success).await
     }
 }

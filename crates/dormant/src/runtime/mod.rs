@@ -1,11 +1,14 @@
 //! The container engine as dormant needs it: a small trait in dormant's verbs.
 //!
 //! Docker (through bollard) is the implementation (`docker.rs`); lifecycle
-//! unit tests may use a fake. Every method names the container by its Docker
-//! name or id, and every error says which call failed and why.
+//! unit tests use the fake in `fake.rs`. Every method names the container by
+//! its Docker name or id, and every error says which call failed and why.
 
 pub mod docker;
+#[cfg(test)]
+pub mod fake;
 pub mod limited;
+pub mod probe;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -85,14 +88,48 @@ pub enum ContainerEventKind {
     Died { exit_code: Option<i64> },
 }
 
+/// Why a runtime call failed. Every variant names the call (`call`, e.g.
+/// `docker start dormant-alice`), so a log line or an API answer says which
+/// step went wrong; the variant says what a caller can do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
-    #[error("{0} not found")]
-    NotFound(String),
-    #[error("{0}")]
-    Conflict(String),
-    #[error("{0}")]
-    Failed(String),
+    /// The container or volume the call was about does not exist.
+    #[error("{call}: {what} not found")]
+    NotFound { call: String, what: String },
+    /// The image to create a container from is not on this host (dormant
+    /// never pulls).
+    #[error("{call}: image `{image}` is not present on this host")]
+    ImageMissing { call: String, image: String },
+    /// The engine refused because of the object's current state (HTTP 409,
+    /// e.g. "removal already in progress", a name in use): retrying later
+    /// may work.
+    #[error("{call}: conflict: {message}")]
+    Conflict { call: String, message: String },
+    /// The engine could not be reached or did not answer in time.
+    #[error(
+        "{call}: the container engine is unreachable: {message}; is the Docker daemon running?"
+    )]
+    Unavailable { call: String, message: String },
+    /// Anything else, with the engine's own error as the source.
+    #[error("{call} failed: {source}")]
+    Other {
+        call: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl RuntimeError {
+    /// The call that failed, as a person would type it.
+    pub fn call(&self) -> &str {
+        match self {
+            Self::NotFound { call, .. }
+            | Self::ImageMissing { call, .. }
+            | Self::Conflict { call, .. }
+            | Self::Unavailable { call, .. }
+            | Self::Other { call, .. } => call,
+        }
+    }
 }
 
 pub type RuntimeResult<T> = Result<T, RuntimeError>;
@@ -127,4 +164,16 @@ pub trait Runtime: Send + Sync + 'static {
     async fn storage(&self) -> RuntimeResult<StorageInfo>;
     /// Named volumes carrying `label=value`.
     async fn list_labelled_volumes(&self, label: &str, value: &str) -> RuntimeResult<Vec<Managed>>;
+    /// Asks the app at `upstream` whether it answers: `GET path` must get an
+    /// HTTP status line (below 500 when `require_success`). Part of the
+    /// runtime so that tests can script readiness without real sockets.
+    async fn probe(&self, upstream: SocketAddr, path: &str, require_success: bool) -> ProbeOutcome;
+}
+
+/// What one readiness probe saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeOutcome {
+    Ready,
+    /// Not yet; the text says what was seen, for the error when time runs out.
+    NotYet(String),
 }

@@ -60,6 +60,16 @@ impl Store {
         })
     }
 
+    /// A fresh store that lives in memory only, for tests and throwaway
+    /// runs: the same schema and statements as on disk, nothing durable.
+    pub fn open_in_memory() -> Result<Self, StoreError> {
+        let mut conn = Connection::open_in_memory()?;
+        migrations::migrate(&mut conn)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
     async fn with<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
@@ -313,6 +323,25 @@ mod tests {
         ));
         std::fs::create_dir_all(&dir).unwrap();
         (Store::open(&dir.join("dormant.db")).unwrap(), dir)
+    }
+
+    #[tokio::test]
+    async fn an_in_memory_store_keeps_rows_until_dropped() {
+        let store = Store::open_in_memory().unwrap();
+        store.insert_all(vec![record("a")]).await.unwrap();
+        let asleep = RowChange {
+            state: Some((ContainerState::Asleep, None)),
+            ..RowChange::default()
+        };
+        store.apply("a", asleep).await.unwrap();
+        let got = store.get("a").await.unwrap().unwrap();
+        assert_eq!(got.state, ContainerState::Asleep);
+        assert!(Store::open_in_memory()
+            .unwrap()
+            .list()
+            .await
+            .unwrap()
+            .is_empty());
     }
 
     #[tokio::test]
