@@ -129,6 +129,12 @@ pub struct ServeConfig {
     )]
     pub docker_concurrency: usize,
 
+    /// Longest a Docker call may take (a stop gets `--stop-grace` on top);
+    /// past it the call fails as "Docker unavailable" and the transition
+    /// ends in a defined state instead of waiting on a stuck daemon.
+    #[arg(long, env = "DORMANT_DOCKER_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub docker_timeout: Duration,
+
     /// How the proxy reaches containers: `network` at their own address on
     /// the Docker network `--network` (no published port, so no
     /// `docker-proxy` process per container; needs dormant on the Docker
@@ -268,6 +274,7 @@ mod tests {
         assert_eq!(c.archive_after, Duration::from_secs(24 * 3600));
         assert_eq!(c.upstream, UpstreamMode::Auto);
         assert_eq!(c.docker_concurrency, 8);
+        assert_eq!(c.docker_timeout, Duration::from_secs(60));
         assert_eq!(c.max_running, None);
         assert_eq!(c.wake_timeout, Duration::from_secs(60));
     }

@@ -54,7 +54,11 @@ pub async fn docker_runtime(config: &ServeConfig) -> anyhow::Result<Arc<dyn Runt
     } else {
         tracing::info!("the proxy reaches containers at ports published on 127.0.0.1");
     }
-    Ok(Arc::new(Limited::new(runtime, config.docker_concurrency)))
+    Ok(Arc::new(Limited::new(
+        runtime,
+        config.docker_concurrency,
+        config.docker_timeout,
+    )))
 }
 
 /// Runs dormant on `runtime` until `shutdown` completes; then stops
