@@ -19,7 +19,7 @@ use crate::lifecycle::{
 use crate::metrics::Metrics;
 use crate::proxy::routes::Routes;
 use crate::proxy::{self, ProxyParts};
-use crate::runtime::docker::DockerRuntime;
+use crate::runtime::docker::{DockerRuntime, LogRotation};
 use crate::runtime::limited::Limited;
 use crate::store::Store;
 use crate::token::{self, TokenSource};
@@ -49,7 +49,14 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()>) -> any
     let store_path = data_dir.join("dormant.db");
     let store = Store::open(&store_path)
         .with_context(|| format!("cannot open the store {}", store_path.display()))?;
-    let mut runtime = DockerRuntime::connect(config.docker_host.as_deref()).await?;
+    let mut runtime =
+        DockerRuntime::connect_waiting(config.docker_host.as_deref(), config.docker_wait).await?;
+    runtime
+        .rotate_logs(LogRotation {
+            max_size_bytes: config.log_max_size,
+            max_files: config.log_max_files,
+        })
+        .await;
     let docker_is_local = config
         .docker_host
         .clone()
@@ -143,6 +150,7 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()>) -> any
             max_cpus: std::thread::available_parallelism()
                 .map(|n| n.get() as f64)
                 .unwrap_or(1.0),
+            allowed_capabilities: config.allowed_capabilities.clone(),
         }),
     };
 

@@ -168,6 +168,7 @@ impl Lifecycle {
             memory_bytes: spec.memory_bytes,
             nano_cpus: spec.nano_cpus,
             pids_limit: self.config.pids_limit,
+            cap_add: spec.cap_add.clone(),
             labels,
             volumes: volume_names(record)
                 .into_iter()

@@ -82,6 +82,8 @@ pub struct NewContainers {
     pub ready_path: Option<String>,
     pub wake: Option<WakeStrategy>,
     pub archive_after: Option<Duration>,
+    /// Capabilities to add back, already checked against the allow-list.
+    pub cap_add: Vec<String>,
     pub owner: String,
 }
 
@@ -472,6 +474,7 @@ impl Lifecycle {
             ready_path: request.ready_path.clone(),
             wake: request.wake,
             archive_after: request.archive_after,
+            cap_add: request.cap_add.clone(),
         })
     }
 

@@ -8,7 +8,9 @@
 //! its wake. Nothing is started at start-up that nobody asked for.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::domain::{ContainerRecord, ContainerState, LABEL_NAME, LABEL_NODE};
 use crate::proxy::routes::RouteStatus;
@@ -166,9 +168,13 @@ impl Lifecycle {
             };
             if finish {
                 tracing::warn!(container = %name, state = %record.state, "settling an archive or restore cut short: archived");
-                self.remove_from_docker(&record)
-                    .await
-                    .map_err(|e| LifecycleError::runtime(&name, e))?;
+                // The snapshot is complete and recorded, so the archive is
+                // finished even if Docker cannot remove the container yet
+                // (409: its removal is already in progress): what is left is
+                // removed below by `remove_orphans`, or by the next restore.
+                if let Err(e) = retry_transient(|| self.remove_from_docker(&record)).await {
+                    tracing::error!(container = %name, error = %e, "cannot remove its Docker container yet; it is removed later");
+                }
                 self.store.set_docker_id(&name, None).await?;
                 self.store
                     .set_state(&name, ContainerState::Archived, None)
@@ -221,7 +227,13 @@ impl Lifecycle {
     /// accounts for: leftovers of a delete or a failed batch cut short.
     async fn remove_orphans(&self, records: &[ContainerRecord]) {
         let node = &self.config.node;
-        let known: HashSet<&str> = records.iter().map(|r| r.name.as_str()).collect();
+        // An archived container has no Docker objects: any still there are
+        // left over from an archive whose clean-up failed.
+        let known: HashSet<&str> = records
+            .iter()
+            .filter(|r| r.state != ContainerState::Archived)
+            .map(|r| r.name.as_str())
+            .collect();
         let is_orphan = |labels: &std::collections::HashMap<String, String>| {
             labels
                 .get(LABEL_NAME)
@@ -254,5 +266,72 @@ impl Lifecycle {
             }
             Err(e) => tracing::error!(error = %e, "cannot list this node's volumes"),
         }
+    }
+}
+
+/// Pauses between tries of a start-up Docker call that failed: a removal
+/// already in progress or a daemon still settling after a restart is over
+/// within them.
+const RETRY_PAUSES: [Duration; 4] = [
+    Duration::from_millis(250),
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+];
+
+/// Runs `call`, again after each of `RETRY_PAUSES` while it fails; returns
+/// the last error.
+async fn retry_transient<T, E, Fut>(call: impl FnMut() -> Fut) -> Result<T, E>
+where
+    Fut: Future<Output = Result<T, E>>,
+    E: std::fmt::Display,
+{
+    retry_with_pauses(&RETRY_PAUSES, call).await
+}
+
+async fn retry_with_pauses<T, E, Fut>(
+    pauses: &[Duration],
+    mut call: impl FnMut() -> Fut,
+) -> Result<T, E>
+where
+    Fut: Future<Output = Result<T, E>>,
+    E: std::fmt::Display,
+{
+    for pause in pauses {
+        match call().await {
+            Ok(done) => return Ok(done),
+            Err(e) => {
+                tracing::debug!(error = %e, retry_in = ?pause, "Docker call failed at start-up; trying again")
+            }
+        }
+        tokio::time::sleep(*pause).await;
+    }
+    call().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[tokio::test]
+    async fn a_failing_call_is_tried_a_bounded_number_of_times() {
+        let pauses = [Duration::from_millis(1); 4];
+        let tries = AtomicU32::new(0);
+        let call = || async {
+            let n = tries.fetch_add(1, Ordering::Relaxed) + 1;
+            if n < 3 {
+                Err(format!(
+                    "409: removal of container is already in progress ({n})"
+                ))
+            } else {
+                Ok(n)
+            }
+        };
+        assert_eq!(retry_with_pauses(&pauses, call).await, Ok(3));
+
+        tries.store(0, Ordering::Relaxed);
+        let always = || async { Err::<(), _>(tries.fetch_add(1, Ordering::Relaxed) + 1) };
+        assert_eq!(retry_with_pauses(&pauses, always).await, Err(5));
     }
 }

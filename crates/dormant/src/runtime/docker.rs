@@ -5,12 +5,13 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bollard::errors::Error as BollardError;
 use bollard::models::{
-    ContainerCreateBody, HostConfig, Mount, MountType, NetworkCreateRequest, PortBinding,
-    VolumeCreateRequest,
+    ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountType, NetworkCreateRequest,
+    PortBinding, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, EventsOptions, InspectContainerOptions, ListContainersOptions,
@@ -19,12 +20,13 @@ use bollard::query_parameters::{
 use bollard::Docker;
 
 use super::{
-    ContainerEvent, ContainerEventKind, CreateParams, ImageInfo, Inspection, Managed, Runtime,
-    RuntimeError, RuntimeResult, StorageInfo,
+    capabilities, ContainerEvent, ContainerEventKind, CreateParams, EngineEvent, ImageInfo,
+    Inspection, Managed, Runtime, RuntimeError, RuntimeResult, StorageInfo,
 };
 use crate::domain::{LABEL_NAME, LABEL_PORT};
-use futures_util::stream::BoxStream;
+use futures_util::stream::{self, BoxStream};
 use futures_util::StreamExt;
+use tokio::time::Instant;
 
 /// Docker as dormant's container runtime.
 #[derive(Clone)]
@@ -34,13 +36,37 @@ pub struct DockerRuntime {
     /// their own address (`--upstream network`); `None` publishes a port on
     /// loopback instead.
     network: Option<String>,
+    /// The log driver and its rotation, given to every container made.
+    log_config: Option<HostConfigLogConfig>,
 }
+
+/// How containers' log files rotate (`--log-max-size`, `--log-max-files`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogRotation {
+    pub max_size_bytes: u64,
+    pub max_files: u32,
+}
+
+/// How long one attempt to reach the daemon at start-up may take.
+const CONNECT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause between attempts while waiting for the daemon at start-up.
+const CONNECT_RETRY: Duration = Duration::from_secs(1);
 
 impl DockerRuntime {
     /// Connects to `docker_host` (`unix://...` or `tcp://...`), or to
     /// `DOCKER_HOST` / the local socket when `None`, and negotiates the API
     /// version.
     pub async fn connect(docker_host: Option<&str>) -> anyhow::Result<Self> {
+        Self::connect_waiting(docker_host, Duration::ZERO).await
+    }
+
+    /// Connects like `connect`, but waits up to `wait` for a daemon that
+    /// does not answer yet (Docker still starting after a reboot, or being
+    /// restarted), asking again every second and saying so in the log.
+    pub async fn connect_waiting(
+        docker_host: Option<&str>,
+        wait: Duration,
+    ) -> anyhow::Result<Self> {
         let docker = match docker_host {
             Some(host) => Docker::connect_with_host(host),
             None => Docker::connect_with_defaults(),
@@ -51,16 +77,70 @@ impl DockerRuntime {
                 describe_host(docker_host)
             )
         })?;
-        let docker = docker.negotiate_version().await.map_err(|e| {
-            anyhow::anyhow!(
-                "Docker at {} does not answer ({e}); is the daemon running and may this user use its socket?",
-                describe_host(docker_host)
-            )
-        })?;
-        Ok(Self {
-            docker,
-            network: None,
-        })
+        let deadline = Instant::now() + wait;
+        let mut waited = false;
+        loop {
+            let answer =
+                tokio::time::timeout(CONNECT_ATTEMPT_TIMEOUT, docker.clone().negotiate_version())
+                    .await;
+            let error = match answer {
+                Ok(Ok(docker)) => {
+                    if waited {
+                        tracing::info!(docker = %describe_host(docker_host), "Docker answers now");
+                    }
+                    return Ok(Self {
+                        docker,
+                        network: None,
+                        log_config: None,
+                    });
+                }
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("no answer within {CONNECT_ATTEMPT_TIMEOUT:?}"),
+            };
+            let now = Instant::now();
+            if now >= deadline {
+                let waited = if waited {
+                    format!(" after waiting {wait:?} (--docker-wait)")
+                } else {
+                    String::new()
+                };
+                anyhow::bail!(
+                    "Docker at {} does not answer ({error}){waited}; is the daemon running and may this user use its socket?",
+                    describe_host(docker_host)
+                );
+            }
+            if !waited {
+                tracing::warn!(docker = %describe_host(docker_host), %error, ?wait, "Docker does not answer yet; waiting for it");
+                waited = true;
+            }
+            tokio::time::sleep(CONNECT_RETRY.min(deadline - now)).await;
+        }
+    }
+
+    /// From now on, containers' logs rotate: at most `rotation.max_files`
+    /// files of `rotation.max_size_bytes` each, when the daemon logs
+    /// containers to files (`json-file`, its default, or `local`). Another
+    /// default driver (journald, syslog, ...) is the admin's choice and is
+    /// left alone.
+    pub async fn rotate_logs(&mut self, rotation: LogRotation) {
+        let driver = match self.docker.info().await {
+            Ok(info) => info.logging_driver.unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot ask Docker for its log driver; containers log to json-file");
+                "json-file".to_owned()
+            }
+        };
+        if !matches!(driver.as_str(), "json-file" | "local") {
+            tracing::info!(%driver, "containers log through Docker's default driver; --log-max-size and --log-max-files apply to json-file and local only");
+            return;
+        }
+        self.log_config = Some(HostConfigLogConfig {
+            typ: Some(driver),
+            config: Some(HashMap::from([
+                ("max-size".to_owned(), rotation.max_size_bytes.to_string()),
+                ("max-file".to_owned(), rotation.max_files.to_string()),
+            ])),
+        });
     }
 
     /// From now on, containers are created on the network `name` (made if
@@ -163,6 +243,27 @@ fn failed(call: &str, object: &str, err: BollardError) -> RuntimeError {
     }
 }
 
+/// `since` as Docker's events filter takes it: seconds.nanoseconds.
+fn docker_timestamp(time: SystemTime) -> String {
+    let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    format!(
+        "{}.{:09}",
+        since_epoch.as_secs(),
+        since_epoch.subsec_nanos()
+    )
+}
+
+/// An event's time from Docker's nanoseconds (or, from an older daemon,
+/// seconds); now if it sent neither.
+fn event_time(nanos: Option<i64>, secs: Option<i64>) -> SystemTime {
+    let since_epoch = match (nanos, secs) {
+        (Some(nanos), _) if nanos > 0 => Duration::from_nanos(nanos as u64),
+        (_, Some(secs)) if secs > 0 => Duration::from_secs(secs as u64),
+        _ => return SystemTime::now(),
+    };
+    UNIX_EPOCH + since_epoch
+}
+
 fn is_not_found(err: &BollardError) -> bool {
     matches!(
         err,
@@ -226,16 +327,27 @@ impl Runtime for DockerRuntime {
                 }]),
             )])),
         };
+        // Hardened by default: fewer capabilities, no privilege gain through
+        // setuid files, bounded processes, bounded logs.
+        let cap_drop = capabilities::DROPPED
+            .iter()
+            .filter(|dropped| !params.cap_add.iter().any(|added| added == *dropped))
+            .map(|dropped| (*dropped).to_owned())
+            .collect();
         let host_config = HostConfig {
             port_bindings,
             network_mode: self.network.clone(),
             memory: Some(params.memory_bytes as i64),
-            // No swap beyond the memory limit: an idle container must not
-            // quietly live on in swap.
+            // Swap equal to the memory limit means no swap at all: a
+            // container's memory use stays what dormant's budget counts, and
+            // a busy container never drags the host into swapping.
             memory_swap: Some(params.memory_bytes as i64),
             nano_cpus: params.nano_cpus,
             pids_limit: Some(params.pids_limit),
             security_opt: Some(vec!["no-new-privileges".into()]),
+            cap_drop: Some(cap_drop),
+            cap_add: Some(params.cap_add.clone()).filter(|added| !added.is_empty()),
+            log_config: self.log_config.clone(),
             mounts: Some(
                 params
                     .volumes
@@ -427,8 +539,10 @@ impl Runtime for DockerRuntime {
         &self,
         label: &str,
         value: &str,
-    ) -> BoxStream<'static, RuntimeResult<ContainerEvent>> {
+        since: SystemTime,
+    ) -> BoxStream<'static, RuntimeResult<EngineEvent>> {
         let options = EventsOptions {
+            since: Some(docker_timestamp(since)),
             filters: Some(HashMap::from([
                 ("type".to_owned(), vec!["container".to_owned()]),
                 ("label".to_owned(), vec![format!("{label}={value}")]),
@@ -439,13 +553,25 @@ impl Runtime for DockerRuntime {
             ])),
             ..Default::default()
         };
-        self.docker
+        // The events call says nothing until an event comes; a ping first
+        // tells the follower at once that the daemon is back.
+        let docker = self.docker.clone();
+        let connected = stream::once(async move {
+            docker
+                .ping()
+                .await
+                .map(|_| EngineEvent::Connected)
+                .map_err(|e| failed("events", "", e))
+        });
+        let events = self
+            .docker
             .events(Some(options))
             .filter_map(|message| async move {
                 let message = match message {
                     Ok(message) => message,
                     Err(e) => return Some(Err(failed("events", "", e))),
                 };
+                let at = event_time(message.time_nano, message.time);
                 let attributes = message.actor?.attributes.unwrap_or_default();
                 let name = attributes.get(LABEL_NAME)?.clone();
                 let kind = match message.action.as_deref()? {
@@ -455,9 +581,13 @@ impl Runtime for DockerRuntime {
                     },
                     _ => return None,
                 };
-                Some(Ok(ContainerEvent { name, kind }))
-            })
-            .boxed()
+                Some(Ok(EngineEvent::Container(ContainerEvent {
+                    name,
+                    kind,
+                    at,
+                })))
+            });
+        connected.chain(events).boxed()
     }
 
     async fn volume_dir(&self, volume: &str) -> RuntimeResult<Option<std::path::PathBuf>> {
@@ -478,5 +608,18 @@ impl Runtime for DockerRuntime {
             driver: info.driver.unwrap_or_default(),
             root_dir: info.docker_root_dir.unwrap_or_default().into(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_times_round_trip_through_docker_timestamps() {
+        let at = event_time(Some(1_700_000_000_123_456_789), Some(1_700_000_000));
+        assert_eq!(docker_timestamp(at), "1700000000.123456789");
+        let older_daemon = event_time(None, Some(1_700_000_000));
+        assert_eq!(docker_timestamp(older_daemon), "1700000000.000000000");
     }
 }
