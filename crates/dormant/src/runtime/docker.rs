@@ -47,6 +47,14 @@ pub struct LogRotation {
     pub max_files: u32,
 }
 
+/// Why an attempt to connect failed.
+enum ConnectError {
+    /// Worth waiting for: the daemon may be starting.
+    NotAnswering(String),
+    /// No use waiting: the address itself is wrong.
+    Unusable(anyhow::Error),
+}
+
 /// How long one attempt to reach the daemon at start-up may take.
 const CONNECT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause between attempts while waiting for the daemon at start-up.
@@ -67,24 +75,11 @@ impl DockerRuntime {
         docker_host: Option<&str>,
         wait: Duration,
     ) -> anyhow::Result<Self> {
-        let docker = match docker_host {
-            Some(host) => Docker::connect_with_host(host),
-            None => Docker::connect_with_defaults(),
-        }
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "cannot connect to Docker at {}: {e}",
-                describe_host(docker_host)
-            )
-        })?;
         let deadline = Instant::now() + wait;
         let mut waited = false;
         loop {
-            let answer =
-                tokio::time::timeout(CONNECT_ATTEMPT_TIMEOUT, docker.clone().negotiate_version())
-                    .await;
-            let error = match answer {
-                Ok(Ok(docker)) => {
+            let error = match Self::try_connect(docker_host).await {
+                Ok(docker) => {
                     if waited {
                         tracing::info!(docker = %describe_host(docker_host), "Docker answers now");
                     }
@@ -94,8 +89,8 @@ impl DockerRuntime {
                         log_config: None,
                     });
                 }
-                Ok(Err(e)) => e.to_string(),
-                Err(_) => format!("no answer within {CONNECT_ATTEMPT_TIMEOUT:?}"),
+                Err(ConnectError::Unusable(e)) => return Err(e),
+                Err(ConnectError::NotAnswering(error)) => error,
             };
             let now = Instant::now();
             if now >= deadline {
@@ -114,6 +109,35 @@ impl DockerRuntime {
                 waited = true;
             }
             tokio::time::sleep(CONNECT_RETRY.min(deadline - now)).await;
+        }
+    }
+
+    /// One attempt: a client for `docker_host`, with the API version the
+    /// daemon speaks.
+    async fn try_connect(docker_host: Option<&str>) -> Result<Docker, ConnectError> {
+        let docker = match docker_host {
+            Some(host) => Docker::connect_with_host(host),
+            None => Docker::connect_with_defaults(),
+        };
+        let docker = match docker {
+            Ok(docker) => docker,
+            // The daemon makes its socket when it starts.
+            Err(BollardError::SocketNotFoundError(path)) => {
+                return Err(ConnectError::NotAnswering(format!("no socket at {path}")))
+            }
+            Err(e) => {
+                return Err(ConnectError::Unusable(anyhow::anyhow!(
+                    "cannot connect to Docker at {}: {e}",
+                    describe_host(docker_host)
+                )))
+            }
+        };
+        match tokio::time::timeout(CONNECT_ATTEMPT_TIMEOUT, docker.negotiate_version()).await {
+            Ok(Ok(docker)) => Ok(docker),
+            Ok(Err(e)) => Err(ConnectError::NotAnswering(e.to_string())),
+            Err(_) => Err(ConnectError::NotAnswering(format!(
+                "no answer within {CONNECT_ATTEMPT_TIMEOUT:?}"
+            ))),
         }
     }
 
