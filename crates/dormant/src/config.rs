@@ -170,8 +170,8 @@ pub struct ServeConfig {
     )]
     pub upstream: UpstreamMode,
 
-    /// The Docker network containers join with `--upstream network`. Made if
-    /// missing, with traffic between containers disabled.
+    /// The Docker network containers join (in either `--upstream` mode).
+    /// Made if missing, with traffic between containers disabled.
     #[arg(
         long,
         env = "DORMANT_NETWORK",

@@ -19,7 +19,7 @@ use crate::lifecycle::{
 use crate::metrics::Metrics;
 use crate::proxy::routes::Routes;
 use crate::proxy::{self, ProxyParts};
-use crate::runtime::docker::{DockerRuntime, LogRotation};
+use crate::runtime::docker::{DockerRuntime, LogRotation, Reach};
 use crate::runtime::limited::Limited;
 use crate::store::Store;
 use crate::token::{self, TokenSource};
@@ -67,12 +67,19 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()>) -> any
         UpstreamMode::Published => false,
         UpstreamMode::Auto => docker_is_local,
     };
+    // Containers join dormant's network in either mode: on it they cannot
+    // reach each other (Docker's default bridge lets them).
+    let labels = HashMap::from([(LABEL_MANAGED.to_owned(), "true".to_owned())]);
     if on_network {
-        let labels = HashMap::from([(LABEL_MANAGED.to_owned(), "true".to_owned())]);
-        runtime.use_network(&config.network, labels).await?;
+        runtime
+            .use_network(&config.network, labels, Reach::Address)
+            .await?;
         tracing::info!(network = %config.network, "the proxy reaches containers on their Docker network");
     } else {
-        tracing::info!("the proxy reaches containers at ports published on 127.0.0.1");
+        runtime
+            .use_network(&config.network, labels, Reach::PublishedPort)
+            .await?;
+        tracing::info!(network = %config.network, "the proxy reaches containers at ports published on 127.0.0.1");
     }
     let snapshot_dir = data_dir.join("snapshots");
     std::fs::create_dir_all(&snapshot_dir)
@@ -135,6 +142,9 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()>) -> any
     let proxy_listener = std::net::TcpListener::bind(config.proxy_addr)
         .with_context(|| format!("cannot listen for the proxy on {}", config.proxy_addr))?;
     let api_addr = api_listener.local_addr()?;
+    if api_addr.ip().is_unspecified() {
+        tracing::warn!(%api_addr, "the API listens on every address of this host, so containers reach it through their network's gateway (it still asks for the admin token); listen on 127.0.0.1 unless other hosts must call it");
+    }
     let proxy_addr = proxy_listener.local_addr()?;
 
     let state = ApiState {

@@ -184,8 +184,20 @@ async fn reach(dormant: &Dormant, name: &str, addr: &str) -> String {
 }
 
 #[tokio::test]
-async fn a_container_reaches_neither_dormant_nor_host_loopback_nor_its_neighbours() {
-    let dormant = Dormant::start_with(&["--upstream", "network"]);
+async fn on_its_network_a_container_reaches_neither_dormant_nor_the_host_nor_its_neighbours() {
+    isolated_with_upstream("network").await;
+}
+
+#[tokio::test]
+async fn with_published_ports_a_container_reaches_neither_dormant_nor_the_host_nor_its_neighbours()
+{
+    isolated_with_upstream("published").await;
+}
+
+/// From inside a container, with the proxy reaching containers `upstream`
+/// (`network` or `published`): only its own app answers.
+async fn isolated_with_upstream(upstream: &str) {
+    let dormant = Dormant::start_with(&["--upstream", upstream]);
     let (inside, neighbour) = (unique("iso"), unique("iso"));
     for name in [&inside, &neighbour] {
         dormant
@@ -230,7 +242,7 @@ async fn a_container_reaches_neither_dormant_nor_host_loopback_nor_its_neighbour
     ];
     for (what, addr) in &targets {
         let seen = reach(&dormant, &inside, addr).await;
-        println!("{what} at {addr}: {seen}");
+        println!("--upstream {upstream}: {what} at {addr}: {seen}");
         assert_ne!(seen, "connected", "the container reached {what} at {addr}");
     }
     drop(loopback_service);

@@ -36,8 +36,20 @@ pub struct DockerRuntime {
     /// their own address (`--upstream network`); `None` publishes a port on
     /// loopback instead.
     network: Option<String>,
+    /// Whether the proxy reaches containers at a port published on
+    /// 127.0.0.1 rather than at their address on `network`.
+    publish_ports: bool,
     /// The log driver and its rotation, given to every container made.
     log_config: Option<HostConfigLogConfig>,
+}
+
+/// How the proxy reaches a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// At its own address on dormant's network.
+    Address,
+    /// At a port published on 127.0.0.1.
+    PublishedPort,
 }
 
 /// How containers' log files rotate (`--log-max-size`, `--log-max-files`).
@@ -86,6 +98,7 @@ impl DockerRuntime {
                     return Ok(Self {
                         docker,
                         network: None,
+                        publish_ports: true,
                         log_config: None,
                     });
                 }
@@ -168,13 +181,17 @@ impl DockerRuntime {
     }
 
     /// From now on, containers are created on the network `name` (made if
-    /// missing; containers on it cannot talk to each other) and reached at
-    /// their address there, with no published port and so no `docker-proxy`.
+    /// missing; containers on it cannot talk to each other, whichever way
+    /// the proxy reaches them). `Reach::Address`: the proxy reaches them at
+    /// their address there, with no published port and so no `docker-proxy`;
+    /// `Reach::PublishedPort`: at a port published on 127.0.0.1.
     pub async fn use_network(
         &mut self,
         name: &str,
         labels: HashMap<String, String>,
+        reach: Reach,
     ) -> anyhow::Result<()> {
+        self.publish_ports = reach == Reach::PublishedPort;
         if self.networks_named(name).await?.is_empty() {
             let request = NetworkCreateRequest {
                 name: name.to_owned(),
@@ -341,9 +358,9 @@ impl Runtime for DockerRuntime {
         let port_key = format!("{}/tcp", params.port);
         // On dormant's network the proxy reaches the container at its own
         // address; otherwise at an ephemeral port on loopback only.
-        let port_bindings = match &self.network {
-            Some(_) => None,
-            None => Some(HashMap::from([(
+        let port_bindings = match self.publish_ports {
+            false => None,
+            true => Some(HashMap::from([(
                 port_key.clone(),
                 Some(vec![PortBinding {
                     host_ip: Some("127.0.0.1".into()),
@@ -496,7 +513,11 @@ impl Runtime for DockerRuntime {
                 Some(SocketAddr::new(ip, port))
             })
         });
-        let upstream = on_network.or(published);
+        let upstream = if self.publish_ports {
+            published
+        } else {
+            on_network.or(published)
+        };
         let upper_dir = inspect
             .graph_driver
             .and_then(|driver| driver.data.get("UpperDir").cloned())
