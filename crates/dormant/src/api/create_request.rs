@@ -267,13 +267,13 @@ fn check_cap_add(
         let name = capabilities::canonical(name).map_err(|why| ApiError::invalid(&field, why))?;
         if !allowed.allows(&name) {
             let allowed = if allowed.is_empty() {
-                "this server allows none".to_owned()
+                "this server allows none to be added".to_owned()
             } else {
                 format!("this server allows only {allowed}")
             };
             return Err(ApiError::invalid(
                 &field,
-                format!("asks for `{name}`; {allowed} (the admin's --allowed-capabilities)"),
+                format!("asks for `{name}`, which is not allowed: {allowed} (the admin's --allowed-capabilities)"),
             ));
         }
         if !cap_add.contains(&name) {
