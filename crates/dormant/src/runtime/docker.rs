@@ -1,266 +1,53 @@
 //! The `Runtime` on the Docker Engine API, through bollard.
 //!
 //! The API version is negotiated at connect time: the daemon may be older than
-//! bollard's default. Nothing here ever pulls an image.
+//! bollard's default. Nothing here ever pulls an image. Containers are created
+//! hardened (see `create`).
+//!
+//! - `docker/setup.rs`: connecting (waiting for a daemon still starting), log
+//!   rotation and dormant's network.
+//! - `docker/events.rs`: the event stream, resumable from a point in time.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use bollard::errors::Error as BollardError;
 use bollard::models::{
-    ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountType, NetworkCreateRequest,
-    PortBinding, VolumeCreateRequest,
+    ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountType, PortBinding,
+    VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, EventsOptions, InspectContainerOptions, ListContainersOptions,
-    ListVolumesOptions, RemoveContainerOptions, RemoveVolumeOptions, StopContainerOptions,
+    CreateContainerOptions, InspectContainerOptions, ListContainersOptions, ListVolumesOptions,
+    RemoveContainerOptions, RemoveVolumeOptions, StopContainerOptions,
 };
 use bollard::Docker;
 
 use super::{
-    capabilities, ContainerEvent, ContainerEventKind, CreateParams, EngineEvent, ImageInfo,
-    Inspection, Managed, Runtime, RuntimeError, RuntimeResult, StorageInfo,
+    capabilities, CreateParams, EngineEvent, ImageInfo, Inspection, Managed, Runtime, RuntimeError,
+    RuntimeResult, StorageInfo,
 };
-use crate::domain::{LABEL_NAME, LABEL_PORT};
-use futures_util::stream::{self, BoxStream};
-use futures_util::StreamExt;
-use tokio::time::Instant;
+use crate::domain::LABEL_PORT;
+use futures_util::stream::BoxStream;
+
+mod events;
+mod setup;
+
+pub use setup::{LogRotation, Reach};
 
 /// Docker as dormant's container runtime.
 #[derive(Clone)]
 pub struct DockerRuntime {
     docker: Docker,
-    /// The Docker network containers join when the proxy reaches them at
-    /// their own address (`--upstream network`); `None` publishes a port on
-    /// loopback instead.
+    /// The id of the Docker network every container joins (`use_network`);
+    /// `None`: Docker's default bridge.
     network: Option<String>,
     /// Whether the proxy reaches containers at a port published on
     /// 127.0.0.1 rather than at their address on `network`.
     publish_ports: bool,
     /// The log driver and its rotation, given to every container made.
     log_config: Option<HostConfigLogConfig>,
-}
-
-/// How the proxy reaches a container.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reach {
-    /// At its own address on dormant's network.
-    Address,
-    /// At a port published on 127.0.0.1.
-    PublishedPort,
-}
-
-/// How containers' log files rotate (`--log-max-size`, `--log-max-files`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LogRotation {
-    pub max_size_bytes: u64,
-    pub max_files: u32,
-}
-
-/// Why an attempt to connect failed.
-enum ConnectError {
-    /// Worth waiting for: the daemon may be starting.
-    NotAnswering(String),
-    /// No use waiting: the address itself is wrong.
-    Unusable(anyhow::Error),
-}
-
-/// How long one attempt to reach the daemon at start-up may take.
-const CONNECT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Pause between attempts while waiting for the daemon at start-up.
-const CONNECT_RETRY: Duration = Duration::from_secs(1);
-
-impl DockerRuntime {
-    /// Connects to `docker_host` (`unix://...` or `tcp://...`), or to
-    /// `DOCKER_HOST` / the local socket when `None`, and negotiates the API
-    /// version.
-    pub async fn connect(docker_host: Option<&str>) -> anyhow::Result<Self> {
-        Self::connect_waiting(docker_host, Duration::ZERO).await
-    }
-
-    /// Connects like `connect`, but waits up to `wait` for a daemon that
-    /// does not answer yet (Docker still starting after a reboot, or being
-    /// restarted), asking again every second and saying so in the log.
-    pub async fn connect_waiting(
-        docker_host: Option<&str>,
-        wait: Duration,
-    ) -> anyhow::Result<Self> {
-        let deadline = Instant::now() + wait;
-        let mut waited = false;
-        loop {
-            let error = match Self::try_connect(docker_host).await {
-                Ok(docker) => {
-                    if waited {
-                        tracing::info!(docker = %describe_host(docker_host), "Docker answers now");
-                    }
-                    return Ok(Self {
-                        docker,
-                        network: None,
-                        publish_ports: true,
-                        log_config: None,
-                    });
-                }
-                Err(ConnectError::Unusable(e)) => return Err(e),
-                Err(ConnectError::NotAnswering(error)) => error,
-            };
-            let now = Instant::now();
-            if now >= deadline {
-                let waited = if waited {
-                    format!(" after waiting {wait:?} (--docker-wait)")
-                } else {
-                    String::new()
-                };
-                anyhow::bail!(
-                    "Docker at {} does not answer ({error}){waited}; is the daemon running and may this user use its socket?",
-                    describe_host(docker_host)
-                );
-            }
-            if !waited {
-                tracing::warn!(docker = %describe_host(docker_host), %error, ?wait, "Docker does not answer yet; waiting for it");
-                waited = true;
-            }
-            tokio::time::sleep(CONNECT_RETRY.min(deadline - now)).await;
-        }
-    }
-
-    /// One attempt: a client for `docker_host`, with the API version the
-    /// daemon speaks.
-    async fn try_connect(docker_host: Option<&str>) -> Result<Docker, ConnectError> {
-        let docker = match docker_host {
-            Some(host) => Docker::connect_with_host(host),
-            None => Docker::connect_with_defaults(),
-        };
-        let docker = match docker {
-            Ok(docker) => docker,
-            // The daemon makes its socket when it starts.
-            Err(BollardError::SocketNotFoundError(path)) => {
-                return Err(ConnectError::NotAnswering(format!("no socket at {path}")))
-            }
-            Err(e) => {
-                return Err(ConnectError::Unusable(anyhow::anyhow!(
-                    "cannot connect to Docker at {}: {e}",
-                    describe_host(docker_host)
-                )))
-            }
-        };
-        match tokio::time::timeout(CONNECT_ATTEMPT_TIMEOUT, docker.negotiate_version()).await {
-            Ok(Ok(docker)) => Ok(docker),
-            Ok(Err(e)) => Err(ConnectError::NotAnswering(e.to_string())),
-            Err(_) => Err(ConnectError::NotAnswering(format!(
-                "no answer within {CONNECT_ATTEMPT_TIMEOUT:?}"
-            ))),
-        }
-    }
-
-    /// From now on, containers' logs rotate: at most `rotation.max_files`
-    /// files of `rotation.max_size_bytes` each, when the daemon logs
-    /// containers to files (`json-file`, its default, or `local`). Another
-    /// default driver (journald, syslog, ...) is the admin's choice and is
-    /// left alone.
-    pub async fn rotate_logs(&mut self, rotation: LogRotation) {
-        let driver = match self.docker.info().await {
-            Ok(info) => info.logging_driver.unwrap_or_default(),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot ask Docker for its log driver; containers log to json-file");
-                "json-file".to_owned()
-            }
-        };
-        if !matches!(driver.as_str(), "json-file" | "local") {
-            tracing::info!(%driver, "containers log through Docker's default driver; --log-max-size and --log-max-files apply to json-file and local only");
-            return;
-        }
-        self.log_config = Some(HostConfigLogConfig {
-            typ: Some(driver),
-            config: Some(HashMap::from([
-                ("max-size".to_owned(), rotation.max_size_bytes.to_string()),
-                ("max-file".to_owned(), rotation.max_files.to_string()),
-            ])),
-        });
-    }
-
-    /// From now on, containers are created on the network `name` (made if
-    /// missing; containers on it cannot talk to each other, whichever way
-    /// the proxy reaches them). `Reach::Address`: the proxy reaches them at
-    /// their address there, with no published port and so no `docker-proxy`;
-    /// `Reach::PublishedPort`: at a port published on 127.0.0.1.
-    pub async fn use_network(
-        &mut self,
-        name: &str,
-        labels: HashMap<String, String>,
-        reach: Reach,
-    ) -> anyhow::Result<()> {
-        self.publish_ports = reach == Reach::PublishedPort;
-        if self.networks_named(name).await?.is_empty() {
-            let request = NetworkCreateRequest {
-                name: name.to_owned(),
-                driver: Some("bridge".into()),
-                labels: Some(labels),
-                options: Some(HashMap::from([(
-                    // Users' containers never reach each other.
-                    "com.docker.network.bridge.enable_icc".to_owned(),
-                    "false".to_owned(),
-                )])),
-                ..Default::default()
-            };
-            self.docker
-                .create_network(request)
-                .await
-                .map_err(|e| anyhow::anyhow!("docker network create {name} failed: {e}"))?;
-        }
-        // Docker lets two dormants starting at once both create `name`.
-        // Every one of them keeps the network with the lowest id and removes
-        // the others, so they all end up on the same one.
-        let mut ids = self.networks_named(name).await?;
-        ids.sort();
-        for duplicate in ids.iter().skip(1) {
-            match self.docker.remove_network(duplicate).await {
-                Ok(()) => {}
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => {
-                    tracing::warn!(network = %duplicate, error = %e, "cannot remove a duplicate network")
-                }
-            }
-        }
-        let id = ids.into_iter().next().ok_or_else(|| {
-            anyhow::anyhow!("docker network {name} vanished right after it was made")
-        })?;
-        // By id: a name another dormant is still deduplicating is ambiguous.
-        self.network = Some(id);
-        Ok(())
-    }
-
-    /// Ids of the networks whose name is exactly `name`.
-    async fn networks_named(&self, name: &str) -> anyhow::Result<Vec<String>> {
-        let options = bollard::query_parameters::ListNetworksOptions {
-            filters: Some(HashMap::from([("name".to_owned(), vec![name.to_owned()])])),
-        };
-        let networks = self
-            .docker
-            .list_networks(Some(options))
-            .await
-            .map_err(|e| anyhow::anyhow!("docker network ls failed: {e}"))?;
-        // The name filter matches substrings.
-        Ok(networks
-            .into_iter()
-            .filter(|n| n.name.as_deref() == Some(name))
-            .filter_map(|n| n.id)
-            .collect())
-    }
-
-    /// The bollard client, for the few callers that need Docker itself
-    /// (building the demo image).
-    pub fn client(&self) -> &Docker {
-        &self.docker
-    }
-}
-
-fn describe_host(docker_host: Option<&str>) -> String {
-    docker_host
-        .map(str::to_owned)
-        .or_else(|| std::env::var("DOCKER_HOST").ok())
-        .unwrap_or_else(|| "unix:///var/run/docker.sock".into())
 }
 
 /// Turns bollard's error into one that names the call and the object.
@@ -282,27 +69,6 @@ fn failed(call: &str, object: &str, err: BollardError) -> RuntimeError {
         )),
         other => RuntimeError::Failed(format!("docker {call} {object} failed: {other}")),
     }
-}
-
-/// `since` as Docker's events filter takes it: seconds.nanoseconds.
-fn docker_timestamp(time: SystemTime) -> String {
-    let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-    format!(
-        "{}.{:09}",
-        since_epoch.as_secs(),
-        since_epoch.subsec_nanos()
-    )
-}
-
-/// An event's time from Docker's nanoseconds (or, from an older daemon,
-/// seconds); now if it sent neither.
-fn event_time(nanos: Option<i64>, secs: Option<i64>) -> SystemTime {
-    let since_epoch = match (nanos, secs) {
-        (Some(nanos), _) if nanos > 0 => Duration::from_nanos(nanos as u64),
-        (_, Some(secs)) if secs > 0 => Duration::from_secs(secs as u64),
-        _ => return SystemTime::now(),
-    };
-    UNIX_EPOCH + since_epoch
 }
 
 fn is_not_found(err: &BollardError) -> bool {
@@ -586,53 +352,7 @@ impl Runtime for DockerRuntime {
         value: &str,
         since: SystemTime,
     ) -> BoxStream<'static, RuntimeResult<EngineEvent>> {
-        let options = EventsOptions {
-            since: Some(docker_timestamp(since)),
-            filters: Some(HashMap::from([
-                ("type".to_owned(), vec!["container".to_owned()]),
-                ("label".to_owned(), vec![format!("{label}={value}")]),
-                (
-                    "event".to_owned(),
-                    vec!["start".to_owned(), "die".to_owned()],
-                ),
-            ])),
-            ..Default::default()
-        };
-        // The events call says nothing until an event comes; a ping first
-        // tells the follower at once that the daemon is back.
-        let docker = self.docker.clone();
-        let connected = stream::once(async move {
-            docker
-                .ping()
-                .await
-                .map(|_| EngineEvent::Connected)
-                .map_err(|e| failed("events", "", e))
-        });
-        let events = self
-            .docker
-            .events(Some(options))
-            .filter_map(|message| async move {
-                let message = match message {
-                    Ok(message) => message,
-                    Err(e) => return Some(Err(failed("events", "", e))),
-                };
-                let at = event_time(message.time_nano, message.time);
-                let attributes = message.actor?.attributes.unwrap_or_default();
-                let name = attributes.get(LABEL_NAME)?.clone();
-                let kind = match message.action.as_deref()? {
-                    "start" => ContainerEventKind::Started,
-                    "die" => ContainerEventKind::Died {
-                        exit_code: attributes.get("exitCode").and_then(|c| c.parse().ok()),
-                    },
-                    _ => return None,
-                };
-                Some(Ok(EngineEvent::Container(ContainerEvent {
-                    name,
-                    kind,
-                    at,
-                })))
-            });
-        connected.chain(events).boxed()
+        events::stream(&self.docker, label, value, since)
     }
 
     async fn volume_dir(&self, volume: &str) -> RuntimeResult<Option<std::path::PathBuf>> {
@@ -653,18 +373,5 @@ impl Runtime for DockerRuntime {
             driver: info.driver.unwrap_or_default(),
             root_dir: info.docker_root_dir.unwrap_or_default().into(),
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn event_times_round_trip_through_docker_timestamps() {
-        let at = event_time(Some(1_700_000_000_123_456_789), Some(1_700_000_000));
-        assert_eq!(docker_timestamp(at), "1700000000.123456789");
-        let older_daemon = event_time(None, Some(1_700_000_000));
-        assert_eq!(docker_timestamp(older_daemon), "1700000000.000000000");
     }
 }
