@@ -1,7 +1,8 @@
-//! A real Docker daemon restart while dormant runs: dormant waits for a
-//! daemon that is not up yet, and after a restart (which stops every
-//! container without an event dormant could hear) each container's state is
-//! true again within seconds, and the next request wakes it.
+//! Docker hiccups while dormant runs or starts. A real daemon restart, clean
+//! or after a crash (when no event of its containers' end reaches dormant):
+//! each container's state is true again within seconds of the daemon being
+//! back, and the next request wakes it; dormant started before its daemon
+//! waits for it. And start-up survives a Docker removal that keeps failing.
 //!
 //! The daemon restarted is a private `dockerd` this test starts, beside the
 //! machine's own (which other tests use meanwhile): its own data root, exec
@@ -16,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{eventually, unique, Dormant};
+use common::{demo_image, eventually, unique, Dormant};
 use http::{Method, StatusCode};
 use serde_json::json;
 
@@ -377,4 +378,87 @@ async fn a_daemon_restart_leaves_every_state_true() {
     wakes_on_request(&dormant, &daemon, &name).await;
 
     println!("whole test: {:?}", began.elapsed());
+}
+
+/// A container made outside dormant that holds a volume, so Docker refuses
+/// to remove that volume (409: in use); removed when dropped.
+struct VolumeBlocker(String);
+
+impl VolumeBlocker {
+    fn hold(volume: &str) -> Self {
+        let name = unique("blocker");
+        let created = Command::new("docker")
+            .args(["create", "--name", &name, "-v", &format!("{volume}:/data")])
+            .arg(demo_image())
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(created.success(), "docker create {name}");
+        Self(name)
+    }
+}
+
+impl Drop for VolumeBlocker {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["rm", "-f", &self.0])
+            .stdout(Stdio::null())
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn start_up_survives_a_removal_docker_refuses() {
+    let mut dormant = Dormant::start();
+    let name = unique("settle");
+    dormant
+        .create(json!({"image": demo_image(), "name": name, "volumes": ["/data"]}))
+        .await;
+    let (status, _) = dormant
+        .proxy_request(Method::PUT, &name, "/files/data/v.txt", "kept".into())
+        .await;
+    assert!(status.is_success(), "{status}");
+
+    // An archive cut short once its snapshot is recorded: the next start
+    // finishes it, removing the container and its volume...
+    dormant.kill();
+    dormant.set_env("DORMANT_FAULT_POINT", Some("archive-after-snapshot-record"));
+    dormant.restart();
+    let _ = tokio::time::timeout(
+        Duration::from_secs(60),
+        common::raw_post(
+            dormant.api,
+            &format!("/v1/containers/{name}/archive"),
+            "test-token",
+        ),
+    )
+    .await;
+    assert!(
+        !dormant.wait_aborted().success(),
+        "dormant did not stop at its fault point"
+    );
+    // ...which Docker refuses now, and keeps refusing.
+    let blocker = VolumeBlocker::hold(&format!("dormant-{name}-v0"));
+    dormant.set_env("DORMANT_FAULT_POINT", None);
+    dormant.restart();
+    assert!(
+        dormant
+            .log()
+            .contains("cannot remove its Docker container yet"),
+        "{}",
+        dormant.log()
+    );
+    let (state, _) = state(&dormant, &name).await;
+    assert_eq!(state, "archived");
+
+    // Once Docker lets go, the next start removes what was left.
+    drop(blocker);
+    dormant.kill_and_restart();
+    assert_eq!(
+        dormant.docker_volumes(),
+        Vec::<String>::new(),
+        "the volume was left"
+    );
+    let (status, body) = dormant.get(&name, "/files/data/v.txt").await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "kept"));
 }
