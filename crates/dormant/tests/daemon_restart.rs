@@ -143,24 +143,66 @@ impl PrivateDockerd {
         std::fs::read_to_string(self.dir.join("dockerd.log")).unwrap_or_default()
     }
 
-    /// Ids of processes whose command line names this daemon's directory:
-    /// its containerd and shims.
+    /// Ids of the processes whose command line names this daemon's
+    /// directory (its containerd and shims) and of all their descendants
+    /// (the containers' processes), descendants last.
     fn processes(&self) -> Vec<String> {
         let dir = self.dir.display().to_string();
         let Ok(entries) = std::fs::read_dir("/proc") else {
             return Vec::new();
         };
-        entries
+        // (pid, parent pid, command line) of every process.
+        let all: Vec<(String, String, String)> = entries
             .flatten()
             .filter_map(|entry| {
                 let pid = entry.file_name().into_string().ok()?;
                 pid.parse::<u32>().ok()?;
                 let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
-                String::from_utf8_lossy(&cmdline)
-                    .contains(&dir)
-                    .then_some(pid)
+                let status = std::fs::read_to_string(entry.path().join("status")).ok()?;
+                let parent = status
+                    .lines()
+                    .find_map(|line| line.strip_prefix("PPid:"))?
+                    .trim()
+                    .to_owned();
+                Some((pid, parent, String::from_utf8_lossy(&cmdline).into_owned()))
             })
-            .collect()
+            .collect();
+        let mut found: Vec<String> = all
+            .iter()
+            .filter(|(_, _, cmdline)| cmdline.contains(&dir))
+            .map(|(pid, _, _)| pid.clone())
+            .collect();
+        let mut next = 0;
+        while next < found.len() {
+            let parent = found[next].clone();
+            found.extend(
+                all.iter()
+                    .filter(|(_, ppid, _)| *ppid == parent)
+                    .map(|(pid, _, _)| pid.clone()),
+            );
+            next += 1;
+        }
+        found
+    }
+
+    /// Deletes the bridge interfaces of its networks (they outlive the
+    /// daemon): those with an address in its pool, which no one else uses.
+    fn remove_bridges(&self) {
+        let prefix = self.pool.trim_end_matches("0/24");
+        let output = Command::new("ip")
+            .args(["-o", "-4", "addr", "show"])
+            .output();
+        let Ok(output) = output else { return };
+        for line in String::from_utf8_lossy(&output.stdout).lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if let [_, interface, "inet", address, ..] = fields.as_slice() {
+                if address.starts_with(prefix) {
+                    let _ = Command::new("ip")
+                        .args(["link", "delete", interface])
+                        .status();
+                }
+            }
+        }
     }
 
     /// Whether the daemon says container `dormant-<name>` runs.
@@ -200,11 +242,12 @@ impl Drop for PrivateDockerd {
             let _ = self.docker(&["network", "prune", "-f"]);
         }
         self.stop();
-        // Whatever it started that is still there (its containerd, shims)
-        // ends, each by its own id.
-        for pid in self.processes() {
-            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        // Whatever it started that is still there (its containerd, shims,
+        // their containers) ends, each by its own id, containers first.
+        for pid in self.processes().iter().rev() {
+            let _ = Command::new("kill").args(["-KILL", pid]).status();
         }
+        self.remove_bridges();
         unmount_below(&self.dir);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
