@@ -4,14 +4,14 @@
 //! long-lived call.
 
 use std::path::PathBuf;
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use futures_util::stream::BoxStream;
 use tokio::sync::Semaphore;
 
 use super::{
-    ContainerEvent, CreateParams, ImageInfo, Inspection, Managed, Runtime, RuntimeResult,
-    StorageInfo,
+    CreateParams, EngineEvent, ImageInfo, Inspection, Managed, Runtime, RuntimeResult, StorageInfo,
 };
 
 pub struct Limited<R> {
@@ -70,8 +70,9 @@ impl<R: Runtime> Runtime for Limited<R> {
         &self,
         label: &str,
         value: &str,
-    ) -> BoxStream<'static, RuntimeResult<ContainerEvent>> {
-        self.inner.events(label, value)
+        since: SystemTime,
+    ) -> BoxStream<'static, RuntimeResult<EngineEvent>> {
+        self.inner.events(label, value, since)
     }
     async fn volume_dir(&self, volume: &str) -> RuntimeResult<Option<PathBuf>> {
         limited!(self, self.inner.volume_dir(volume))
