@@ -457,10 +457,12 @@ async fn start_up_survives_a_removal_docker_refuses() {
     dormant
         .create(json!({"image": demo_image(), "name": name, "volumes": ["/data"]}))
         .await;
-    let (status, _) = dormant
-        .proxy_request(Method::PUT, &name, "/files/data/v.txt", "kept".into())
-        .await;
-    assert!(status.is_success(), "{status}");
+    for path in ["/files/data/v.txt", "/files/home/u/a.txt"] {
+        let (status, _) = dormant
+            .proxy_request(Method::PUT, &name, path, "kept".into())
+            .await;
+        assert!(status.is_success(), "{path}: {status}");
+    }
 
     // An archive cut short once its snapshot is recorded: the next start
     // finishes it, removing the container and its volume...
@@ -491,10 +493,13 @@ async fn start_up_survives_a_removal_docker_refuses() {
         "{}",
         dormant.log()
     );
+    // The snapshot is the only whole copy now (Docker removed the
+    // container, not its volume): anything but archived would lose the
+    // container's own files.
     let (state, _) = state(&dormant, &name).await;
     assert_eq!(state, "archived");
 
-    // Once Docker lets go, the next start removes what was left.
+    // Once Docker lets go, the next start removes what an archive left.
     drop(blocker);
     dormant.kill_and_restart();
     assert_eq!(
@@ -502,6 +507,10 @@ async fn start_up_survives_a_removal_docker_refuses() {
         Vec::<String>::new(),
         "the volume was left"
     );
-    let (status, body) = dormant.get(&name, "/files/data/v.txt").await;
-    assert_eq!((status, body.as_str()), (StatusCode::OK, "kept"));
+    // Nothing the user wrote is lost: neither in the volume nor in the
+    // container's own layer.
+    for path in ["/files/data/v.txt", "/files/home/u/a.txt"] {
+        let (status, body) = dormant.get(&name, path).await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "kept"), "{path}");
+    }
 }
