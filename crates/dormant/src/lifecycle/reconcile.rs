@@ -174,8 +174,9 @@ async fn undo_unfinished_creates(
 
 /// Finishes or undoes an archive or restore that a crash cut short.
 /// Archiving with a recorded snapshot: the snapshot is complete, so the
-/// archive is finished. Archiving without one: undone. Restoring: the half-filled container is removed; the snapshot,
-/// still recorded, is the only copy.
+/// archive is finished. Archiving without one: undone. Restoring: the
+/// half-filled container is removed; the snapshot, still recorded, is the
+/// only copy.
 async fn settle_interrupted_archive(
     ctx: &Context,
     mut record: ContainerRecord,
@@ -250,7 +251,8 @@ fn remove_orphan_snapshots(ctx: &Context, records: &[ContainerRecord]) {
 }
 
 /// Removes Docker containers and volumes this node labelled that no row
-/// accounts for: leftovers of a delete or a failed batch cut short.
+/// accounts for: leftovers of a delete or a failed batch cut short, or of
+/// an archive whose removal failed.
 async fn remove_orphans(ctx: &Context, records: &[ContainerRecord]) {
     let node = &ctx.config.node;
     // An archived container has no Docker objects: any still there are
