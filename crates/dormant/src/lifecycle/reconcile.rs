@@ -224,7 +224,8 @@ impl Lifecycle {
     }
 
     /// Removes Docker containers and volumes this node labelled that no row
-    /// accounts for: leftovers of a delete or a failed batch cut short.
+    /// accounts for: leftovers of a delete or a failed batch cut short, or
+    /// of an archive whose removal failed.
     async fn remove_orphans(&self, records: &[ContainerRecord]) {
         let node = &self.config.node;
         // An archived container has no Docker objects: any still there are
