@@ -16,7 +16,8 @@ USAGE: dormant-demo [--port N] [--startup-delay DURATION] [--exit-immediately]
   --help                    print this help
 
 ROUTES: GET / | GET /headers | ANY /echo | GET /ws | GET /stream?seconds=N |
-        GET /download?bytes=N | GET|PUT|DELETE|POST /files/<absolute path>
+        GET /download?bytes=N | GET|PUT|DELETE|POST /files/<absolute path> |
+        GET /connect?addr=IP:PORT (one TCP connect, 1 s at most)
 ";
 
 /// The parsed flags.

@@ -69,7 +69,8 @@ pub async fn get(Path(p): Path<String>, Query(q): Params) -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
     );
-    if meta.is_file() {
+    // Files under /proc say they hold 0 bytes, yet have content.
+    if meta.is_file() && meta.len() > 0 {
         h.insert(header::CONTENT_LENGTH, HeaderValue::from(meta.len()));
     }
     resp

@@ -1,6 +1,7 @@
 //! dormant-demo: a tiny static HTTP workload used by dormant's tests and walk-through.
 
 mod args;
+mod connect;
 mod files;
 mod json;
 mod routes;

@@ -1,4 +1,5 @@
 //! The demo's router and its small handlers: hello, headers, echo, WebSocket, stream, download.
+//! Files live in `files.rs`, the reachability probe in `connect.rs`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -13,7 +14,7 @@ use axum::routing::{any, get};
 use axum::Router;
 use futures_util::stream;
 
-use crate::{files, json};
+use crate::{connect, files, json};
 
 /// Chunk size of generated download bodies.
 const DOWNLOAD_CHUNK: u64 = 64 * 1024;
@@ -33,6 +34,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ws", get(ws))
         .route("/stream", get(stream_lines))
         .route("/download", get(download))
+        .route("/connect", get(connect::connect))
         .route(
             "/files/{*path}",
             get(files::get)

@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{Args, CommandFactory};
 
 use crate::domain::WakeStrategy;
+use crate::runtime::capabilities::AllowedCapabilities;
 use crate::units::parse_memory;
 
 /// Every setting of `dormant serve`. Each flag `--some-flag` is also read from
@@ -58,6 +59,11 @@ pub struct ServeConfig {
     #[arg(long, env = "DORMANT_DOCKER_HOST", value_name = "URL")]
     pub docker_host: Option<String>,
 
+    /// How long start-up waits for a Docker daemon that does not answer yet
+    /// (still starting after a reboot) before giving up.
+    #[arg(long, env = "DORMANT_DOCKER_WAIT", default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub docker_wait: Duration,
+
     /// Idle time after which a container is put to sleep, when its create
     /// request gives none.
     #[arg(long, env = "DORMANT_IDLE_TIMEOUT", default_value = "15m", value_parser = humantime::parse_duration, value_name = "DURATION")]
@@ -75,6 +81,27 @@ pub struct ServeConfig {
         value_name = "N"
     )]
     pub pids_limit: i64,
+
+    /// Linux capabilities a create request may add back with `cap_add`
+    /// (comma-separated, e.g. `NET_RAW,SYS_PTRACE`). Default: none; every
+    /// container runs with Docker's defaults minus NET_RAW, MKNOD,
+    /// AUDIT_WRITE, SETFCAP, SETPCAP and SYS_CHROOT.
+    #[arg(
+        long,
+        env = "DORMANT_ALLOWED_CAPABILITIES",
+        default_value = "",
+        value_name = "LIST"
+    )]
+    pub allowed_capabilities: AllowedCapabilities,
+
+    /// Size at which a container's log file is rotated (json-file and local
+    /// log drivers).
+    #[arg(long, env = "DORMANT_LOG_MAX_SIZE", default_value = "10m", value_parser = parse_log_size, value_name = "SIZE")]
+    pub log_max_size: u64,
+
+    /// Log files kept per container, the current one included.
+    #[arg(long, env = "DORMANT_LOG_MAX_FILES", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100), value_name = "N")]
+    pub log_max_files: u32,
 
     /// How long a container may take from start until its app answers;
     /// past it the wake fails and waiting requests get 502/504.
@@ -149,8 +176,8 @@ pub struct ServeConfig {
     )]
     pub upstream: UpstreamMode,
 
-    /// The Docker network containers join with `--upstream network`. Made if
-    /// missing, with traffic between containers disabled.
+    /// The Docker network containers join (in either `--upstream` mode).
+    /// Made if missing, with traffic between containers disabled.
     #[arg(
         long,
         env = "DORMANT_NETWORK",
@@ -174,6 +201,16 @@ pub enum UpstreamMode {
 
 impl ServeConfig {
     pub const DEFAULT_DATA_DIR: &'static str = "./dormant-data";
+}
+
+/// A log file size: at least 1 KiB (Docker's json-file would otherwise
+/// rotate on every line), at most 1 GiB.
+fn parse_log_size(text: &str) -> Result<u64, String> {
+    let bytes = parse_memory(text)?;
+    if !(1 << 10..=1 << 30).contains(&bytes) {
+        return Err(format!("`{text}` must be between 1k and 1g"));
+    }
+    Ok(bytes)
 }
 
 /// Reads the `--config` file (named in `args` or `DORMANT_CONFIG`) and
@@ -277,6 +314,27 @@ mod tests {
         assert_eq!(c.docker_timeout, Duration::from_secs(60));
         assert_eq!(c.max_running, None);
         assert_eq!(c.wake_timeout, Duration::from_secs(60));
+        assert_eq!(c.pids_limit, 1024);
+        assert!(c.allowed_capabilities.is_empty());
+        assert_eq!(c.log_max_size, 10 << 20);
+        assert_eq!(c.log_max_files, 3);
+        assert_eq!(c.docker_wait, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn hardening_flags_are_checked() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args).map(|cli| cli.config);
+        let c = parse(&["dormant", "--allowed-capabilities", "net_raw,SYS_PTRACE"]).unwrap();
+        assert_eq!(c.allowed_capabilities.to_string(), "NET_RAW,SYS_PTRACE");
+        assert!(parse(&["dormant", "--allowed-capabilities", "NET_RAW,GOD_MODE"]).is_err());
+        assert!(parse(&["dormant", "--log-max-size", "10"]).is_err());
+        assert!(parse(&["dormant", "--log-max-files", "0"]).is_err());
+        assert_eq!(
+            parse(&["dormant", "--log-max-size", "1m"])
+                .unwrap()
+                .log_max_size,
+            1 << 20
+        );
     }
 
     #[test]

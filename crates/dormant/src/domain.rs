@@ -123,6 +123,11 @@ pub struct ContainerSpec {
     /// Time asleep before it is archived; `None` follows `--archive-after`.
     #[serde(default, with = "opt_duration_ms")]
     pub archive_after: Option<Duration>,
+    /// Capabilities added back on top of the hardened default set, as
+    /// allowed by `--allowed-capabilities` when it was created; canonical
+    /// names (`NET_RAW`).
+    #[serde(default)]
+    pub cap_add: Vec<String>,
 }
 
 /// A snapshot of what a user changed in a container: one compressed file.

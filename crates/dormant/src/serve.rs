@@ -19,7 +19,7 @@ use crate::lifecycle::{
 };
 use crate::metrics::Metrics;
 use crate::proxy::{self, ProxyParts};
-use crate::runtime::docker::DockerRuntime;
+use crate::runtime::docker::{DockerRuntime, LogRotation, Reach};
 use crate::runtime::limited::Limited;
 use crate::runtime::Runtime;
 use crate::store::Store;
@@ -32,11 +32,19 @@ const ACTIVITY_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
 /// after a container's idle timeout.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
 
-/// Connects to the Docker daemon the configuration names, joins the
-/// containers' network in network upstream mode, and bounds concurrent
-/// Docker calls: the runtime `run` is given in production.
+/// Connects to the Docker daemon the configuration names (waiting up to
+/// `--docker-wait` for one that does not answer yet), sets log rotation,
+/// joins the containers' network, and bounds concurrent Docker calls: the
+/// runtime `run` is given in production.
 pub async fn docker_runtime(config: &ServeConfig) -> anyhow::Result<Arc<dyn Runtime>> {
-    let mut runtime = DockerRuntime::connect(config.docker_host.as_deref()).await?;
+    let mut runtime =
+        DockerRuntime::connect_waiting(config.docker_host.as_deref(), config.docker_wait).await?;
+    runtime
+        .rotate_logs(LogRotation {
+            max_size_bytes: config.log_max_size,
+            max_files: config.log_max_files,
+        })
+        .await;
     let docker_is_local = config
         .docker_host
         .clone()
@@ -47,12 +55,19 @@ pub async fn docker_runtime(config: &ServeConfig) -> anyhow::Result<Arc<dyn Runt
         UpstreamMode::Published => false,
         UpstreamMode::Auto => docker_is_local,
     };
+    // Containers join dormant's network in either mode: on it they cannot
+    // reach each other (Docker's default bridge lets them).
+    let labels = HashMap::from([(LABEL_MANAGED.to_owned(), "true".to_owned())]);
     if on_network {
-        let labels = HashMap::from([(LABEL_MANAGED.to_owned(), "true".to_owned())]);
-        runtime.use_network(&config.network, labels).await?;
+        runtime
+            .use_network(&config.network, labels, Reach::Address)
+            .await?;
         tracing::info!(network = %config.network, "the proxy reaches containers on their Docker network");
     } else {
-        tracing::info!("the proxy reaches containers at ports published on 127.0.0.1");
+        runtime
+            .use_network(&config.network, labels, Reach::PublishedPort)
+            .await?;
+        tracing::info!(network = %config.network, "the proxy reaches containers at ports published on 127.0.0.1");
     }
     Ok(Arc::new(Limited::new(
         runtime,
@@ -125,6 +140,9 @@ pub async fn run(
     let proxy_listener = std::net::TcpListener::bind(config.proxy_addr)
         .with_context(|| format!("cannot listen for the proxy on {}", config.proxy_addr))?;
     let api_addr = api_listener.local_addr()?;
+    if api_addr.ip().is_unspecified() {
+        tracing::warn!(%api_addr, "the API listens on every address of this host, so containers reach it through their network's gateway (it still asks for the admin token); listen on 127.0.0.1 unless other hosts must call it");
+    }
     let proxy_addr = proxy_listener.local_addr()?;
 
     let state = ApiState {
@@ -140,6 +158,7 @@ pub async fn run(
             max_cpus: std::thread::available_parallelism()
                 .map(|n| n.get() as f64)
                 .unwrap_or(1.0),
+            allowed_capabilities: config.allowed_capabilities.clone(),
         }),
     };
     let api_server =

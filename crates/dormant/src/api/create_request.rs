@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::error::ApiError;
 use super::model::CreateContainers;
 use crate::lifecycle::{names, NewContainers};
+use crate::runtime::capabilities::{self, AllowedCapabilities};
 use crate::units::parse_memory;
 
 /// Most containers one request may create.
@@ -26,7 +27,6 @@ const MAX_VOLUMES: usize = 16;
 /// "unknown".
 const FORBIDDEN_FIELDS: &[&str] = &[
     "privileged",
-    "cap_add",
     "capabilities",
     "devices",
     "device_requests",
@@ -53,6 +53,8 @@ pub struct CreateDefaults {
     pub memory_bytes: u64,
     pub idle_timeout: Duration,
     pub max_cpus: f64,
+    /// `--allowed-capabilities`: all `cap_add` may name.
+    pub allowed_capabilities: AllowedCapabilities,
 }
 
 /// Parses and checks a create body.
@@ -82,7 +84,7 @@ pub fn parse(
         return Err(ApiError::new(
             axum::http::StatusCode::BAD_REQUEST,
             "forbidden_field",
-            format!("field `{field}` is not allowed: dormant never gives a container privileged mode, host mounts, the host network, added capabilities or devices"),
+            format!("field `{field}` is not allowed: dormant never gives a container privileged mode, host mounts, the host network or devices (capabilities the admin allows are added with `cap_add`)"),
         ));
     }
     let request: CreateContainers = serde_path_to_error::deserialize(value).map_err(|e| {
@@ -244,6 +246,10 @@ fn check(
             ));
         }
     }
+    let cap_add = check_cap_add(
+        request.cap_add.unwrap_or_default(),
+        &defaults.allowed_capabilities,
+    )?;
     Ok(NewContainers {
         names,
         image: image.to_owned(),
@@ -257,8 +263,37 @@ fn check(
         ready_path: request.ready_path,
         wake: request.wake,
         archive_after,
+        cap_add,
         owner: owner.to_owned(),
     })
+}
+
+/// Each capability must be a Linux capability the admin allows; returns
+/// their canonical names, each once.
+fn check_cap_add(
+    requested: Vec<String>,
+    allowed: &AllowedCapabilities,
+) -> Result<Vec<String>, ApiError> {
+    let mut cap_add: Vec<String> = Vec::new();
+    for (i, name) in requested.iter().enumerate() {
+        let field = format!("cap_add[{i}]");
+        let name = capabilities::canonical(name).map_err(|why| ApiError::invalid(&field, why))?;
+        if !allowed.allows(&name) {
+            let allowed = if allowed.is_empty() {
+                "this server allows none to be added".to_owned()
+            } else {
+                format!("this server allows only {allowed}")
+            };
+            return Err(ApiError::invalid(
+                &field,
+                format!("asks for `{name}`, which is not allowed: {allowed} (the admin's --allowed-capabilities)"),
+            ));
+        }
+        if !cap_add.contains(&name) {
+            cap_add.push(name);
+        }
+    }
+    Ok(cap_add)
 }
 
 fn check_volumes(volumes: &[String]) -> Result<(), ApiError> {
@@ -303,6 +338,7 @@ mod tests {
             memory_bytes: 512 << 20,
             idle_timeout: Duration::from_secs(900),
             max_cpus: 2.0,
+            allowed_capabilities: "NET_RAW,SYS_PTRACE".parse().unwrap(),
         }
     }
 
@@ -371,8 +407,39 @@ mod tests {
     }
 
     #[test]
+    fn only_allowed_capabilities_may_be_added() {
+        let req = parse_json(r#"{"image":"demo","cap_add":["net_raw","CAP_NET_RAW"]}"#).unwrap();
+        assert_eq!(req.cap_add, ["NET_RAW"]);
+        assert!(parse_json(r#"{"image":"demo"}"#)
+            .unwrap()
+            .cap_add
+            .is_empty());
+        let message = rejected(r#"{"image":"demo","cap_add":["NET_RAW","SYS_ADMIN"]}"#);
+        assert!(
+            message.contains("`cap_add[1]`")
+                && message.contains("SYS_ADMIN")
+                && message.contains("NET_RAW,SYS_PTRACE"),
+            "{message}"
+        );
+        assert!(rejected(r#"{"image":"demo","cap_add":["ALL"]}"#).contains("`cap_add[0]`"));
+        assert!(rejected(r#"{"image":"demo","cap_add":"NET_RAW"}"#).contains("cap_add"));
+        let none = CreateDefaults {
+            allowed_capabilities: AllowedCapabilities::default(),
+            ..defaults()
+        };
+        let err = parse(br#"{"image":"demo","cap_add":["NET_RAW"]}"#, &none, "admin").unwrap_err();
+        assert!(err.message.contains("allows none"), "{}", err.message);
+    }
+
+    #[test]
     fn host_access_is_refused_by_name() {
-        for field in ["privileged", "cap_add", "devices", "network_mode", "binds"] {
+        for field in [
+            "privileged",
+            "capabilities",
+            "devices",
+            "network_mode",
+            "binds",
+        ] {
             let message = rejected(&format!(r#"{{"image":"demo","{field}":true}}"#));
             assert!(
                 message.contains(field) && message.contains("not allowed"),

@@ -50,6 +50,12 @@ pub struct CreateContainers {
     /// `--archive-after`.
     #[schema(example = "7d")]
     pub archive_after: Option<String>,
+    /// Linux capabilities to add back (e.g. `["NET_RAW"]`), each one the
+    /// server's `--allowed-capabilities` allows. Containers otherwise run
+    /// with Docker's defaults minus NET_RAW, MKNOD, AUDIT_WRITE, SETFCAP,
+    /// SETPCAP and SYS_CHROOT.
+    #[schema(example = json!(["NET_RAW"]))]
+    pub cap_add: Option<Vec<String>>,
 }
 
 /// A container as the API shows it.
@@ -85,6 +91,9 @@ pub struct ContainerView {
     /// server's default.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub archive_after: Option<String>,
+    /// Capabilities added back at create.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub cap_add: Vec<String>,
     /// Its snapshot, while archived.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub snapshot: Option<SnapshotView>,
@@ -159,6 +168,7 @@ impl PublicAddress {
             archive_after: spec
                 .archive_after
                 .map(|d| humantime::format_duration(d).to_string()),
+            cap_add: spec.cap_add.clone(),
             snapshot: record.snapshot.as_ref().map(|s| SnapshotView {
                 bytes: s.bytes,
                 files: s.files,

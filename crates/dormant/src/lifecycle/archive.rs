@@ -7,8 +7,8 @@
 //! removed, and the state reads `archived` only after the removal. A crash at
 //! any point leaves either the container (`asleep`) or a complete, recorded
 //! snapshot; `reconcile` finishes or undoes what was in flight. An error at
-//! any step ends the same way, at once: `asleep` while the container still
-//! holds the user's files, `archived` once only the snapshot does.
+//! any step ends the same way, at once: `asleep` until the snapshot is
+//! recorded, `archived` after (a recorded snapshot holds everything).
 
 use std::path::PathBuf;
 
@@ -128,7 +128,7 @@ pub(super) async fn run(ctx: &Context, owner: &Owner) -> Result<(), LifecycleErr
             Ok(())
         }
         Err(e) => {
-            settle_failed(ctx, owner, &e).await;
+            settle_failed(ctx, owner, record.snapshot.as_ref(), &e).await;
             Err(e)
         }
     }
@@ -200,14 +200,21 @@ async fn write_and_remove(
     Ok(snapshot)
 }
 
-/// After an error mid-archive: `archived` if the container is gone and the
-/// recorded snapshot holds the user's files, else back to `asleep`.
-async fn settle_failed(ctx: &Context, owner: &Owner, error: &LifecycleError) {
-    let record = owner.record();
-    let container_gone = record.snapshot.is_some()
-        && matches!(ctx.runtime.inspect(&docker_ref(&record)).await, Ok(None));
+/// After an error mid-archive: `archived` once this archive's snapshot is
+/// recorded (it holds everything: whatever Docker failed to remove is a
+/// leftover, removed before the next restore and at start-up), else back to
+/// `asleep` with the container as it was. `before` is the snapshot the
+/// record held before this archive began.
+async fn settle_failed(
+    ctx: &Context,
+    owner: &Owner,
+    before: Option<&SnapshotRecord>,
+    error: &LifecycleError,
+) {
+    let recorded = owner.record().snapshot;
+    let snapshot_recorded = recorded.is_some() && recorded.as_ref() != before;
     let reason = format!("archive failed: {error}");
-    if container_gone {
+    if snapshot_recorded {
         let archived = RouteStatus::not_serving(ContainerState::Archived, None);
         let forget_container = Change {
             docker_id: Some(None),
@@ -224,7 +231,7 @@ async fn settle_failed(ctx: &Context, owner: &Owner, error: &LifecycleError) {
         let asleep = RouteStatus::not_serving(ContainerState::Asleep, Some(&reason));
         ctx.commit_or_publish(owner, asleep).await;
     }
-    tracing::error!(container = %owner.name(), %reason, archived = container_gone, "archive failed");
+    tracing::error!(container = %owner.name(), %reason, archived = snapshot_recorded, "archive failed");
 }
 
 fn snapshot_error(name: &str, reason: String) -> LifecycleError {

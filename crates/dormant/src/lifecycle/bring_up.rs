@@ -190,6 +190,7 @@ fn create_params(ctx: &Context, record: &ContainerRecord) -> CreateParams {
         memory_bytes: spec.memory_bytes,
         nano_cpus: spec.nano_cpus,
         pids_limit: ctx.config.pids_limit,
+        cap_add: spec.cap_add.clone(),
         labels,
         volumes: volume_names(record)
             .into_iter()
@@ -206,7 +207,7 @@ fn not_ready(name: &str, reason: String) -> LifecycleError {
 }
 
 /// Why a container is not running, in words.
-fn exit_reason(inspection: &Inspection) -> String {
+pub(super) fn exit_reason(inspection: &Inspection) -> String {
     match (&inspection.error, inspection.exit_code) {
         (Some(error), _) => format!("it failed to run: {error}"),
         (None, Some(code)) => format!("it exited with code {code}"),

@@ -173,5 +173,6 @@ async fn resolve_spec(
         ready_path: request.ready_path.clone(),
         wake: request.wake,
         archive_after: request.archive_after,
+        cap_add: request.cap_add.clone(),
     })
 }

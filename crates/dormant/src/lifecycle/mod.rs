@@ -99,6 +99,8 @@ pub struct NewContainers {
     pub ready_path: Option<String>,
     pub wake: Option<WakeStrategy>,
     pub archive_after: Option<Duration>,
+    /// Capabilities to add back, already checked against the allow-list.
+    pub cap_add: Vec<String>,
     pub owner: String,
 }
 

@@ -10,7 +10,9 @@
 //! call that fails here is logged, never fatal: dormant always starts.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::context::{docker_ref, Change, Context};
 use super::table::RouteStatus;
@@ -172,10 +174,9 @@ async fn undo_unfinished_creates(
 
 /// Finishes or undoes an archive or restore that a crash cut short.
 /// Archiving with a recorded snapshot: the snapshot is complete, so the
-/// archive is finished (or, if Docker will not remove the container now,
-/// undone: the container still holds the files). Archiving without one:
-/// undone. Restoring: the half-filled container is removed; the snapshot,
-/// still recorded, is the only copy.
+/// archive is finished. Archiving without one: undone. Restoring: the
+/// half-filled container is removed; the snapshot, still recorded, is the
+/// only copy.
 async fn settle_interrupted_archive(
     ctx: &Context,
     mut record: ContainerRecord,
@@ -183,18 +184,19 @@ async fn settle_interrupted_archive(
     let name = record.name.clone();
     let archived = match record.state {
         ContainerState::Archiving if record.snapshot.is_some() => {
-            match ctx.remove_from_docker(&record).await {
-                Ok(()) => true,
-                Err(e) => {
-                    tracing::error!(container = %name, error = %e, "cannot finish an interrupted archive; it stays asleep");
-                    false
-                }
+            // Finished even if Docker will not remove everything now: the
+            // container may be gone already, and only the snapshot still
+            // holds the user's files. What is left is removed below by
+            // `remove_orphans`, or before the next restore.
+            if let Err(e) = retry_transient(|| ctx.remove_from_docker(&record)).await {
+                tracing::error!(container = %name, error = %e, "cannot remove its Docker container yet; it is removed later");
             }
+            true
         }
         ContainerState::Archiving => false,
         ContainerState::Restoring => {
             record.docker_id = None;
-            if let Err(e) = ctx.remove_from_docker(&record).await {
+            if let Err(e) = retry_transient(|| ctx.remove_from_docker(&record)).await {
                 tracing::error!(container = %name, error = %e, "cannot remove an interrupted restore's container; it is removed before the next restore");
             }
             true
@@ -249,10 +251,17 @@ fn remove_orphan_snapshots(ctx: &Context, records: &[ContainerRecord]) {
 }
 
 /// Removes Docker containers and volumes this node labelled that no row
-/// accounts for: leftovers of a delete or a failed batch cut short.
+/// accounts for: leftovers of a delete or a failed batch cut short, or of
+/// an archive whose removal failed.
 async fn remove_orphans(ctx: &Context, records: &[ContainerRecord]) {
     let node = &ctx.config.node;
-    let known: HashSet<&str> = records.iter().map(|r| r.name.as_str()).collect();
+    // An archived container has no Docker objects: any still there are
+    // left over from a removal that failed.
+    let known: HashSet<&str> = records
+        .iter()
+        .filter(|r| r.state != ContainerState::Archived)
+        .map(|r| r.name.as_str())
+        .collect();
     let is_orphan = |labels: &std::collections::HashMap<String, String>| {
         labels
             .get(LABEL_NAME)
@@ -284,5 +293,72 @@ async fn remove_orphans(ctx: &Context, records: &[ContainerRecord]) {
             }
         }
         Err(e) => tracing::error!(error = %e, "cannot list this node's volumes"),
+    }
+}
+
+/// Pauses between tries of a start-up Docker call that failed: a removal
+/// already in progress or a daemon still settling after a restart is over
+/// within them.
+const RETRY_PAUSES: [Duration; 4] = [
+    Duration::from_millis(250),
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+];
+
+/// Runs `call`, again after each of `RETRY_PAUSES` while it fails; returns
+/// the last error.
+async fn retry_transient<T, E, Fut>(call: impl FnMut() -> Fut) -> Result<T, E>
+where
+    Fut: Future<Output = Result<T, E>>,
+    E: std::fmt::Display,
+{
+    retry_with_pauses(&RETRY_PAUSES, call).await
+}
+
+async fn retry_with_pauses<T, E, Fut>(
+    pauses: &[Duration],
+    mut call: impl FnMut() -> Fut,
+) -> Result<T, E>
+where
+    Fut: Future<Output = Result<T, E>>,
+    E: std::fmt::Display,
+{
+    for pause in pauses {
+        match call().await {
+            Ok(done) => return Ok(done),
+            Err(e) => {
+                tracing::debug!(error = %e, retry_in = ?pause, "Docker call failed at start-up; trying again")
+            }
+        }
+        tokio::time::sleep(*pause).await;
+    }
+    call().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[tokio::test]
+    async fn a_failing_call_is_tried_a_bounded_number_of_times() {
+        let pauses = [Duration::from_millis(1); 4];
+        let tries = AtomicU32::new(0);
+        let call = || async {
+            let n = tries.fetch_add(1, Ordering::Relaxed) + 1;
+            if n < 3 {
+                Err(format!(
+                    "409: removal of container is already in progress ({n})"
+                ))
+            } else {
+                Ok(n)
+            }
+        };
+        assert_eq!(retry_with_pauses(&pauses, call).await, Ok(3));
+
+        tries.store(0, Ordering::Relaxed);
+        let always = || async { Err::<(), _>(tries.fetch_add(1, Ordering::Relaxed) + 1) };
+        assert_eq!(retry_with_pauses(&pauses, always).await, Err(5));
     }
 }

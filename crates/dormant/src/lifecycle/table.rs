@@ -471,6 +471,7 @@ mod tests {
                 ready_path: None,
                 wake: None,
                 archive_after: None,
+                cap_add: Vec::new(),
             },
             state: ContainerState::Creating,
             reason: None,

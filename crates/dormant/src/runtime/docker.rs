@@ -1,145 +1,53 @@
 //! The `Runtime` on the Docker Engine API, through bollard.
 //!
 //! The API version is negotiated at connect time: the daemon may be older than
-//! bollard's default. Nothing here ever pulls an image.
+//! bollard's default. Nothing here ever pulls an image. Containers are created
+//! hardened (see `create`).
+//!
+//! - `docker/setup.rs`: connecting (waiting for a daemon still starting), log
+//!   rotation and dormant's network.
+//! - `docker/events.rs`: the event stream, resumable from a point in time.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use bollard::errors::Error as BollardError;
 use bollard::models::{
-    ContainerCreateBody, HostConfig, Mount, MountType, NetworkCreateRequest, PortBinding,
+    ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountType, PortBinding,
     VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, EventsOptions, InspectContainerOptions, ListContainersOptions,
-    ListVolumesOptions, RemoveContainerOptions, RemoveVolumeOptions, StopContainerOptions,
+    CreateContainerOptions, InspectContainerOptions, ListContainersOptions, ListVolumesOptions,
+    RemoveContainerOptions, RemoveVolumeOptions, StopContainerOptions,
 };
 use bollard::Docker;
 
 use super::{
-    probe, ContainerEvent, ContainerEventKind, CreateParams, ImageInfo, Inspection, Managed,
-    ProbeOutcome, Runtime, RuntimeError, RuntimeResult, StorageInfo,
+    capabilities, probe, CreateParams, EngineEvent, ImageInfo, Inspection, Managed, ProbeOutcome,
+    Runtime, RuntimeError, RuntimeResult, StorageInfo,
 };
-use crate::domain::{LABEL_NAME, LABEL_PORT};
+use crate::domain::LABEL_PORT;
 use futures_util::stream::BoxStream;
-use futures_util::StreamExt;
+
+mod events;
+mod setup;
+
+pub use setup::{LogRotation, Reach};
 
 /// Docker as dormant's container runtime.
 #[derive(Clone)]
 pub struct DockerRuntime {
     docker: Docker,
-    /// The Docker network containers join when the proxy reaches them at
-    /// their own address (`--upstream network`); `None` publishes a port on
-    /// loopback instead.
+    /// The id of the Docker network every container joins (`use_network`);
+    /// `None`: Docker's default bridge.
     network: Option<String>,
-}
-
-impl DockerRuntime {
-    /// Connects to `docker_host` (`unix://...` or `tcp://...`), or to
-    /// `DOCKER_HOST` / the local socket when `None`, and negotiates the API
-    /// version.
-    pub async fn connect(docker_host: Option<&str>) -> anyhow::Result<Self> {
-        let docker = match docker_host {
-            Some(host) => Docker::connect_with_host(host),
-            None => Docker::connect_with_defaults(),
-        }
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "cannot connect to Docker at {}: {e}",
-                describe_host(docker_host)
-            )
-        })?;
-        let docker = docker.negotiate_version().await.map_err(|e| {
-            anyhow::anyhow!(
-                "Docker at {} does not answer ({e}); is the daemon running and may this user use its socket?",
-                describe_host(docker_host)
-            )
-        })?;
-        Ok(Self {
-            docker,
-            network: None,
-        })
-    }
-
-    /// From now on, containers are created on the network `name` (made if
-    /// missing; containers on it cannot talk to each other) and reached at
-    /// their address there, with no published port and so no `docker-proxy`.
-    pub async fn use_network(
-        &mut self,
-        name: &str,
-        labels: HashMap<String, String>,
-    ) -> anyhow::Result<()> {
-        if self.networks_named(name).await?.is_empty() {
-            let request = NetworkCreateRequest {
-                name: name.to_owned(),
-                driver: Some("bridge".into()),
-                labels: Some(labels),
-                options: Some(HashMap::from([(
-                    // Users' containers never reach each other.
-                    "com.docker.network.bridge.enable_icc".to_owned(),
-                    "false".to_owned(),
-                )])),
-                ..Default::default()
-            };
-            self.docker
-                .create_network(request)
-                .await
-                .map_err(|e| anyhow::anyhow!("docker network create {name} failed: {e}"))?;
-        }
-        // Docker lets two dormants starting at once both create `name`.
-        // Every one of them keeps the network with the lowest id and removes
-        // the others, so they all end up on the same one.
-        let mut ids = self.networks_named(name).await?;
-        ids.sort();
-        for duplicate in ids.iter().skip(1) {
-            match self.docker.remove_network(duplicate).await {
-                Ok(()) => {}
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => {
-                    tracing::warn!(network = %duplicate, error = %e, "cannot remove a duplicate network")
-                }
-            }
-        }
-        let id = ids.into_iter().next().ok_or_else(|| {
-            anyhow::anyhow!("docker network {name} vanished right after it was made")
-        })?;
-        // By id: a name another dormant is still deduplicating is ambiguous.
-        self.network = Some(id);
-        Ok(())
-    }
-
-    /// Ids of the networks whose name is exactly `name`.
-    async fn networks_named(&self, name: &str) -> anyhow::Result<Vec<String>> {
-        let options = bollard::query_parameters::ListNetworksOptions {
-            filters: Some(HashMap::from([("name".to_owned(), vec![name.to_owned()])])),
-        };
-        let networks = self
-            .docker
-            .list_networks(Some(options))
-            .await
-            .map_err(|e| anyhow::anyhow!("docker network ls failed: {e}"))?;
-        // The name filter matches substrings.
-        Ok(networks
-            .into_iter()
-            .filter(|n| n.name.as_deref() == Some(name))
-            .filter_map(|n| n.id)
-            .collect())
-    }
-
-    /// The bollard client, for the few callers that need Docker itself
-    /// (building the demo image).
-    pub fn client(&self) -> &Docker {
-        &self.docker
-    }
-}
-
-fn describe_host(docker_host: Option<&str>) -> String {
-    docker_host
-        .map(str::to_owned)
-        .or_else(|| std::env::var("DOCKER_HOST").ok())
-        .unwrap_or_else(|| "unix:///var/run/docker.sock".into())
+    /// Whether the proxy reaches containers at a port published on
+    /// 127.0.0.1 rather than at their address on `network`.
+    publish_ports: bool,
+    /// The log driver and its rotation, given to every container made.
+    log_config: Option<HostConfigLogConfig>,
 }
 
 /// A Docker call as a person would type it; also says what a 404 from it
@@ -320,9 +228,9 @@ impl Runtime for DockerRuntime {
         let port_key = format!("{}/tcp", params.port);
         // On dormant's network the proxy reaches the container at its own
         // address; otherwise at an ephemeral port on loopback only.
-        let port_bindings = match &self.network {
-            Some(_) => None,
-            None => Some(HashMap::from([(
+        let port_bindings = match self.publish_ports {
+            false => None,
+            true => Some(HashMap::from([(
                 port_key.clone(),
                 Some(vec![PortBinding {
                     host_ip: Some("127.0.0.1".into()),
@@ -330,16 +238,27 @@ impl Runtime for DockerRuntime {
                 }]),
             )])),
         };
+        // Hardened by default: fewer capabilities, no privilege gain through
+        // setuid files, bounded processes, bounded logs.
+        let cap_drop = capabilities::DROPPED
+            .iter()
+            .filter(|dropped| !params.cap_add.iter().any(|added| added == *dropped))
+            .map(|dropped| (*dropped).to_owned())
+            .collect();
         let host_config = HostConfig {
             port_bindings,
             network_mode: self.network.clone(),
             memory: Some(params.memory_bytes as i64),
-            // No swap beyond the memory limit: an idle container must not
-            // quietly live on in swap.
+            // Swap equal to the memory limit means no swap at all: a
+            // container's memory use stays what dormant's budget counts, and
+            // a busy container never drags the host into swapping.
             memory_swap: Some(params.memory_bytes as i64),
             nano_cpus: params.nano_cpus,
             pids_limit: Some(params.pids_limit),
             security_opt: Some(vec!["no-new-privileges".into()]),
+            cap_drop: Some(cap_drop),
+            cap_add: Some(params.cap_add.clone()).filter(|added| !added.is_empty()),
+            log_config: self.log_config.clone(),
             mounts: Some(
                 params
                     .volumes
@@ -468,7 +387,11 @@ impl Runtime for DockerRuntime {
                 Some(SocketAddr::new(ip, port))
             })
         });
-        let upstream = on_network.or(published);
+        let upstream = if self.publish_ports {
+            published
+        } else {
+            on_network.or(published)
+        };
         let upper_dir = inspect
             .graph_driver
             .and_then(|driver| driver.data.get("UpperDir").cloned())
@@ -545,37 +468,9 @@ impl Runtime for DockerRuntime {
         &self,
         label: &str,
         value: &str,
-    ) -> BoxStream<'static, RuntimeResult<ContainerEvent>> {
-        let options = EventsOptions {
-            filters: Some(HashMap::from([
-                ("type".to_owned(), vec!["container".to_owned()]),
-                ("label".to_owned(), vec![format!("{label}={value}")]),
-                (
-                    "event".to_owned(),
-                    vec!["start".to_owned(), "die".to_owned()],
-                ),
-            ])),
-            ..Default::default()
-        };
-        self.docker
-            .events(Some(options))
-            .filter_map(|message| async move {
-                let message = match message {
-                    Ok(message) => message,
-                    Err(e) => return Some(Err(runtime_error(Op::Events, e))),
-                };
-                let attributes = message.actor?.attributes.unwrap_or_default();
-                let name = attributes.get(LABEL_NAME)?.clone();
-                let kind = match message.action.as_deref()? {
-                    "start" => ContainerEventKind::Started,
-                    "die" => ContainerEventKind::Died {
-                        exit_code: attributes.get("exitCode").and_then(|c| c.parse().ok()),
-                    },
-                    _ => return None,
-                };
-                Some(Ok(ContainerEvent { name, kind }))
-            })
-            .boxed()
+        since: SystemTime,
+    ) -> BoxStream<'static, RuntimeResult<EngineEvent>> {
+        events::stream(&self.docker, label, value, since)
     }
 
     async fn volume_dir(&self, volume: &str) -> RuntimeResult<Option<std::path::PathBuf>> {
@@ -689,6 +584,8 @@ mod tests {
         let runtime = DockerRuntime {
             docker,
             network: None,
+            publish_ports: true,
+            log_config: None,
         };
         let err = runtime.start("dormant-a").await.unwrap_err();
         assert!(

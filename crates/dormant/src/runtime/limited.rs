@@ -8,15 +8,15 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use futures_util::stream::BoxStream;
 use tokio::sync::Semaphore;
 
 use super::{
-    ContainerEvent, CreateParams, ImageInfo, Inspection, Managed, ProbeOutcome, Runtime,
-    RuntimeError, RuntimeResult, StorageInfo,
+    CreateParams, EngineEvent, ImageInfo, Inspection, Managed, ProbeOutcome, Runtime, RuntimeError,
+    RuntimeResult, StorageInfo,
 };
 
 pub struct Limited<R> {
@@ -95,8 +95,9 @@ impl<R: Runtime> Runtime for Limited<R> {
         &self,
         label: &str,
         value: &str,
-    ) -> BoxStream<'static, RuntimeResult<ContainerEvent>> {
-        self.inner.events(label, value)
+        since: SystemTime,
+    ) -> BoxStream<'static, RuntimeResult<EngineEvent>> {
+        self.inner.events(label, value, since)
     }
     async fn volume_dir(&self, volume: &str) -> RuntimeResult<Option<PathBuf>> {
         limited!(self, "docker volume inspect", self.inner.volume_dir(volume))

@@ -4,6 +4,7 @@
 //! unit tests use the fake in `fake.rs`. Every method names the container by
 //! its Docker name or id, and every error says which call failed and why.
 
+pub mod capabilities;
 pub mod docker;
 #[cfg(test)]
 pub mod fake;
@@ -13,6 +14,7 @@ pub mod probe;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use futures_util::stream::BoxStream;
@@ -38,6 +40,9 @@ pub struct CreateParams {
     pub memory_bytes: u64,
     pub nano_cpus: Option<i64>,
     pub pids_limit: i64,
+    /// Capabilities added back on top of Docker's defaults minus
+    /// `capabilities::DROPPED`; canonical names, already allowed.
+    pub cap_add: Vec<String>,
     pub labels: HashMap<String, String>,
     /// (named volume, absolute path inside the container)
     pub volumes: Vec<(String, String)>,
@@ -74,12 +79,24 @@ pub struct Managed {
     pub labels: HashMap<String, String>,
 }
 
+/// What the engine's event stream says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EngineEvent {
+    /// The engine answered: every event from `since` on follows. Comes first
+    /// on every stream, so a follower knows when a reconnect succeeded.
+    Connected,
+    Container(ContainerEvent),
+}
+
 /// Something that happened to a container, as the engine reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerEvent {
     /// The dormant name (from the `dormant.name` label).
     pub name: String,
     pub kind: ContainerEventKind,
+    /// When it happened, by the engine's clock: where a resumed stream
+    /// starts.
+    pub at: SystemTime,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,10 +170,16 @@ pub trait Runtime: Send + Sync + 'static {
     async fn inspect(&self, id: &str) -> RuntimeResult<Option<Inspection>>;
     /// Containers carrying `label=value`, running or not.
     async fn list_labelled(&self, label: &str, value: &str) -> RuntimeResult<Vec<Managed>>;
-    /// Starts and deaths of containers carrying `label=value`, from now on.
-    /// The stream ends if the engine's connection drops.
-    fn events(&self, label: &str, value: &str)
-        -> BoxStream<'static, RuntimeResult<ContainerEvent>>;
+    /// Starts and deaths of containers carrying `label=value`: first
+    /// `Connected`, then those since `since` (the engine replays what it
+    /// still remembers), then new ones as they happen.
+    /// The stream ends, or yields an error, if the engine's connection drops.
+    fn events(
+        &self,
+        label: &str,
+        value: &str,
+        since: SystemTime,
+    ) -> BoxStream<'static, RuntimeResult<EngineEvent>>;
     /// Where the named volume's data lives on the host; `None` if it does
     /// not exist.
     async fn volume_dir(&self, volume: &str) -> RuntimeResult<Option<PathBuf>>;

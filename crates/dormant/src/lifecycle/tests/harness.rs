@@ -154,6 +154,7 @@ impl Harness {
             ready_path: None,
             wake: None,
             archive_after: None,
+            cap_add: Vec::new(),
             owner: "admin".into(),
         }
     }

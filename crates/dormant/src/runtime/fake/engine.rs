@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use futures_util::stream::BoxStream;
@@ -16,8 +16,8 @@ use super::state::{died, image_name, lock, remove_container_dir, Container, Subs
 use super::{Call, Crash, FakeRuntime, Readiness};
 use crate::domain::LABEL_NAME;
 use crate::runtime::{
-    ContainerEvent, ContainerEventKind, CreateParams, ImageInfo, Inspection, Managed, ProbeOutcome,
-    Runtime, RuntimeError, RuntimeResult, StorageInfo,
+    ContainerEvent, ContainerEventKind, CreateParams, EngineEvent, ImageInfo, Inspection, Managed,
+    ProbeOutcome, Runtime, RuntimeError, RuntimeResult, StorageInfo,
 };
 
 #[async_trait]
@@ -136,6 +136,7 @@ impl Runtime for FakeRuntime {
         let event = ContainerEvent {
             name: container.name.clone(),
             kind: ContainerEventKind::Started,
+            at: SystemTime::now(),
         };
         state.emit(event);
         Ok(())
@@ -234,11 +235,14 @@ impl Runtime for FakeRuntime {
             .collect())
     }
 
+    /// `Connected`, then events as they happen. The fake keeps no history:
+    /// `since` replays nothing, as if no event was missed.
     fn events(
         &self,
         label: &str,
         value: &str,
-    ) -> BoxStream<'static, RuntimeResult<ContainerEvent>> {
+        _since: SystemTime,
+    ) -> BoxStream<'static, RuntimeResult<EngineEvent>> {
         let (tx, rx) = mpsc::unbounded_channel();
         if let (_, Err(e)) = self.enter(Call::Events, "docker events", "") {
             let _ = tx.send(Err(e));
@@ -249,11 +253,12 @@ impl Runtime for FakeRuntime {
                 tx,
             });
         }
-        futures_util::stream::unfold(rx, |mut rx| async move {
+        let connected = futures_util::stream::once(async { Ok(EngineEvent::Connected) });
+        let events = futures_util::stream::unfold(rx, |mut rx| async move {
             let event = rx.recv().await?;
-            Some((event, rx))
-        })
-        .boxed()
+            Some((event.map(EngineEvent::Container), rx))
+        });
+        connected.chain(events).boxed()
     }
 
     async fn volume_dir(&self, volume: &str) -> RuntimeResult<Option<PathBuf>> {

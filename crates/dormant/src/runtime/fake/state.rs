@@ -102,6 +102,7 @@ pub(super) fn died(name: &str, exit_code: Option<i64>) -> ContainerEvent {
     ContainerEvent {
         name: name.to_owned(),
         kind: ContainerEventKind::Died { exit_code },
+        at: std::time::SystemTime::now(),
     }
 }
 
