@@ -263,6 +263,41 @@ mod duration_ms {
     }
 }
 
+/// A record as a test needs one: `name`, image `demo` on port 8080, 1 MiB,
+/// one volume at `/data`, state `creating`, last active at `at`.
+#[cfg(test)]
+pub fn sample_record(name: &str, at: UnixMillis) -> ContainerRecord {
+    ContainerRecord {
+        name: name.into(),
+        spec: ContainerSpec {
+            image: "demo".into(),
+            image_id: None,
+            port: 8080,
+            env: Default::default(),
+            cmd: None,
+            memory_bytes: 1 << 20,
+            nano_cpus: None,
+            idle_timeout: Duration::from_secs(60),
+            volumes: vec!["/data".into()],
+            ready_path: None,
+            wake: None,
+            archive_after: None,
+            cap_add: Vec::new(),
+        },
+        state: ContainerState::Creating,
+        reason: None,
+        docker_id: None,
+        owner: "admin".into(),
+        node: "n1".into(),
+        created_at: at,
+        last_active_at: at,
+        wakes: 0,
+        last_wake_ms: None,
+        state_since: at,
+        snapshot: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -453,38 +453,9 @@ impl ArchiveQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::ContainerSpec;
 
     fn record(name: &str, last_active: UnixMillis) -> ContainerRecord {
-        ContainerRecord {
-            name: name.into(),
-            spec: ContainerSpec {
-                image: "demo".into(),
-                image_id: None,
-                port: 8080,
-                env: Default::default(),
-                cmd: None,
-                memory_bytes: 1 << 20,
-                nano_cpus: None,
-                idle_timeout: Duration::from_secs(1),
-                volumes: vec![],
-                ready_path: None,
-                wake: None,
-                archive_after: None,
-                cap_add: Vec::new(),
-            },
-            state: ContainerState::Creating,
-            reason: None,
-            docker_id: None,
-            owner: "admin".into(),
-            node: "n1".into(),
-            created_at: last_active,
-            last_active_at: last_active,
-            wakes: 0,
-            last_wake_ms: None,
-            state_since: last_active,
-            snapshot: None,
-        }
+        crate::domain::sample_record(name, last_active)
     }
 
     const CONFIG: RouteConfig = RouteConfig {

@@ -282,39 +282,9 @@ fn read_row(row: &Row<'_>) -> rusqlite::Result<Result<ContainerRecord, StoreErro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::ContainerSpec;
-    use std::time::Duration;
 
     fn record(name: &str) -> ContainerRecord {
-        ContainerRecord {
-            name: name.into(),
-            spec: ContainerSpec {
-                image: "demo".into(),
-                image_id: None,
-                port: 8080,
-                env: Default::default(),
-                cmd: None,
-                memory_bytes: 1 << 20,
-                nano_cpus: None,
-                idle_timeout: Duration::from_secs(60),
-                volumes: vec!["/data".into()],
-                ready_path: None,
-                wake: None,
-                archive_after: None,
-                cap_add: Vec::new(),
-            },
-            state: ContainerState::Creating,
-            reason: None,
-            docker_id: None,
-            owner: "admin".into(),
-            node: "n1".into(),
-            created_at: 1,
-            last_active_at: 1,
-            wakes: 0,
-            last_wake_ms: None,
-            state_since: 1,
-            snapshot: None,
-        }
+        crate::domain::sample_record(name, 1)
     }
 
     fn temp_store() -> (Store, std::path::PathBuf) {
