@@ -10,6 +10,7 @@
 //!   per container.
 //! - [`runtime`]: the container engine as a small trait; Docker via bollard.
 //! - [`store`]: SQLite, the durable truth about what should exist.
+//! - [`data_dir`]: the data dir on disk, private to dormant.
 //! - [`domain`]: the vocabulary: states, labels, the container record.
 //! - [`config`], [`cli`]: the command line and `dormant serve`'s settings.
 //! - [`demo_image`]: builds the demo workload into a local image.
@@ -19,6 +20,7 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod data_dir;
 pub mod demo_image;
 pub mod domain;
 pub mod fault;

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 
 use crate::api::{self, ApiState, CreateDefaults};
 use crate::config::{ServeConfig, UpstreamMode};
+use crate::data_dir;
 use crate::domain::LABEL_MANAGED;
 use crate::lifecycle::{
     check_archive_support, host_memory_bytes, ArchiveSupport, Lifecycle, LifecycleConfig, Limits,
@@ -34,8 +35,7 @@ const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
 /// Runs dormant until `shutdown` completes, then drains and flushes.
 pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let data_dir = &config.data_dir;
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("cannot create the data dir {}", data_dir.display()))?;
+    data_dir::prepare(data_dir)?;
     let (admin_token, source) =
         token::load_or_create_admin_token(std::env::var("DORMANT_ADMIN_TOKEN").ok(), data_dir)?;
     match source {
@@ -68,7 +68,7 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()>) -> any
         tracing::info!("the proxy reaches containers at ports published on 127.0.0.1");
     }
     let snapshot_dir = data_dir.join("snapshots");
-    std::fs::create_dir_all(&snapshot_dir)
+    data_dir::create_private_dir(&snapshot_dir)
         .with_context(|| format!("cannot create the snapshot dir {}", snapshot_dir.display()))?;
     let archive_support = check_archive_support(&runtime).await;
     match &archive_support {
@@ -102,6 +102,7 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()>) -> any
             sweep_interval: SWEEP_INTERVAL,
             default_archive_after: config.archive_after,
             snapshot_dir,
+            min_free_disk: config.min_free_disk,
             limits,
         },
         archive_support,
@@ -217,7 +218,7 @@ fn node_id(data_dir: &Path) -> anyhow::Result<String> {
         Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
     }
     let id = token::random_hex(6);
-    std::fs::write(&path, format!("{id}\n"))
+    data_dir::write_private(&path, format!("{id}\n").as_bytes())
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(id)
 }

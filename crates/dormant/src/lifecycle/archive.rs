@@ -206,8 +206,11 @@ impl Lifecycle {
             let route = route.clone();
             let path = path.clone();
             route.set_progress(0);
+            let options = snapshot::Options {
+                min_free_disk: self.config.min_free_disk,
+            };
             tokio::task::spawn_blocking(move || {
-                snapshot::write(&trees, &path, &|bytes| route.set_progress(bytes))
+                snapshot::write(&trees, &path, &options, &|bytes| route.set_progress(bytes))
             })
             .await
         };

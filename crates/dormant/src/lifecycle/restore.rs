@@ -97,8 +97,13 @@ impl Lifecycle {
             let path = path.to_owned();
             let sha256 = sha256.to_owned();
             route.set_progress(0);
+            let options = snapshot::Options {
+                min_free_disk: self.config.min_free_disk,
+            };
             tokio::task::spawn_blocking(move || {
-                snapshot::restore(&path, &sha256, &trees, &|bytes| route.set_progress(bytes))
+                snapshot::restore(&path, &sha256, &trees, &options, &|bytes| {
+                    route.set_progress(bytes)
+                })
             })
             .await
         };

@@ -5,41 +5,53 @@
 //! is lstat-ed and must be a real directory (a hostile `a -> /etc` then `a/passwd` stops here),
 //! and leaves are created with create-new semantics that never follow a symlink. Directory
 //! metadata is applied last, deepest first, so creating children does not bump their mtimes.
+//! A sparse entry's file gets its apparent size first, then its data segments at their
+//! offsets, so its holes stay holes and nothing lands past its end.
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::fs::{self, DirBuilder, File, FileTimes, Permissions};
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
 use tar::EntryType;
 
+mod durable;
 mod place;
 
+use durable::Pending;
 use place::components;
 
 use super::format::{self, Manifest, Pax, Xattr, WHITEOUT_PREFIX};
+use super::space::{self, Watch};
+use super::sparse;
 use super::stream::Meter;
-use super::{fsops, io_err, Progress, RestoreStats, SnapshotError, Tree, TreeKind};
+use super::{fsops, io_err, Options, Progress, RestoreStats, SnapshotError, Tree, TreeKind};
 
 /// Restores the (already verified) snapshot at `snapshot` into `targets`.
 pub(super) fn run(
     snapshot: &Path,
     targets: &[Tree],
+    options: &Options,
     progress: Progress,
 ) -> Result<RestoreStats, SnapshotError> {
     let file = File::open(snapshot).map_err(|e| io_err(snapshot, e))?;
+    let snapshot_bytes = file.metadata().map_err(|e| io_err(snapshot, e))?.len();
     let mut x = Extract {
         snapshot,
+        snapshot_bytes,
         targets,
+        min_free_disk: options.min_free_disk,
         trees: Vec::new(),
         known: HashSet::new(),
+        above_targets: Vec::new(),
         dirs: Vec::new(),
+        pending: Pending::default(),
         stats: RestoreStats::default(),
-        meter: Meter::new(progress),
+        meter: Meter::new(progress, Watch::default()),
         buf: vec![0; 1 << 20],
     };
     let decoder = zstd::Decoder::new(file).map_err(|e| x.corrupt(e))?;
@@ -60,9 +72,9 @@ pub(super) fn run(
             continue;
         }
         let ext = pax.take().unwrap_or_default();
-        let path = match &ext.path {
-            Some(p) => p.clone(),
-            None => entry.header().path_bytes().into_owned(),
+        let path = match (&ext.sparse, &ext.path) {
+            (Some((name, _)), _) | (None, Some(name)) => name.clone(),
+            (None, None) => entry.header().path_bytes().into_owned(),
         };
         if manifest_seen {
             x.entry(&mut entry, ext, &path)?;
@@ -95,12 +107,20 @@ struct Meta {
 
 struct Extract<'a, 'p> {
     snapshot: &'a Path,
+    /// Size of the snapshot file: a version 1 snapshot's stand-in for the disk it needs.
+    snapshot_bytes: u64,
     targets: &'a [Tree],
+    min_free_disk: u64,
     trees: Vec<Target>,
     /// Directories verified (lstat: a real directory) or created by us; never replaced later.
+    /// Each gained an entry, so each is fsynced at the end.
     known: HashSet<PathBuf>,
+    /// Directories above the targets that gained an entry (a target or a parent we created).
+    above_targets: Vec<PathBuf>,
     /// Directory metadata to apply at the end, in creation order.
     dirs: Vec<(PathBuf, Meta, Vec<Xattr>)>,
+    /// Files written, to be fsynced.
+    pending: Pending,
     stats: RestoreStats,
     meter: Meter<'p>,
     buf: Vec<u8>,
@@ -138,18 +158,19 @@ impl Extract<'_, '_> {
         entry.read_to_end(&mut json).map_err(|e| self.corrupt(e))?;
         let m: Manifest = serde_json::from_slice(&json)
             .map_err(|e| self.corrupt(format!("{}: {e}", format::MANIFEST_NAME)))?;
-        if m.format != format::FORMAT_VERSION {
+        if !format::READABLE_VERSIONS.contains(&m.format) {
             return Err(self.corrupt(format!(
-                "format version {} (this dormant reads version {})",
+                "format version {} (this dormant reads versions {:?})",
                 m.format,
-                format::FORMAT_VERSION
+                format::READABLE_VERSIONS
             )));
         }
         super::check_tree_names(m.trees.iter().map(String::as_str)).map_err(|e| self.corrupt(e))?;
         // Every tree needs a target before anything is written.
+        let given = self.targets;
         let mut targets = Vec::new();
         for name in &m.trees {
-            match self.targets.iter().find(|t| &t.name == name) {
+            match given.iter().find(|t| &t.name == name) {
                 Some(t) => targets.push(t),
                 None => {
                     return Err(SnapshotError::NoTarget {
@@ -159,6 +180,7 @@ impl Extract<'_, '_> {
                 }
             }
         }
+        self.check_space(&m, &targets)?;
         for t in targets {
             match fs::symlink_metadata(&t.dir) {
                 Ok(md) if md.is_dir() => {}
@@ -169,7 +191,11 @@ impl Extract<'_, '_> {
                     })
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    fs::create_dir_all(&t.dir).map_err(|e| io_err(&t.dir, e))?
+                    let existing = space::existing_ancestor(&t.dir).to_path_buf();
+                    fs::create_dir_all(&t.dir).map_err(|e| io_err(&t.dir, e))?;
+                    let created = t.dir.ancestors().skip(1).take_while(|a| *a != existing);
+                    self.above_targets.extend(created.map(Path::to_path_buf));
+                    self.above_targets.push(existing);
                 }
                 Err(e) => return Err(io_err(&t.dir, e)),
             }
@@ -180,6 +206,42 @@ impl Extract<'_, '_> {
                 kind: t.kind,
             });
         }
+        Ok(())
+    }
+
+    /// Refuses unless each target's filesystem has room for its trees (as the manifest
+    /// records them) plus `min_free_disk`; then watches those filesystems as content flows.
+    fn check_space(&mut self, m: &Manifest, targets: &[&Tree]) -> Result<(), SnapshotError> {
+        let recorded = !m.disk_bytes.is_empty();
+        if recorded && m.disk_bytes.len() != m.trees.len() {
+            return Err(self.corrupt("its manifest's disk_bytes do not match its trees"));
+        }
+        // (device, a path on it, bytes needed there)
+        let mut filesystems: Vec<(u64, PathBuf, u64)> = Vec::new();
+        for (i, t) in targets.iter().enumerate() {
+            let at = space::existing_ancestor(&t.dir);
+            let dev = fs::metadata(at).map_err(|e| io_err(at, e))?.dev();
+            let need = if recorded {
+                m.disk_bytes[i]
+            } else {
+                self.snapshot_bytes
+            };
+            match filesystems.iter_mut().find(|(d, _, _)| *d == dev) {
+                Some(fs) if recorded => fs.2 = fs.2.saturating_add(need),
+                Some(_) => {}
+                None => filesystems.push((dev, at.to_path_buf(), need)),
+            }
+        }
+        for (_, path, need) in &filesystems {
+            let what = if recorded {
+                "the snapshot's files"
+            } else {
+                "the snapshot's files (at least its compressed size)"
+            };
+            space::ensure(path, *need, self.min_free_disk, what)?;
+        }
+        let paths = filesystems.into_iter().map(|(_, p, _)| p).collect();
+        self.meter.watch(Watch::new(paths, self.min_free_disk));
         Ok(())
     }
 
@@ -199,6 +261,9 @@ impl Extract<'_, '_> {
         let header = entry.header();
         let kind = header.entry_type();
         let meta = self.meta(header, path)?;
+        if pax.sparse.is_some() && kind != EntryType::Regular {
+            return Err(self.corrupt("a sparse entry that is not a regular file"));
+        }
         if let Some((n, _)) = pax
             .xattrs
             .iter()
@@ -226,7 +291,10 @@ impl Extract<'_, '_> {
             EntryType::Regular => {
                 self.clear(&at, false, path)?;
                 let file = fsops::create_new_file(&at).map_err(io)?;
-                self.content(entry, &file, &at)?;
+                match pax.sparse {
+                    Some((_, size)) => self.sparse_content(entry, &file, &at, size)?,
+                    None => self.content(entry, &file, &at)?,
+                }
                 fsops::fchown(&file, meta.uid, meta.gid).map_err(io)?;
                 file.set_permissions(Permissions::from_mode(meta.mode))
                     .map_err(io)?;
@@ -236,6 +304,7 @@ impl Extract<'_, '_> {
                 let t = UNIX_EPOCH + Duration::from_secs(meta.mtime);
                 file.set_times(FileTimes::new().set_accessed(t).set_modified(t))
                     .map_err(io)?;
+                self.pending.push(&at, file)?;
             }
             EntryType::Directory => {
                 if !self.clear(&at, true, path)? {
@@ -291,12 +360,53 @@ impl Extract<'_, '_> {
             };
             file.write_all(&self.buf[..n]).map_err(|e| io_err(at, e))?;
             written += n as u64;
-            self.meter.add(n as u64);
+            self.meter.add(n as u64)?;
         }
         if written != entry.size() {
             return Err(self.corrupt(format!("{} is truncated", at.display())));
         }
         self.stats.content_bytes += written;
+        Ok(())
+    }
+
+    /// A sparse file: its map, checked against its apparent `size` and the entry's size, then
+    /// the apparent size, then each data segment written at its offset (never past `size`).
+    fn sparse_content(
+        &mut self,
+        entry: &mut tar::Entry<impl Read>,
+        file: &File,
+        at: &Path,
+        size: u64,
+    ) -> Result<(), SnapshotError> {
+        let bad = |why: &str| format!("{}: {why}", at.display());
+        let (segments, map_len) =
+            sparse::read_map(entry, size).map_err(|why| self.corrupt(bad(&why)))?;
+        let data = segments
+            .iter()
+            .try_fold(0u64, |sum, s| sum.checked_add(s.len))
+            .filter(|data| data.checked_add(map_len) == Some(entry.size()))
+            .ok_or_else(|| self.corrupt(bad("its sparse map does not match its size")))?;
+        file.set_len(size).map_err(|e| io_err(at, e))?;
+        for segment in segments {
+            let mut done = 0u64;
+            while done < segment.len {
+                let want = self
+                    .buf
+                    .len()
+                    .min(usize::try_from(segment.len - done).unwrap_or(usize::MAX));
+                let n = match entry.read(&mut self.buf[..want]) {
+                    Ok(0) => return Err(self.corrupt(bad("it is truncated"))),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(self.corrupt(e)),
+                };
+                file.write_all_at(&self.buf[..n], segment.offset + done)
+                    .map_err(|e| io_err(at, e))?;
+                done += n as u64;
+                self.meter.add(n as u64)?;
+            }
+        }
+        self.stats.content_bytes += data;
         Ok(())
     }
 
@@ -324,13 +434,14 @@ impl Extract<'_, '_> {
         })
     }
 
-    /// Directory metadata, deepest first; then the targets' filesystems to disk.
+    /// Directory metadata, deepest first; then every file and directory written to disk.
     fn finish(mut self) -> Result<RestoreStats, SnapshotError> {
         for (dir, meta, xattrs) in self.dirs.iter().rev() {
             set_meta(dir, meta, xattrs, true)?;
         }
-        for t in &self.trees {
-            fsops::syncfs(&t.root).map_err(|e| io_err(&t.root, e))?;
+        self.pending.flush()?;
+        for dir in self.known.iter().chain(&self.above_targets) {
+            durable::sync_dir(dir)?;
         }
         self.meter.finish();
         Ok(self.stats)

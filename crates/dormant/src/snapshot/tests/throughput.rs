@@ -4,9 +4,8 @@
 use std::fs;
 use std::time::Instant;
 
-use super::super::fsops;
 use super::super::{self as snapshot, Tree, TreeKind};
-use super::{no_progress, noise, TempDir};
+use super::{no_progress, noise, TempDir, ANY_FREE};
 
 #[test]
 #[ignore = "a measurement, not a check: run in release with --ignored --nocapture"]
@@ -62,9 +61,9 @@ fn write_and_restore_200_mb() {
     }];
     let snap = tmp.path().join("s.snap");
     // Start from a clean page cache state: the setup's dirty data is not the restore's cost.
-    fsops::syncfs(tmp.path()).unwrap();
+    rustix::fs::syncfs(fs::File::open(tmp.path()).unwrap()).unwrap();
     let t = Instant::now();
-    let info = snapshot::write(&trees, &snap, no_progress()).unwrap();
+    let info = snapshot::write(&trees, &snap, &ANY_FREE, no_progress()).unwrap();
     let w = t.elapsed().as_secs_f64();
     let t = Instant::now();
     assert_eq!(snapshot::sha256_file(&snap).unwrap(), info.sha256);
@@ -78,6 +77,7 @@ fn write_and_restore_200_mb() {
                 dir: tmp.path().join(dir),
                 ..trees[0].clone()
             }],
+            &ANY_FREE,
             no_progress(),
         )
         .unwrap();
