@@ -1,51 +1,116 @@
-//! Making a restore durable without flushing whole filesystems: each file's writeback starts as
-//! soon as it is complete, files are fsynced in batches (by then their data is mostly written,
-//! so one journal commit covers a batch), then every directory that gained an entry.
+//! Making a restore durable without flushing whole filesystems: every file written and every
+//! directory that gained an entry is fsynced, by a few threads at once.
 //!
-//! `syncfs` would be simpler, but its latency grows with every dirty page on Docker's
-//! filesystem, including other containers' and unrelated programs'.
+//! `syncfs` would be one call, but it writes back every dirty page of Docker's filesystem,
+//! other containers' and unrelated programs' included, so its latency is anyone's guess. One
+//! fsync after another costs a disk cache flush each (about 3 ms here, so a minute for 20,000
+//! files); fsyncs in flight together share their flushes and journal commits.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 use rustix::fs::{fadvise, Advice};
 
 use super::super::{io_err, SnapshotError};
 
-/// Files kept open for the next batch of fsyncs.
-const BATCH: usize = 256;
+/// Fsyncs in flight at once. Measured on ext4 over virtio: 2,000 files took 5.4 s one after
+/// another, 0.12 s with 16 threads, no less with 64.
+const THREADS: usize = 16;
+/// Written files waiting for a thread; the writer waits when this many are queued, which
+/// bounds the files held open.
+const QUEUE: usize = 256;
 
-/// Written files not yet fsynced.
-#[derive(Default)]
-pub(super) struct Pending {
-    files: Vec<(PathBuf, File)>,
+/// Files and directories on their way to disk.
+pub(super) struct Syncer {
+    queue: Option<SyncSender<(PathBuf, File)>>,
+    threads: Vec<JoinHandle<()>>,
+    /// The first fsync that failed.
+    failed: Arc<Mutex<Option<SnapshotError>>>,
 }
 
-impl Pending {
-    /// Starts writing `file` back now and fsyncs it with its batch.
+impl Syncer {
+    /// Starts the threads (on the first file, so a restore that writes none starts none).
+    pub(super) fn new() -> Self {
+        Syncer {
+            queue: None,
+            threads: Vec::new(),
+            failed: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Queues a written file for fsync; its writeback starts now.
     pub(super) fn push(&mut self, path: &Path, file: File) -> Result<(), SnapshotError> {
-        // POSIX_FADV_DONTNEED starts writeback of the dirty pages (and drops clean ones, which
-        // a file just written has none of). A refusal only costs speed: fsync still follows.
+        // POSIX_FADV_DONTNEED starts writing the dirty pages back without waiting for them. A
+        // refusal only costs time: the fsync follows anyway.
         let _ = fadvise(&file, 0, None, Advice::DontNeed);
-        self.files.push((path.to_path_buf(), file));
-        if self.files.len() >= BATCH {
-            self.flush()?;
-        }
-        Ok(())
+        self.send(path, file)
     }
 
-    /// Fsyncs every pending file.
-    pub(super) fn flush(&mut self) -> Result<(), SnapshotError> {
-        for (path, file) in self.files.drain(..) {
-            file.sync_all().map_err(|e| io_err(&path, e))?;
+    /// Queues a directory for fsync.
+    pub(super) fn push_dir(&mut self, dir: &Path) -> Result<(), SnapshotError> {
+        let file = File::open(dir).map_err(|e| io_err(dir, e))?;
+        self.send(dir, file)
+    }
+
+    fn send(&mut self, path: &Path, file: File) -> Result<(), SnapshotError> {
+        let queue = match &self.queue {
+            Some(queue) => queue,
+            None => self.start(),
+        };
+        // The threads only stop once the queue is closed, so this fails only if one panicked.
+        queue
+            .send((path.to_path_buf(), file))
+            .map_err(|_| io_err(path, std::io::Error::other("the fsync threads stopped")))
+    }
+
+    /// Waits until everything queued is fsynced; the first failure, if any.
+    pub(super) fn finish(mut self) -> Result<(), SnapshotError> {
+        self.stop();
+        let failed = self.failed.lock().unwrap_or_else(|p| p.into_inner()).take();
+        failed.map_or(Ok(()), Err)
+    }
+
+    fn start(&mut self) -> &SyncSender<(PathBuf, File)> {
+        let (tx, rx) = mpsc::sync_channel(QUEUE);
+        let rx = Arc::new(Mutex::new(rx));
+        for _ in 0..THREADS {
+            let (rx, failed) = (rx.clone(), self.failed.clone());
+            self.threads
+                .push(std::thread::spawn(move || fsync_all(&rx, &failed)));
         }
-        Ok(())
+        self.queue.insert(tx)
+    }
+
+    fn stop(&mut self) {
+        self.queue = None;
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
     }
 }
 
-/// Fsyncs a directory, making its entries durable.
-pub(super) fn sync_dir(dir: &Path) -> Result<(), SnapshotError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io_err(dir, e))
+impl Drop for Syncer {
+    /// A failed restore still waits for its threads: none outlives the restore.
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// One thread's loop: fsync what comes until the queue closes; keep the first error.
+fn fsync_all(queue: &Mutex<Receiver<(PathBuf, File)>>, failed: &Mutex<Option<SnapshotError>>) {
+    loop {
+        let next = queue.lock().unwrap_or_else(|p| p.into_inner()).recv();
+        let Ok((path, file)) = next else {
+            return;
+        };
+        if let Err(e) = file.sync_all() {
+            failed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert(io_err(&path, e));
+        }
+    }
 }

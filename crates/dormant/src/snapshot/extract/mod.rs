@@ -22,7 +22,7 @@ use tar::EntryType;
 mod durable;
 mod place;
 
-use durable::Pending;
+use durable::Syncer;
 use place::components;
 
 use super::format::{self, Manifest, Pax, Xattr, WHITEOUT_PREFIX};
@@ -49,7 +49,7 @@ pub(super) fn run(
         known: HashSet::new(),
         above_targets: Vec::new(),
         dirs: Vec::new(),
-        pending: Pending::default(),
+        syncer: Syncer::new(),
         stats: RestoreStats::default(),
         meter: Meter::new(progress, Watch::default()),
         buf: vec![0; 1 << 20],
@@ -119,8 +119,8 @@ struct Extract<'a, 'p> {
     above_targets: Vec<PathBuf>,
     /// Directory metadata to apply at the end, in creation order.
     dirs: Vec<(PathBuf, Meta, Vec<Xattr>)>,
-    /// Files written, to be fsynced.
-    pending: Pending,
+    /// Fsyncs what was written.
+    syncer: Syncer,
     stats: RestoreStats,
     meter: Meter<'p>,
     buf: Vec<u8>,
@@ -304,7 +304,7 @@ impl Extract<'_, '_> {
                 let t = UNIX_EPOCH + Duration::from_secs(meta.mtime);
                 file.set_times(FileTimes::new().set_accessed(t).set_modified(t))
                     .map_err(io)?;
-                self.pending.push(&at, file)?;
+                self.syncer.push(&at, file)?;
             }
             EntryType::Directory => {
                 if !self.clear(&at, true, path)? {
@@ -439,10 +439,10 @@ impl Extract<'_, '_> {
         for (dir, meta, xattrs) in self.dirs.iter().rev() {
             set_meta(dir, meta, xattrs, true)?;
         }
-        self.pending.flush()?;
         for dir in self.known.iter().chain(&self.above_targets) {
-            durable::sync_dir(dir)?;
+            self.syncer.push_dir(dir)?;
         }
+        self.syncer.finish()?;
         self.meter.finish();
         Ok(self.stats)
     }
