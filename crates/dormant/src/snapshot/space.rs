@@ -135,3 +135,31 @@ pub(super) fn human(bytes: u64) -> String {
     }
     format!("{bytes} bytes")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_watch_asks_every_64_mib_and_refuses_past_the_reserve() {
+        let dir = std::env::temp_dir();
+        let free = available(&dir).unwrap();
+        let mut watch = Watch::new(vec![dir.clone()], free + (1 << 40));
+        watch.wrote(CHECK_EVERY - 1).unwrap();
+        match watch.wrote(1) {
+            Err(SnapshotError::NoSpace { path, needed, .. }) => {
+                assert_eq!((path, needed), (dir.clone(), free + (1 << 40)));
+            }
+            other => panic!("expected NoSpace, got {other:?}"),
+        }
+        let mut roomy = Watch::new(vec![dir], 0);
+        roomy.wrote(3 * CHECK_EVERY).unwrap();
+    }
+
+    #[test]
+    fn sizes_read_like_people_write_them() {
+        assert_eq!(human(512), "512 bytes");
+        assert_eq!(human(3 << 29), "1.5 GiB");
+        assert_eq!(human(2 << 40), "2.0 TiB");
+    }
+}
