@@ -186,6 +186,12 @@ pub struct ServeConfig {
     )]
     pub network: String,
 
+    /// Disk space an archive or a restore must leave free on each filesystem
+    /// it writes to (the snapshot dir's; Docker's): one that would leave less
+    /// is refused before it writes anything. `0` turns the check off.
+    #[arg(long, env = "DORMANT_MIN_FREE_DISK", default_value = "2g", value_parser = parse_disk_size, value_name = "SIZE")]
+    pub min_free_disk: u64,
+
     /// How long shutdown waits for in-flight requests.
     #[arg(long, env = "DORMANT_DRAIN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub drain_timeout: Duration,
@@ -211,6 +217,14 @@ fn parse_log_size(text: &str) -> Result<u64, String> {
         return Err(format!("`{text}` must be between 1k and 1g"));
     }
     Ok(bytes)
+}
+
+/// A size like `--default-memory`'s, or `0`.
+fn parse_disk_size(text: &str) -> Result<u64, String> {
+    if text.trim() == "0" {
+        return Ok(0);
+    }
+    parse_memory(text)
 }
 
 /// Reads the `--config` file (named in `args` or `DORMANT_CONFIG`) and
@@ -314,6 +328,9 @@ mod tests {
         assert_eq!(c.docker_timeout, Duration::from_secs(60));
         assert_eq!(c.max_running, None);
         assert_eq!(c.wake_timeout, Duration::from_secs(60));
+        assert_eq!(c.min_free_disk, 2 << 30);
+        let min = Cli::try_parse_from(["dormant", "--min-free-disk", "0"]).unwrap();
+        assert_eq!(min.config.min_free_disk, 0);
         assert_eq!(c.pids_limit, 1024);
         assert!(c.allowed_capabilities.is_empty());
         assert_eq!(c.log_max_size, 10 << 20);

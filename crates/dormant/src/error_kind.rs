@@ -44,6 +44,8 @@ pub enum ErrorKind {
     NoRoom,
     /// Writing or reading a snapshot failed.
     SnapshotFailed,
+    /// Not enough free disk for a snapshot or a restore.
+    NoSpace,
     /// The store (SQLite) failed.
     StoreFailed,
     /// The running container did not answer the proxied request.
@@ -64,7 +66,7 @@ impl ErrorKind {
             Self::DockerFailed | Self::NotReady | Self::WakeFailed | Self::UpstreamFailed => {
                 StatusCode::BAD_GATEWAY
             }
-            Self::BackingOff | Self::NoRoom | Self::DockerUnavailable => {
+            Self::BackingOff | Self::NoRoom | Self::NoSpace | Self::DockerUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Self::TimedOut => StatusCode::GATEWAY_TIMEOUT,
@@ -95,6 +97,7 @@ impl ErrorKind {
             Self::TimedOut => "wake_timed_out",
             Self::NoRoom => "no_room",
             Self::SnapshotFailed => "snapshot_failed",
+            Self::NoSpace => "no_space",
             Self::StoreFailed => "store_failed",
             Self::UpstreamFailed => "upstream_failed",
         }

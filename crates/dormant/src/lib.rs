@@ -14,6 +14,7 @@
 //! - [`error_kind`]: one mapping from what went wrong to an HTTP status.
 //! - [`runtime`]: the container engine as a small trait; Docker via bollard.
 //! - [`store`]: SQLite, the durable truth about what should exist.
+//! - [`data_dir`]: the data dir on disk, private to dormant.
 //! - [`domain`]: the vocabulary: states, labels, the container record.
 //! - [`config`], [`cli`]: the command line and `dormant serve`'s settings.
 //! - [`demo_image`]: builds the demo workload into a local image.
@@ -23,6 +24,7 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod data_dir;
 pub mod demo_image;
 pub mod domain;
 pub mod error_kind;

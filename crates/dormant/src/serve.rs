@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::api::{self, ApiState, CreateDefaults};
 use crate::config::{ServeConfig, UpstreamMode};
+use crate::data_dir;
 use crate::domain::LABEL_MANAGED;
 use crate::lifecycle::{
     check_archive_support, host_memory_bytes, ArchiveSupport, Lifecycle, LifecycleConfig, Limits,
@@ -85,15 +86,14 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let data_dir = &config.data_dir;
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("cannot create the data dir {}", data_dir.display()))?;
+    data_dir::prepare(data_dir)?;
     let admin_token = admin_token(data_dir)?;
     let node = node_id(data_dir)?;
     let store_path = data_dir.join("dormant.db");
     let store = Store::open(&store_path)
         .with_context(|| format!("cannot open the store {}", store_path.display()))?;
     let snapshot_dir = data_dir.join("snapshots");
-    std::fs::create_dir_all(&snapshot_dir)
+    data_dir::create_private_dir(&snapshot_dir)
         .with_context(|| format!("cannot create the snapshot dir {}", snapshot_dir.display()))?;
     let archive_support = check_archive_support(runtime.as_ref()).await;
     match &archive_support {
@@ -227,6 +227,7 @@ fn lifecycle_config(
         sweep_interval: SWEEP_INTERVAL,
         default_archive_after: config.archive_after,
         snapshot_dir,
+        min_free_disk: config.min_free_disk,
         limits,
     }
 }
@@ -272,7 +273,7 @@ fn node_id(data_dir: &Path) -> anyhow::Result<String> {
         Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
     }
     let id = token::random_hex(6);
-    std::fs::write(&path, format!("{id}\n"))
+    data_dir::write_private(&path, format!("{id}\n").as_bytes())
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(id)
 }

@@ -1,7 +1,5 @@
 //! Secrets and random names: the admin token and random identifiers.
 
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// `len` random bytes as lowercase hex, from the OS's secure generator.
@@ -32,11 +30,8 @@ pub fn load_or_create_admin_token(
     }
     let path = data_dir.join(ADMIN_TOKEN_FILE);
     match std::fs::read_to_string(&path) {
+        // Its mode was made private with the rest of the data dir (`data_dir::prepare`).
         Ok(token) if !token.trim().is_empty() => {
-            let mode = std::fs::metadata(&path)?.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
-                tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "admin token file is readable by others; chmod 600 it");
-            }
             return Ok((token.trim().to_owned(), TokenSource::File(path)));
         }
         Ok(_) => {}
@@ -44,15 +39,8 @@ pub fn load_or_create_admin_token(
         Err(e) => anyhow::bail!("cannot read the admin token at {}: {e}", path.display()),
     }
     let token = random_hex(24);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&path)
+    crate::data_dir::write_private(&path, format!("{token}\n").as_bytes())
         .map_err(|e| anyhow::anyhow!("cannot write the admin token to {}: {e}", path.display()))?;
-    writeln!(file, "{token}")?;
-    file.sync_all()?;
     Ok((token, TokenSource::Generated(path)))
 }
 
@@ -67,6 +55,7 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn generated_token_is_kept_private_and_reused() {

@@ -149,15 +149,18 @@ async fn write_and_remove(
     let written = {
         let route = (*owner).clone();
         let path = path.clone();
+        let options = snapshot::Options {
+            min_free_disk: ctx.config.min_free_disk,
+        };
         route.set_progress(0);
         tokio::task::spawn_blocking(move || {
-            snapshot::write(&trees, &path, &|bytes| route.set_progress(bytes))
+            snapshot::write(&trees, &path, &options, &|bytes| route.set_progress(bytes))
         })
         .await
     };
     let info = match written {
         Ok(Ok(info)) => info,
-        Ok(Err(e)) => return Err(snapshot_error(name, e.to_string())),
+        Ok(Err(e)) => return Err(LifecycleError::from_snapshot(name, e)),
         Err(e) => {
             return Err(snapshot_error(
                 name,

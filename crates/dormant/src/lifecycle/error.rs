@@ -1,6 +1,10 @@
 //! Why a lifecycle operation failed, with what a person needs to act on it.
 
 use crate::error_kind::ErrorKind;
+use crate::snapshot::SnapshotError;
+
+/// When a request refused for lack of disk is worth trying again.
+pub const NO_SPACE_RETRY: std::time::Duration = std::time::Duration::from_secs(60);
 use crate::proxy::waker::WakeError;
 use crate::runtime::RuntimeError;
 use crate::store::StoreError;
@@ -36,6 +40,10 @@ pub enum LifecycleError {
     Conflict(String),
     #[error("container `{name}`: snapshot: {reason}")]
     Snapshot { name: String, reason: String },
+    /// Not enough free disk to write a snapshot or restore one; nothing
+    /// was written or deleted.
+    #[error("container `{name}`: {reason}")]
+    NoSpace { name: String, reason: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -63,6 +71,7 @@ impl LifecycleError {
             Self::ArchiveUnsupported(_) => ErrorKind::ArchiveUnsupported,
             Self::Conflict(_) => ErrorKind::Conflict,
             Self::Snapshot { .. } => ErrorKind::SnapshotFailed,
+            Self::NoSpace { .. } => ErrorKind::NoSpace,
             Self::Store(_) => ErrorKind::StoreFailed,
         }
     }
@@ -71,7 +80,29 @@ impl LifecycleError {
     pub fn retry_after(&self) -> Option<std::time::Duration> {
         match self {
             Self::Wake { error, .. } => error.retry_after,
+            Self::NoSpace { .. } => Some(NO_SPACE_RETRY),
             _ => None,
+        }
+    }
+
+    /// A snapshot's failure for container `name`; running out of disk is
+    /// its own kind (503), told without the host's paths.
+    pub fn from_snapshot(name: &str, error: SnapshotError) -> Self {
+        match error {
+            SnapshotError::NoSpace {
+                needed, available, ..
+            } => Self::NoSpace {
+                name: name.to_owned(),
+                reason: format!(
+                    "not enough free disk on this host ({} available, {} needed with --min-free-disk); nothing was changed",
+                    gib(available),
+                    gib(needed)
+                ),
+            },
+            other => Self::Snapshot {
+                name: name.to_owned(),
+                reason: other.to_string(),
+            },
         }
     }
 
@@ -81,4 +112,8 @@ impl LifecycleError {
             source,
         }
     }
+}
+
+fn gib(bytes: u64) -> String {
+    format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
 }

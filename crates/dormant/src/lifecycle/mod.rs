@@ -79,6 +79,9 @@ pub struct LifecycleConfig {
     pub default_archive_after: Duration,
     /// Where snapshots are kept.
     pub snapshot_dir: std::path::PathBuf,
+    /// Bytes an archive or a restore must leave free on the filesystems it
+    /// writes to (`--min-free-disk`).
+    pub min_free_disk: u64,
     /// How much may run at once.
     pub limits: Limits,
 }

@@ -93,9 +93,14 @@ async fn fill_new_container(
         let route = (*owner).clone();
         let path = path.to_owned();
         let sha256 = sha256.to_owned();
+        let options = snapshot::Options {
+            min_free_disk: ctx.config.min_free_disk,
+        };
         route.set_progress(0);
         tokio::task::spawn_blocking(move || {
-            snapshot::restore(&path, &sha256, &trees, &|bytes| route.set_progress(bytes))
+            snapshot::restore(&path, &sha256, &trees, &options, &|bytes| {
+                route.set_progress(bytes)
+            })
         })
         .await
     };
@@ -104,10 +109,7 @@ async fn fill_new_container(
             fault::point("restore-after-write");
             Ok(id)
         }
-        Ok(Err(e)) => Err(LifecycleError::Snapshot {
-            name: name.to_owned(),
-            reason: e.to_string(),
-        }),
+        Ok(Err(e)) => Err(LifecycleError::from_snapshot(name, e)),
         Err(e) => Err(LifecycleError::Snapshot {
             name: name.to_owned(),
             reason: format!("the restore task failed: {e}"),

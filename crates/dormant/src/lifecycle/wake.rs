@@ -108,8 +108,18 @@ async fn run(ctx: &Context, owner: &Owner) -> WakeOutcome {
         if let Err(error) = capacity::admit(ctx, name, record.spec.memory_bytes, deadline).await {
             return Err(no_room(ctx, owner, error).await);
         }
-        if let Err(e) = restore::run(ctx, owner).await {
-            return Err(fail(ctx, owner, e.to_string()).await);
+        match restore::run(ctx, owner).await {
+            Ok(()) => {}
+            // Not the container's fault: it stays archived, nothing lost.
+            Err(LifecycleError::NoSpace { reason, .. }) => {
+                let error = WakeError {
+                    kind: WakeErrorKind::NoSpace,
+                    reason,
+                    retry_after: Some(super::error::NO_SPACE_RETRY),
+                };
+                return Err(no_room(ctx, owner, error).await);
+            }
+            Err(e) => return Err(fail(ctx, owner, e.to_string()).await),
         }
     }
     let starting = RouteStatus::not_serving(ContainerState::Starting, None);
@@ -176,8 +186,8 @@ async fn woke(ctx: &Context, owner: &Owner, upstream: SocketAddr, started: Insta
     tracing::info!(container = %name, took_ms = took.as_millis() as u64, %upstream, "woke");
 }
 
-/// No room could be made in time: not a failure of the container. It goes
-/// back to how it slept, and the waiters get 503 with `Retry-After`.
+/// No room (or no disk) could be had: not a failure of the container. It
+/// goes back to how it slept, and the waiters get 503 with `Retry-After`.
 async fn no_room(ctx: &Context, owner: &Owner, error: WakeError) -> WakeError {
     let record = owner.record();
     let state = if record.docker_id.is_none() && record.snapshot.is_some() {

@@ -32,6 +32,8 @@ pub enum WakeErrorKind {
     Deleted,
     /// No room to start it under the capacity limits.
     NoRoom,
+    /// Not enough free disk to restore it.
+    NoSpace,
 }
 
 impl WakeErrorKind {
@@ -42,6 +44,7 @@ impl WakeErrorKind {
             Self::TimedOut => ErrorKind::TimedOut,
             Self::Deleted => ErrorKind::NotFound,
             Self::NoRoom => ErrorKind::NoRoom,
+            Self::NoSpace => ErrorKind::NoSpace,
         }
     }
 }

@@ -1,18 +1,19 @@
 //! Capture: walks one tree (never following symlinks, parents before children, in byte order)
 //! and appends its entries to the snapshot's tar stream, translating overlay markers into the
-//! OCI layer conventions.
+//! OCI layer conventions. A file with holes is stored as its data segments only (`sparse`).
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::{self, File, Metadata};
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use tar::EntryType;
 
 use super::format::{self, Head, Meta, Xattr, OPAQUE_MARKER, OPAQUE_XATTRS, WHITEOUT_PREFIX};
+use super::sparse::{self, Segment};
 use super::stream::Meter;
 use super::{fsops, io_err, SnapshotError, Tree, TreeKind};
 
@@ -186,27 +187,40 @@ impl<W: Write> Capture<'_, '_, W> {
     ) -> Result<(), SnapshotError> {
         let file = fsops::open_nofollow(path).map_err(|e| io_err(path, e))?;
         let size = file.metadata().map_err(|e| io_err(path, e))?.len();
+        let segments = sparse::data_segments(&file, size).map_err(|e| io_err(path, e))?;
+        let data: u64 = segments.iter().map(|s| s.len).sum();
+        let (map, segments, sparse) = if data < size {
+            (sparse::encode_map(&segments, size), segments, Some(size))
+        } else {
+            (Vec::new(), sparse::whole(size), None)
+        };
         let head = Head {
             kind: EntryType::Regular,
             path: tar_path,
             link: None,
             meta,
             xattrs,
+            sparse,
         };
+        let stored: u64 = segments.iter().map(|s| s.len).sum();
+        let entry_size = map.len() as u64 + stored;
         let mut failed = None;
         let source = Source {
+            map: io::Cursor::new(map),
             file,
-            left: size,
+            path,
+            segments: &segments,
+            done: 0,
             meter: &mut *self.meter,
             failed: &mut failed,
         };
-        let result = format::append(&mut self.out, &head, size, source);
+        let result = format::append(&mut self.out, &head, entry_size, source);
         match (result, failed) {
             (Ok(()), _) => {
                 self.entries += 1;
                 Ok(())
             }
-            (Err(_), Some(read_error)) => Err(io_err(path, read_error)),
+            (Err(_), Some(source_error)) => Err(source_error),
             (Err(e), None) => Err(io_err(&self.dest, e)),
         }
     }
@@ -245,6 +259,7 @@ impl<W: Write> Capture<'_, '_, W> {
             link,
             meta,
             xattrs,
+            sparse: None,
         };
         format::append(&mut self.out, &head, 0, io::empty()).map_err(|e| io_err(&self.dest, e))?;
         self.entries += 1;
@@ -252,45 +267,67 @@ impl<W: Write> Capture<'_, '_, W> {
     }
 }
 
-/// A file's content on its way into the archive: exactly `left` bytes, counted by the meter;
-/// a failure to read it is kept apart from a failure to write the snapshot.
+/// A file's content on its way into the archive: its sparse map if it has one, then exactly
+/// its data segments, counted by the meter; a failure to read it (or a filesystem running out
+/// of room) is kept apart from a failure to write the snapshot.
 struct Source<'a, 'p> {
+    map: io::Cursor<Vec<u8>>,
     file: File,
-    left: u64,
+    path: &'a Path,
+    /// What is left to read; the first segment is read from its offset + `done`.
+    segments: &'a [Segment],
+    done: u64,
     meter: &'a mut Meter<'p>,
-    failed: &'a mut Option<io::Error>,
+    failed: &'a mut Option<SnapshotError>,
+}
+
+impl Source<'_, '_> {
+    fn read_data(&mut self, buf: &mut [u8]) -> Result<usize, SnapshotError> {
+        let n = self.map.read(buf).map_err(|e| io_err(self.path, e))?;
+        if n > 0 {
+            return Ok(n);
+        }
+        while let Some(segment) = self.segments.first() {
+            let left = segment.len - self.done;
+            if left == 0 {
+                self.segments = &self.segments[1..];
+                self.done = 0;
+                continue;
+            }
+            let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            let n = match self
+                .file
+                .read_at(&mut buf[..want], segment.offset + self.done)
+            {
+                Ok(0) => {
+                    let why = format!("the file shrank while being read ({left} bytes missing)");
+                    return Err(io_err(
+                        self.path,
+                        io::Error::new(io::ErrorKind::UnexpectedEof, why),
+                    ));
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(io_err(self.path, e)),
+            };
+            self.done += n as u64;
+            self.meter.add(n as u64)?;
+            return Ok(n);
+        }
+        Ok(0)
+    }
 }
 
 impl Read for Source<'_, '_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.left == 0 {
-            return Ok(0);
-        }
-        let want = buf
-            .len()
-            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
-        let result = match self.file.read(&mut buf[..want]) {
-            Ok(0) => Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!(
-                    "the file shrank while being read ({} bytes missing)",
-                    self.left
-                ),
-            )),
-            other => other,
-        };
-        match result {
-            Ok(n) => {
-                self.left -= n as u64;
-                self.meter.add(n as u64);
-                Ok(n)
-            }
-            Err(e) => {
-                let kind = e.kind();
-                *self.failed = Some(e);
-                Err(kind.into())
-            }
-        }
+        self.read_data(buf).map_err(|e| {
+            let kind = match &e {
+                SnapshotError::Io { source, .. } => source.kind(),
+                _ => io::ErrorKind::Other,
+            };
+            *self.failed = Some(e);
+            kind.into()
+        })
     }
 }
 

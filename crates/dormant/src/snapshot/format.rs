@@ -1,5 +1,5 @@
 //! The snapshot's on-disk vocabulary: the manifest, overlay markers, which xattrs travel, and
-//! tar headers with PAX records (written and parsed here, byte-exact).
+//! tar headers with PAX records (written and parsed here, byte-exact), sparse files' among them.
 //!
 //! We parse PAX records ourselves (the tar crate runs in raw mode) because the crate splits
 //! records at newlines, which silently mangles names and binary xattr values containing `\n`.
@@ -10,8 +10,11 @@ use serde::{Deserialize, Serialize};
 
 /// Name of the first entry of every snapshot.
 pub(super) const MANIFEST_NAME: &str = "dormant-snapshot.json";
-/// The format this code writes and the only one it reads.
-pub(super) const FORMAT_VERSION: u32 = 1;
+/// The format this code writes. Version 2 added sparse entries and the manifest's
+/// `disk_bytes`; version 1 snapshots are read as well.
+pub(super) const FORMAT_VERSION: u32 = 2;
+/// The versions this code reads.
+pub(super) const READABLE_VERSIONS: [u32; 2] = [1, 2];
 /// OCI layer convention: `d/.wh.x` says `d/x` was deleted.
 pub(super) const WHITEOUT_PREFIX: &[u8] = b".wh.";
 /// OCI layer convention: `d/.wh..wh..opq` says `d` hides its lower contents.
@@ -26,6 +29,11 @@ pub(super) const OPAQUE_XATTRS: [&str; 3] = [
     "user.overlay.opaque",
 ];
 const PAX_XATTR: &[u8] = b"SCHILY.xattr.";
+/// PAX keys of GNU tar's sparse format 1.0 (see `sparse`).
+const SPARSE_MAJOR: &[u8] = b"GNU.sparse.major";
+const SPARSE_MINOR: &[u8] = b"GNU.sparse.minor";
+const SPARSE_NAME: &[u8] = b"GNU.sparse.name";
+const SPARSE_REALSIZE: &[u8] = b"GNU.sparse.realsize";
 /// Largest manifest or PAX header we accept; ours are a few hundred bytes.
 pub(super) const MAX_META_BYTES: u64 = 1 << 20;
 
@@ -35,6 +43,10 @@ pub(super) struct Manifest {
     pub format: u32,
     pub trees: Vec<String>,
     pub created_unix_ms: u64,
+    /// Disk space each tree took when captured (its allocated blocks), in `trees`' order: what
+    /// a restore needs free. Empty in version 1.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disk_bytes: Vec<u64>,
 }
 
 /// Overlay-internal xattrs describe one driver's bookkeeping (origin, redirect, metacopy...);
@@ -70,11 +82,14 @@ pub(super) struct Head<'a> {
     pub link: Option<&'a [u8]>,
     pub meta: Meta,
     pub xattrs: &'a [Xattr],
+    /// For a sparse file: its apparent size; the content is then a sparse map and the data.
+    pub sparse: Option<u64>,
 }
 
 /// Appends one entry: a PAX header first when the path or link does not fit a plain ustar
-/// field or the entry has xattrs, then the ustar header and the content. `data` must yield
-/// exactly `size` bytes (tar pads by what it copied, so a short reader would misalign).
+/// field, the entry has xattrs or it is sparse, then the ustar header and the content. `data`
+/// must yield exactly `size` bytes (tar pads by what it copied, so a short reader would
+/// misalign). A sparse entry's real name is only in its PAX header, as GNU tar writes it.
 pub(super) fn append<W: Write>(
     out: &mut tar::Builder<W>,
     head: &Head,
@@ -82,9 +97,23 @@ pub(super) fn append<W: Write>(
     data: impl Read,
 ) -> io::Result<()> {
     let mut pax = Vec::new();
-    if !fits_ustar(head.path, 100) {
-        pax_record(&mut pax, b"path", head.path);
-    }
+    let stand_in;
+    let name = match head.sparse {
+        Some(realsize) => {
+            pax_record(&mut pax, SPARSE_MAJOR, b"1");
+            pax_record(&mut pax, SPARSE_MINOR, b"0");
+            pax_record(&mut pax, SPARSE_NAME, head.path);
+            pax_record(&mut pax, SPARSE_REALSIZE, realsize.to_string().as_bytes());
+            stand_in = super::sparse::stand_in_name(head.path);
+            &stand_in[..]
+        }
+        None => {
+            if !fits_ustar(head.path, 100) {
+                pax_record(&mut pax, b"path", head.path);
+            }
+            head.path
+        }
+    };
     if let Some(link) = head.link.filter(|l| !fits_ustar(l, 100)) {
         pax_record(&mut pax, b"linkpath", link);
     }
@@ -102,7 +131,7 @@ pub(super) fn append<W: Write>(
         out.append(&h, pax.as_slice())?;
     }
     let mut h = tar::Header::new_ustar();
-    set_bytes(&mut h.as_old_mut().name, head.path);
+    set_bytes(&mut h.as_old_mut().name, name);
     if let Some(link) = head.link {
         set_bytes(&mut h.as_old_mut().linkname, link);
     }
@@ -150,13 +179,53 @@ pub(super) struct Pax {
     pub path: Option<Vec<u8>>,
     pub linkpath: Option<Vec<u8>>,
     pub xattrs: Vec<Xattr>,
+    /// A sparse file's name and apparent size.
+    pub sparse: Option<(Vec<u8>, u64)>,
+}
+
+/// The GNU sparse records of one PAX header, as read.
+#[derive(Default)]
+struct SparseRecords {
+    major: Option<Vec<u8>>,
+    minor: Option<Vec<u8>>,
+    name: Option<Vec<u8>>,
+    realsize: Option<Vec<u8>>,
+}
+
+impl SparseRecords {
+    /// None without sparse records; else all four, version 1.0, a size a file can have.
+    fn check(self, path: &Option<Vec<u8>>) -> Result<Option<(Vec<u8>, u64)>, String> {
+        let SparseRecords {
+            major,
+            minor,
+            name,
+            realsize,
+        } = self;
+        if major.is_none() && minor.is_none() && name.is_none() && realsize.is_none() {
+            return Ok(None);
+        }
+        if major.as_deref() != Some(b"1") || minor.as_deref() != Some(b"0") {
+            return Err("a sparse entry not in GNU's PAX sparse format 1.0".into());
+        }
+        if path.is_some() {
+            return Err("a sparse entry with both a path and a sparse name".into());
+        }
+        let name = name.ok_or("a sparse entry without a name")?;
+        let realsize = realsize
+            .and_then(|v| std::str::from_utf8(&v).ok()?.parse::<u64>().ok())
+            .filter(|size| i64::try_from(*size).is_ok())
+            .ok_or("a sparse entry without a valid size")?;
+        Ok(Some((name, realsize)))
+    }
 }
 
 /// Parses PAX records by their length prefix (values may hold any byte, `\n` included).
-/// Keys we never write that would change how an entry reads (size, uid, sparse maps...) are
-/// refused, so that we and the tar crate can never disagree about the archive's layout.
+/// Keys we never write that would change how an entry reads (size, uid, sparse maps other than
+/// GNU's 1.0...) are refused, so that we and the tar crate can never disagree about the
+/// archive's layout.
 pub(super) fn parse_pax(mut data: &[u8]) -> Result<Pax, String> {
     let mut pax = Pax::default();
+    let mut sparse = SparseRecords::default();
     while !data.is_empty() {
         let space = data
             .iter()
@@ -178,6 +247,10 @@ pub(super) fn parse_pax(mut data: &[u8]) -> Result<Pax, String> {
         match key {
             b"path" => pax.path = Some(value.to_vec()),
             b"linkpath" => pax.linkpath = Some(value.to_vec()),
+            SPARSE_MAJOR => sparse.major = Some(value.to_vec()),
+            SPARSE_MINOR => sparse.minor = Some(value.to_vec()),
+            SPARSE_NAME => sparse.name = Some(value.to_vec()),
+            SPARSE_REALSIZE => sparse.realsize = Some(value.to_vec()),
             b"mtime" | b"atime" | b"ctime" | b"comment" | b"charset" | b"uname" | b"gname" => {}
             _ if key.starts_with(PAX_XATTR) => {
                 pax.xattrs
@@ -192,6 +265,7 @@ pub(super) fn parse_pax(mut data: &[u8]) -> Result<Pax, String> {
         }
         data = &data[len..];
     }
+    pax.sparse = sparse.check(&pax.path)?;
     Ok(pax)
 }
 

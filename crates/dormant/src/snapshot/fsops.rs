@@ -179,9 +179,3 @@ pub(super) fn open_nofollow(path: &Path) -> io::Result<File> {
         .custom_flags((OFlags::NOFOLLOW | OFlags::CLOEXEC).bits() as i32)
         .open(path)
 }
-
-/// Flushes the filesystem holding `dir` to disk.
-pub(super) fn syncfs(dir: &Path) -> io::Result<()> {
-    let d = File::open(dir)?;
-    Ok(rfs::syncfs(&d)?)
-}

@@ -8,18 +8,36 @@
 //! root being `<tree name>/`. Inside a tree the OCI layer conventions hold: a deleted path
 //! `d/x` is an empty file `d/.wh.x`, a directory `d` hiding its lower contents holds an empty
 //! file `d/.wh..wh..opq`. Long or non-ASCII names and xattrs (`SCHILY.xattr.<name>`) are PAX
-//! records. Hard links are tar hard-link entries naming the first path of the inode.
+//! records. Hard links are tar hard-link entries naming the first path of the inode. A file
+//! with holes is a GNU PAX sparse 1.0 entry holding only its data (see `sparse`); GNU tar reads
+//! and extracts all of it.
+//!
+//! # Disk
+//!
+//! Before writing, an archive checks that the snapshot dir's filesystem has room for the trees'
+//! allocated blocks (the most the snapshot can take) plus `min_free_disk`; a restore checks each
+//! target filesystem for the disk space its trees took when captured (recorded in the
+//! manifest) plus `min_free_disk`. Both check again every 64 MiB of content. Short of room:
+//! [`SnapshotError::NoSpace`], and nothing is kept.
 //!
 //! # Safety of restore
 //!
 //! Restore writes only beneath the target dirs, whatever the file holds: paths are checked,
 //! no existing symlink is ever followed, devices are refused. The checksum is verified over the
-//! whole file before anything is written.
+//! whole file before anything is written. Sparse maps are bounded and checked: segments in
+//! order, none overlapping, none past the file's apparent size.
+//!
+//! # Durability
+//!
+//! [`write`] returns once the snapshot is fsynced, renamed into place and its directory
+//! fsynced. [`restore`] returns once every file and directory it wrote is fsynced.
 
 mod capture;
 mod extract;
 mod format;
 mod fsops;
+mod space;
+mod sparse;
 mod stream;
 #[cfg(test)]
 mod tests;
@@ -73,6 +91,14 @@ pub struct RestoreStats {
 /// Progress callback: bytes of file content processed so far.
 pub type Progress<'a> = &'a (dyn Fn(u64) + Sync);
 
+/// Settings of a [`write`] or [`restore`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Bytes that must stay free on every filesystem written to, besides what the snapshot
+    /// needs (`--min-free-disk`).
+    pub min_free_disk: u64,
+}
+
 /// Why a snapshot could not be written or restored.
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
@@ -108,6 +134,21 @@ pub enum SnapshotError {
     Unsupported { path: PathBuf, why: String },
     #[error("invalid tree list: {0}")]
     InvalidTrees(String),
+    #[error(
+        "not enough free disk on the filesystem of {}: {} available, {} needed ({why}); \
+         free some space there or lower --min-free-disk",
+        path.display(),
+        space::human(*available),
+        space::human(*needed)
+    )]
+    NoSpace {
+        path: PathBuf,
+        /// Bytes needed, `min_free_disk` included.
+        needed: u64,
+        available: u64,
+        /// What the bytes needed are made of.
+        why: String,
+    },
 }
 
 fn io_err(path: &Path, source: io::Error) -> SnapshotError {
@@ -118,22 +159,40 @@ fn io_err(path: &Path, source: io::Error) -> SnapshotError {
 }
 
 /// Writes the trees into `final_path` atomically: to `<final_path>.tmp-<random>`,
-/// zstd-compressed tar, fsync file, rename, fsync dir. Returns size, count, checksum.
+/// zstd-compressed tar, fsync file, rename, fsync dir. Refuses with [`SnapshotError::NoSpace`],
+/// before writing anything, unless the filesystem of `final_path` has room for the trees'
+/// allocated blocks plus `options.min_free_disk`. Returns size, count, checksum.
 pub fn write(
     trees: &[Tree],
     final_path: &Path,
+    options: &Options,
     progress: Progress,
 ) -> Result<SnapshotInfo, SnapshotError> {
     check_tree_names(trees.iter().map(|t| t.name.as_str())).map_err(SnapshotError::InvalidTrees)?;
+    let dir = match final_path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut disk_bytes = Vec::with_capacity(trees.len());
+    let mut entries = 0;
+    for tree in trees {
+        let (bytes, count) = space::allocated(tree)?;
+        disk_bytes.push(bytes);
+        entries += count;
+    }
+    let estimate = space::archive_estimate(disk_bytes.iter().sum(), entries);
+    space::ensure(
+        dir,
+        estimate,
+        options.min_free_disk,
+        "the snapshot at its largest",
+    )?;
     let mut name = final_path.as_os_str().to_owned();
     name.push(format!(".tmp-{:016x}", random_u64()));
     let tmp = PathBuf::from(name);
-    let result = write_tmp(trees, &tmp, progress).and_then(|info| {
+    let watch = space::Watch::new(vec![dir.to_path_buf()], options.min_free_disk);
+    let result = write_tmp(trees, &tmp, disk_bytes, Meter::new(progress, watch)).and_then(|info| {
         fs::rename(&tmp, final_path).map_err(|e| io_err(final_path, e))?;
-        let dir = match final_path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
         File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(|e| io_err(dir, e))?;
@@ -148,7 +207,8 @@ pub fn write(
 fn write_tmp(
     trees: &[Tree],
     tmp: &Path,
-    progress: Progress,
+    disk_bytes: Vec<u64>,
+    mut meter: Meter,
 ) -> Result<SnapshotInfo, SnapshotError> {
     use std::os::unix::fs::OpenOptionsExt;
     let file = fs::OpenOptions::new()
@@ -163,7 +223,6 @@ fn write_tmp(
         bytes: 0,
     };
     let encoder = zstd::Encoder::new(hashing, 3).map_err(|e| io_err(tmp, e))?;
-    let mut meter = Meter::new(progress);
     let mut capture = capture::Capture {
         out: tar::Builder::new(encoder),
         dest: tmp.to_path_buf(),
@@ -178,6 +237,7 @@ fn write_tmp(
         format: format::FORMAT_VERSION,
         trees: trees.iter().map(|t| t.name.clone()).collect(),
         created_unix_ms,
+        disk_bytes,
     };
     let json = serde_json::to_vec(&manifest).expect("manifest serializes");
     let head = format::Head {
@@ -190,6 +250,7 @@ fn write_tmp(
             ..Default::default()
         },
         xattrs: &[],
+        sparse: None,
     };
     format::append(&mut capture.out, &head, json.len() as u64, json.as_slice())
         .map_err(|e| io_err(tmp, e))?;
@@ -220,14 +281,18 @@ fn write_tmp(
 
 /// Verifies the checksum FIRST (whole file), then restores each tree named in the snapshot into
 /// the [`Tree`] with that name. A tree in the snapshot with no matching target is an error; a
-/// target the snapshot does not name is left alone. Targets should be empty dirs (created if
-/// missing); where a path exists already, the snapshot's entry replaces it (a directory is never
-/// replaced). On success the restored data is on disk (syncfs). A failed restore leaves the
+/// target the snapshot does not name is left alone. Before anything is written, each target's
+/// filesystem must have room for the disk space its trees took when captured (for a version 1
+/// snapshot, which does not record it: the snapshot's own size) plus `options.min_free_disk`,
+/// else [`SnapshotError::NoSpace`]. Targets should be empty dirs (created if missing); where a
+/// path exists already, the snapshot's entry replaces it (a directory is never replaced). On
+/// success every file and directory written is on disk (fsynced). A failed restore leaves the
 /// targets partly written: discard them.
 pub fn restore(
     path: &Path,
     expected_sha256: &str,
     trees: &[Tree],
+    options: &Options,
     progress: Progress,
 ) -> Result<RestoreStats, SnapshotError> {
     check_tree_names(trees.iter().map(|t| t.name.as_str())).map_err(SnapshotError::InvalidTrees)?;
@@ -239,7 +304,7 @@ pub fn restore(
             actual,
         });
     }
-    extract::run(path, trees, progress)
+    extract::run(path, trees, options, progress)
 }
 
 /// Removes leftover `*.tmp-*` files in a dir (called at start-up: a crash mid-write).

@@ -1,5 +1,6 @@
 //! Byte streams around the archive: the SHA-256 of the compressed file (while writing it, and
-//! over the whole file before a restore) and the progress meter for file content.
+//! over the whole file before a restore) and the meter of file content (progress reports and
+//! free-space checks).
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -7,6 +8,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+use super::space::Watch;
 use super::{io_err, Progress, SnapshotError};
 
 pub(super) fn sha256_file(path: &Path) -> Result<String, SnapshotError> {
@@ -47,27 +49,35 @@ impl<W: Write> Write for Hashing<W> {
     }
 }
 
-/// Content bytes processed, reported to the progress callback at most once per MiB.
+/// Content bytes processed: reported to the progress callback at most once per MiB, and the
+/// free space of the filesystems written to checked as they grow.
 pub(super) struct Meter<'a> {
     progress: Progress<'a>,
+    watch: Watch,
     done: u64,
     reported: u64,
 }
 
 impl<'a> Meter<'a> {
-    pub(super) fn new(progress: Progress<'a>) -> Self {
+    pub(super) fn new(progress: Progress<'a>, watch: Watch) -> Self {
         Meter {
             progress,
+            watch,
             done: 0,
             reported: 0,
         }
     }
-    pub(super) fn add(&mut self, n: u64) {
+    /// Checks these filesystems from now on.
+    pub(super) fn watch(&mut self, watch: Watch) {
+        self.watch = watch;
+    }
+    pub(super) fn add(&mut self, n: u64) -> Result<(), SnapshotError> {
         self.done += n;
         if self.done - self.reported >= 1 << 20 {
             self.reported = self.done;
             (self.progress)(self.done);
         }
+        self.watch.wrote(n)
     }
     pub(super) fn finish(&mut self) {
         if self.done != self.reported {

@@ -23,6 +23,11 @@ pub enum StoreError {
     Corrupt { name: String, detail: String },
     #[error("store task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+    #[error("cannot create the database {}: {source}", path.display())]
+    Create {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// One transition's change of a row; `None` fields stay as they are.
@@ -46,13 +51,30 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating if needed) the database at `path` and migrates it.
+    /// Opens (creating if needed) the database at `path` and migrates it. A
+    /// new database is created 0600 (it holds containers' env, i.e. users'
+    /// secrets); SQLite gives its `-wal` and `-shm` files the same mode.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(|source| StoreError::Create {
+                path: path.to_path_buf(),
+                source,
+            })?;
         let mut conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        // WAL + NORMAL is durable across process crashes (SIGKILL), which is
-        // what we promise; only a power loss may drop the last transactions.
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // FULL: every commit is on disk before it returns, power loss
+        // included (NORMAL in WAL mode may lose the last commits then). A
+        // transition that deletes data (a container once its snapshot is
+        // recorded, a snapshot once its restore is committed) relies on the
+        // commit before it; the store's writes are few and batched, so the
+        // extra fsync per commit costs little.
+        conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         migrations::migrate(&mut conn)?;
         Ok(Self {
@@ -335,6 +357,26 @@ mod tests {
             .map(|r| r.name)
             .collect();
         assert_eq!(names, ["a"]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_database_is_private_and_fully_synchronous() {
+        use std::os::unix::fs::PermissionsExt;
+        let (store, dir) = temp_store();
+        store.insert_all(vec![record("a")]).await.unwrap();
+        for name in ["dormant.db", "dormant.db-wal", "dormant.db-shm"] {
+            let mode = std::fs::metadata(dir.join(name))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{name}");
+        }
+        let synchronous: i64 = store
+            .with(|conn| Ok(conn.pragma_query_value(None, "synchronous", |row| row.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(synchronous, 2, "FULL");
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -144,3 +144,24 @@ async fn a_request_arriving_during_an_archive_is_served_with_the_users_files() {
     assert_eq!(h.assert_settled("a").await, Running);
     assert_eq!(h.read_file("a", "data/db").as_deref(), Some("rows"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_archive_short_of_disk_is_refused_and_stays_asleep() {
+    let h = Harness::with(Options {
+        min_free_disk: u64::MAX / 4,
+        ..Options::default()
+    })
+    .await;
+    if !h.can_archive() {
+        return;
+    }
+    h.asleep("a").await;
+    h.write_file("a", "data/db", "rows");
+    let err = h.lifecycle().archive("a").await.unwrap_err();
+    assert!(matches!(err, LifecycleError::NoSpace { .. }), "{err}");
+    assert!(err.to_string().contains("free disk"), "{err}");
+    assert_eq!(h.assert_settled("a").await, Asleep);
+    assert!(h.snapshot_files().is_empty(), "nothing written");
+    h.served("a").await;
+    assert_eq!(h.read_file("a", "data/db").as_deref(), Some("rows"));
+}

@@ -48,6 +48,9 @@ pub struct Options {
     /// The store in a file, so that `fail_store` can reach it from a second
     /// connection; in memory otherwise.
     pub store_faults: bool,
+    /// `--min-free-disk`: past any real disk's size, every snapshot write
+    /// and restore is refused for lack of space.
+    pub min_free_disk: u64,
 }
 
 impl Default for Options {
@@ -56,6 +59,7 @@ impl Default for Options {
             max_running: None,
             memory_budget: u64::MAX,
             store_faults: false,
+            min_free_disk: 0,
         }
     }
 }
@@ -342,6 +346,11 @@ impl Harness {
         std::thread::sleep(Duration::from_millis(3));
     }
 
+    /// Changes a setting for the next `restart`.
+    pub fn set_options(&mut self, change: impl FnOnce(&mut Options)) {
+        change(&mut self.options);
+    }
+
     /// dormant stops (its background tasks end) and starts again on the
     /// same store, Docker and data dir, then reconciles.
     pub async fn restart(&mut self) -> Result<(), LifecycleError> {
@@ -394,6 +403,7 @@ fn boot(
         sweep_interval: SWEEP_INTERVAL,
         default_archive_after: Duration::from_secs(24 * 3600),
         snapshot_dir: dir.join("snapshots"),
+        min_free_disk: options.min_free_disk,
         limits: Limits {
             max_running: options.max_running,
             memory_budget: options.memory_budget,

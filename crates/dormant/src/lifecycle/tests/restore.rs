@@ -116,3 +116,23 @@ async fn a_failed_restore_with_a_failed_clean_up_never_loses_the_snapshot() {
     h.served("a").await;
     assert_eq!(h.read_file("a", "data/x").as_deref(), Some("precious"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_restore_short_of_disk_answers_503_and_stays_archived() {
+    let mut h = Harness::new().await;
+    if h.archived("a", &[("data/db", "rows")]).await.is_none() {
+        return;
+    }
+    h.set_options(|o| o.min_free_disk = u64::MAX / 4);
+    h.restart().await.unwrap();
+    let err = h.request("a").await.unwrap_err();
+    assert_eq!(err.kind, WakeErrorKind::NoSpace, "{err:?}");
+    assert!(err.retry_after.is_some(), "503 with Retry-After");
+    assert!(!err.reason.contains('/'), "no host paths: {}", err.reason);
+    assert_eq!(h.assert_settled("a").await, Archived);
+    assert_eq!(h.snapshot_files().len(), 1, "the snapshot is kept");
+    h.set_options(|o| o.min_free_disk = 0);
+    h.restart().await.unwrap();
+    h.served("a").await;
+    assert_eq!(h.read_file("a", "data/db").as_deref(), Some("rows"));
+}

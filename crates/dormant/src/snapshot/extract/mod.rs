@@ -5,41 +5,54 @@
 //! is lstat-ed and must be a real directory (a hostile `a -> /etc` then `a/passwd` stops here),
 //! and leaves are created with create-new semantics that never follow a symlink. Directory
 //! metadata is applied last, deepest first, so creating children does not bump their mtimes.
+//! A sparse entry's file gets its apparent size first, then its data segments at their
+//! offsets, so its holes stay holes and nothing lands past its end.
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
-use std::fs::{self, DirBuilder, File, FileTimes, Permissions};
+use std::fs::{DirBuilder, File, FileTimes, Permissions};
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
 use tar::EntryType;
 
+mod durable;
+mod manifest;
 mod place;
 
+use durable::Syncer;
 use place::components;
 
-use super::format::{self, Manifest, Pax, Xattr, WHITEOUT_PREFIX};
+use super::format::{self, Pax, Xattr, WHITEOUT_PREFIX};
+use super::space::Watch;
+use super::sparse;
 use super::stream::Meter;
-use super::{fsops, io_err, Progress, RestoreStats, SnapshotError, Tree, TreeKind};
+use super::{fsops, io_err, Options, Progress, RestoreStats, SnapshotError, Tree, TreeKind};
 
 /// Restores the (already verified) snapshot at `snapshot` into `targets`.
 pub(super) fn run(
     snapshot: &Path,
     targets: &[Tree],
+    options: &Options,
     progress: Progress,
 ) -> Result<RestoreStats, SnapshotError> {
     let file = File::open(snapshot).map_err(|e| io_err(snapshot, e))?;
+    let snapshot_bytes = file.metadata().map_err(|e| io_err(snapshot, e))?.len();
     let mut x = Extract {
         snapshot,
+        snapshot_bytes,
         targets,
+        min_free_disk: options.min_free_disk,
         trees: Vec::new(),
         known: HashSet::new(),
+        above_targets: Vec::new(),
         dirs: Vec::new(),
+        syncer: Syncer::new(),
         stats: RestoreStats::default(),
-        meter: Meter::new(progress),
+        meter: Meter::new(progress, Watch::default()),
         buf: vec![0; 1 << 20],
     };
     let decoder = zstd::Decoder::new(file).map_err(|e| x.corrupt(e))?;
@@ -60,9 +73,9 @@ pub(super) fn run(
             continue;
         }
         let ext = pax.take().unwrap_or_default();
-        let path = match &ext.path {
-            Some(p) => p.clone(),
-            None => entry.header().path_bytes().into_owned(),
+        let path = match (&ext.sparse, &ext.path) {
+            (Some((name, _)), _) | (None, Some(name)) => name.clone(),
+            (None, None) => entry.header().path_bytes().into_owned(),
         };
         if manifest_seen {
             x.entry(&mut entry, ext, &path)?;
@@ -95,12 +108,20 @@ struct Meta {
 
 struct Extract<'a, 'p> {
     snapshot: &'a Path,
+    /// Size of the snapshot file: a version 1 snapshot's stand-in for the disk it needs.
+    snapshot_bytes: u64,
     targets: &'a [Tree],
+    min_free_disk: u64,
     trees: Vec<Target>,
     /// Directories verified (lstat: a real directory) or created by us; never replaced later.
+    /// Each gained an entry, so each is fsynced at the end.
     known: HashSet<PathBuf>,
+    /// Directories above the targets that gained an entry (a target or a parent we created).
+    above_targets: Vec<PathBuf>,
     /// Directory metadata to apply at the end, in creation order.
     dirs: Vec<(PathBuf, Meta, Vec<Xattr>)>,
+    /// Fsyncs what was written.
+    syncer: Syncer,
     stats: RestoreStats,
     meter: Meter<'p>,
     buf: Vec<u8>,
@@ -119,70 +140,6 @@ impl Extract<'_, '_> {
         }
     }
 
-    fn manifest(
-        &mut self,
-        entry: &mut tar::Entry<impl Read>,
-        path: &[u8],
-    ) -> Result<(), SnapshotError> {
-        let header = entry.header();
-        if !header.entry_type().is_file()
-            || path != format::MANIFEST_NAME.as_bytes()
-            || entry.size() > format::MAX_META_BYTES
-        {
-            return Err(self.corrupt(format!(
-                "it does not start with {}: not a dormant snapshot",
-                format::MANIFEST_NAME
-            )));
-        }
-        let mut json = Vec::new();
-        entry.read_to_end(&mut json).map_err(|e| self.corrupt(e))?;
-        let m: Manifest = serde_json::from_slice(&json)
-            .map_err(|e| self.corrupt(format!("{}: {e}", format::MANIFEST_NAME)))?;
-        if m.format != format::FORMAT_VERSION {
-            return Err(self.corrupt(format!(
-                "format version {} (this dormant reads version {})",
-                m.format,
-                format::FORMAT_VERSION
-            )));
-        }
-        super::check_tree_names(m.trees.iter().map(String::as_str)).map_err(|e| self.corrupt(e))?;
-        // Every tree needs a target before anything is written.
-        let mut targets = Vec::new();
-        for name in &m.trees {
-            match self.targets.iter().find(|t| &t.name == name) {
-                Some(t) => targets.push(t),
-                None => {
-                    return Err(SnapshotError::NoTarget {
-                        path: self.snapshot.to_path_buf(),
-                        tree: name.clone(),
-                    })
-                }
-            }
-        }
-        for t in targets {
-            match fs::symlink_metadata(&t.dir) {
-                Ok(md) if md.is_dir() => {}
-                Ok(_) => {
-                    return Err(SnapshotError::Unsupported {
-                        path: t.dir.clone(),
-                        why: "a restore target must be a directory, not a symlink or file".into(),
-                    })
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    fs::create_dir_all(&t.dir).map_err(|e| io_err(&t.dir, e))?
-                }
-                Err(e) => return Err(io_err(&t.dir, e)),
-            }
-            self.known.insert(t.dir.clone());
-            self.trees.push(Target {
-                name: t.name.split('/').map(|c| c.as_bytes().to_vec()).collect(),
-                root: t.dir.clone(),
-                kind: t.kind,
-            });
-        }
-        Ok(())
-    }
-
     fn entry(
         &mut self,
         entry: &mut tar::Entry<impl Read>,
@@ -199,6 +156,9 @@ impl Extract<'_, '_> {
         let header = entry.header();
         let kind = header.entry_type();
         let meta = self.meta(header, path)?;
+        if pax.sparse.is_some() && kind != EntryType::Regular {
+            return Err(self.corrupt("a sparse entry that is not a regular file"));
+        }
         if let Some((n, _)) = pax
             .xattrs
             .iter()
@@ -226,7 +186,10 @@ impl Extract<'_, '_> {
             EntryType::Regular => {
                 self.clear(&at, false, path)?;
                 let file = fsops::create_new_file(&at).map_err(io)?;
-                self.content(entry, &file, &at)?;
+                match pax.sparse {
+                    Some((_, size)) => self.sparse_content(entry, &file, &at, size)?,
+                    None => self.content(entry, &file, &at)?,
+                }
                 fsops::fchown(&file, meta.uid, meta.gid).map_err(io)?;
                 file.set_permissions(Permissions::from_mode(meta.mode))
                     .map_err(io)?;
@@ -236,6 +199,7 @@ impl Extract<'_, '_> {
                 let t = UNIX_EPOCH + Duration::from_secs(meta.mtime);
                 file.set_times(FileTimes::new().set_accessed(t).set_modified(t))
                     .map_err(io)?;
+                self.syncer.push(&at, file)?;
             }
             EntryType::Directory => {
                 if !self.clear(&at, true, path)? {
@@ -291,12 +255,53 @@ impl Extract<'_, '_> {
             };
             file.write_all(&self.buf[..n]).map_err(|e| io_err(at, e))?;
             written += n as u64;
-            self.meter.add(n as u64);
+            self.meter.add(n as u64)?;
         }
         if written != entry.size() {
             return Err(self.corrupt(format!("{} is truncated", at.display())));
         }
         self.stats.content_bytes += written;
+        Ok(())
+    }
+
+    /// A sparse file: its map, checked against its apparent `size` and the entry's size, then
+    /// the apparent size, then each data segment written at its offset (never past `size`).
+    fn sparse_content(
+        &mut self,
+        entry: &mut tar::Entry<impl Read>,
+        file: &File,
+        at: &Path,
+        size: u64,
+    ) -> Result<(), SnapshotError> {
+        let bad = |why: &str| format!("{}: {why}", at.display());
+        let (segments, map_len) =
+            sparse::read_map(entry, size).map_err(|why| self.corrupt(bad(&why)))?;
+        let data = segments
+            .iter()
+            .try_fold(0u64, |sum, s| sum.checked_add(s.len))
+            .filter(|data| data.checked_add(map_len) == Some(entry.size()))
+            .ok_or_else(|| self.corrupt(bad("its sparse map does not match its size")))?;
+        file.set_len(size).map_err(|e| io_err(at, e))?;
+        for segment in segments {
+            let mut done = 0u64;
+            while done < segment.len {
+                let want = self
+                    .buf
+                    .len()
+                    .min(usize::try_from(segment.len - done).unwrap_or(usize::MAX));
+                let n = match entry.read(&mut self.buf[..want]) {
+                    Ok(0) => return Err(self.corrupt(bad("it is truncated"))),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(self.corrupt(e)),
+                };
+                file.write_all_at(&self.buf[..n], segment.offset + done)
+                    .map_err(|e| io_err(at, e))?;
+                done += n as u64;
+                self.meter.add(n as u64)?;
+            }
+        }
+        self.stats.content_bytes += data;
         Ok(())
     }
 
@@ -324,14 +329,15 @@ impl Extract<'_, '_> {
         })
     }
 
-    /// Directory metadata, deepest first; then the targets' filesystems to disk.
+    /// Directory metadata, deepest first; then every file and directory written to disk.
     fn finish(mut self) -> Result<RestoreStats, SnapshotError> {
         for (dir, meta, xattrs) in self.dirs.iter().rev() {
             set_meta(dir, meta, xattrs, true)?;
         }
-        for t in &self.trees {
-            fsops::syncfs(&t.root).map_err(|e| io_err(&t.root, e))?;
+        for dir in self.known.iter().chain(&self.above_targets) {
+            self.syncer.push_dir(dir)?;
         }
+        self.syncer.finish()?;
         self.meter.finish();
         Ok(self.stats)
     }

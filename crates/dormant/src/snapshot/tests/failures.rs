@@ -5,7 +5,7 @@ use std::fs;
 
 use super::super::{self as snapshot, SnapshotError, Tree, TreeKind};
 use super::fixture::T;
-use super::{file, no_progress, noise, TempDir};
+use super::{file, no_progress, noise, TempDir, ANY_FREE};
 
 #[test]
 fn checksum_mismatch_restores_nothing() {
@@ -18,7 +18,7 @@ fn checksum_mismatch_restores_nothing() {
         kind: TreeKind::OverlayUpper,
     }];
     let snap = tmp.path().join("s.snap");
-    let info = snapshot::write(&trees, &snap, no_progress()).unwrap();
+    let info = snapshot::write(&trees, &snap, &ANY_FREE, no_progress()).unwrap();
     let mut bytes = fs::read(&snap).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x40;
@@ -28,7 +28,8 @@ fn checksum_mismatch_restores_nothing() {
         dir: dst.clone(),
         ..trees[0].clone()
     }];
-    let err = snapshot::restore(&snap, &info.sha256, &targets, no_progress()).unwrap_err();
+    let err =
+        snapshot::restore(&snap, &info.sha256, &targets, &ANY_FREE, no_progress()).unwrap_err();
     assert!(
         matches!(err, SnapshotError::ChecksumMismatch { .. }),
         "{err}"
@@ -56,13 +57,14 @@ fn restore_needs_a_target_for_every_tree() {
         },
     ];
     let snap = tmp.path().join("s.snap");
-    let info = snapshot::write(&trees, &snap, no_progress()).unwrap();
+    let info = snapshot::write(&trees, &snap, &ANY_FREE, no_progress()).unwrap();
     let dst = tmp.path().join("dst");
     let only_root = [Tree {
         dir: dst.clone(),
         ..trees[0].clone()
     }];
-    let err = snapshot::restore(&snap, &info.sha256, &only_root, no_progress()).unwrap_err();
+    let err =
+        snapshot::restore(&snap, &info.sha256, &only_root, &ANY_FREE, no_progress()).unwrap_err();
     assert!(
         matches!(&err, SnapshotError::NoTarget { tree, .. } if tree == "volumes/0"),
         "{err}"
@@ -87,7 +89,13 @@ fn restore_needs_a_target_for_every_tree() {
                 kind: TreeKind::Plain,
             })
             .collect();
-        let err = snapshot::write(&trees, &tmp.path().join("bad.snap"), no_progress()).unwrap_err();
+        let err = snapshot::write(
+            &trees,
+            &tmp.path().join("bad.snap"),
+            &ANY_FREE,
+            no_progress(),
+        )
+        .unwrap_err();
         assert!(
             matches!(err, SnapshotError::InvalidTrees(_)),
             "{bad:?}: {err}"
@@ -113,7 +121,7 @@ fn failed_write_leaves_nothing_and_partial_files_are_removed() {
     }];
     let snap = tmp.path().join("out/s.snap");
     fs::create_dir_all(tmp.path().join("out")).unwrap();
-    let err = snapshot::write(&trees, &snap, no_progress()).unwrap_err();
+    let err = snapshot::write(&trees, &snap, &ANY_FREE, no_progress()).unwrap_err();
     assert!(matches!(err, SnapshotError::Unsupported { .. }), "{err}");
     assert_eq!(fs::read_dir(tmp.path().join("out")).unwrap().count(), 0);
     // A directory so named cannot be written into a layer either, not even in an upper dir.
@@ -124,7 +132,7 @@ fn failed_write_leaves_nothing_and_partial_files_are_removed() {
         dir: upper,
         kind: TreeKind::OverlayUpper,
     }];
-    let err = snapshot::write(&trees, &snap, no_progress()).unwrap_err();
+    let err = snapshot::write(&trees, &snap, &ANY_FREE, no_progress()).unwrap_err();
     assert!(
         err.to_string().contains("a/.wh.dir: names starting"),
         "{err}"

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use tar::{EntryType, Header};
 
 use super::super::{self as snapshot, SnapshotError, Tree, TreeKind};
-use super::{describe, no_progress, TempDir};
+use super::{describe, no_progress, TempDir, ANY_FREE};
 
 /// One tar member: kind, raw path, raw link name, content; `pax` (`key=value`) adds a PAX
 /// record first.
@@ -79,7 +79,7 @@ fn attempt(
     let members = parse_spec(&spec);
     let (snap, sha) = hostile(base, manifest, &members);
     let before = describe(base);
-    let result = snapshot::restore(&snap, &sha, &[tree(&target)], no_progress());
+    let result = snapshot::restore(&snap, &sha, &[tree(&target)], &ANY_FREE, no_progress());
     let mut after = describe(base);
     after.retain(|k, _| k != "target" && !k.starts_with("target/"));
     let mut before = before;
@@ -255,7 +255,13 @@ fn malformed_snapshots_are_corrupt() {
     let f = tmp.path().join("plain.snap");
     fs::write(&f, b"this is not a snapshot").unwrap();
     let sha = snapshot::sha256_file(&f).unwrap();
-    let err =
-        snapshot::restore(&f, &sha, &[tree(&tmp.path().join("t"))], no_progress()).unwrap_err();
+    let err = snapshot::restore(
+        &f,
+        &sha,
+        &[tree(&tmp.path().join("t"))],
+        &ANY_FREE,
+        no_progress(),
+    )
+    .unwrap_err();
     assert!(matches!(err, SnapshotError::Corrupt(_)), "{err}");
 }

@@ -5,6 +5,8 @@ mod failures;
 mod fixture;
 mod hostile;
 mod roundtrip;
+mod space;
+mod sparse;
 mod throughput;
 
 use std::collections::BTreeMap;
@@ -44,6 +46,9 @@ impl Drop for TempDir {
 pub(super) fn no_progress() -> super::Progress<'static> {
     &|_| {}
 }
+
+/// No free space kept: the tests' trees are small and the host's disk is not theirs to judge.
+pub(super) const ANY_FREE: super::Options = super::Options { min_free_disk: 0 };
 
 /// One filesystem object as the comparison sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,11 +1,12 @@
 //! Write then restore a hand-built upper dir and volume; everything must come back.
 
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::sync::Mutex;
 
 use super::super::{self as snapshot, Tree, TreeKind};
 use super::fixture::{assert_same, build_upper, build_volume, expected, T};
-use super::{describe, no_progress, noise, TempDir};
+use super::{describe, no_progress, noise, TempDir, ANY_FREE};
 
 #[test]
 fn round_trip_upper_dir_and_volume() {
@@ -31,8 +32,9 @@ fn round_trip_upper_dir_and_volume() {
     let snap = tmp.path().join("c.snap");
     let seen = Mutex::new(Vec::new());
     let record = |n| seen.lock().unwrap().push(n);
-    let info = snapshot::write(&trees, &snap, &record).unwrap();
+    let info = snapshot::write(&trees, &snap, &ANY_FREE, &record).unwrap();
     assert_eq!(info.bytes, fs::metadata(&snap).unwrap().len());
+    assert_eq!(fs::metadata(&snap).unwrap().mode() & 0o7777, 0o600);
     assert_eq!(info.sha256, snapshot::sha256_file(&snap).unwrap());
     let seen = seen.into_inner().unwrap();
     assert!(
@@ -63,8 +65,14 @@ fn round_trip_upper_dir_and_volume() {
             ..trees[1].clone()
         },
     ];
-    let stats =
-        snapshot::restore(&snap, &info.sha256.to_uppercase(), &targets, no_progress()).unwrap();
+    let stats = snapshot::restore(
+        &snap,
+        &info.sha256.to_uppercase(),
+        &targets,
+        &ANY_FREE,
+        no_progress(),
+    )
+    .unwrap();
     assert_eq!(stats.files, info.files);
     assert_eq!(stats.content_bytes, *seen.last().unwrap());
 
