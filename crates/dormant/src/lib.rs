@@ -8,6 +8,7 @@
 //! - [`api`]: the REST API under `/v1`.
 //! - [`lifecycle`]: the only place a container's state changes; one owner
 //!   per container.
+//! - [`listen`]: the open-file limit and the API's connection cap.
 //! - [`runtime`]: the container engine as a small trait; Docker via bollard.
 //! - [`store`]: SQLite, the durable truth about what should exist.
 //! - [`domain`]: the vocabulary: states, labels, the container record.
@@ -23,6 +24,7 @@ pub mod demo_image;
 pub mod domain;
 pub mod fault;
 pub mod lifecycle;
+pub mod listen;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;

@@ -16,9 +16,11 @@ use crate::domain::LABEL_MANAGED;
 use crate::lifecycle::{
     check_archive_support, host_memory_bytes, ArchiveSupport, Lifecycle, LifecycleConfig, Limits,
 };
+use crate::listen::{size_connections, CappedListener};
 use crate::metrics::Metrics;
+use crate::proxy::forwarded::TrustedProxies;
 use crate::proxy::routes::Routes;
-use crate::proxy::{self, ProxyParts};
+use crate::proxy::{self, ConnectionLimit, EdgeLimits, HoldBudget, ProxyParts};
 use crate::runtime::docker::DockerRuntime;
 use crate::runtime::limited::Limited;
 use crate::store::Store;
@@ -33,6 +35,10 @@ const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Runs dormant until `shutdown` completes, then drains and flushes.
 pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let max_connections = size_connections(
+        config.max_connections.map(|n| n.get()),
+        config.api_max_connections.get(),
+    )?;
     let data_dir = &config.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create the data dir {}", data_dir.display()))?;
@@ -146,17 +152,29 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()>) -> any
         }),
     };
 
+    let api_listener = CappedListener::new(api_listener, config.api_max_connections.get());
     let api_server =
         axum::serve(api_listener, api::router(state)).with_graceful_shutdown(stopped());
     let sweep_task = tokio::spawn(lifecycle.clone().sweep_idle_periodically(stopped()));
-    let read_ahead = usize::try_from(config.wake_buffer).unwrap_or(usize::MAX);
+    let bytes = |size: u64| usize::try_from(size).unwrap_or(usize::MAX);
     let proxy = ProxyParts {
         routes,
         waker: Arc::new(lifecycle.clone()),
         base_domain: config.base_domain.clone(),
-        read_ahead_limit: read_ahead,
+        read_ahead_limit: bytes(config.wake_buffer),
         metrics,
+        limits: EdgeLimits {
+            header_timeout: config.header_timeout,
+            idle_connection_timeout: config.idle_connection_timeout,
+            max_request_headers: config.max_request_headers.get(),
+            max_request_head: bytes(config.max_request_head),
+            upstream_timeout: config.upstream_timeout,
+            trusted_proxies: TrustedProxies::new(config.trusted_proxies.clone()),
+        },
+        connections: ConnectionLimit::new(max_connections),
+        holds: HoldBudget::new(config.max_held_requests, bytes(config.wake_buffer_total)),
     };
+    tracing::info!(max_connections, "proxy limits");
     let proxy_threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let proxy_server = proxy::serve_per_core(
         proxy,
