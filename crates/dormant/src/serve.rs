@@ -161,7 +161,8 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()>) -> any
         routes,
         waker: Arc::new(lifecycle.clone()),
         base_domain: config.base_domain.clone(),
-        read_ahead_limit: bytes(config.wake_buffer),
+        // One request never reserves more than all of them may.
+        read_ahead_limit: bytes(config.wake_buffer.min(config.wake_buffer_total)),
         metrics,
         limits: EdgeLimits {
             header_timeout: config.header_timeout,

@@ -385,7 +385,7 @@ async fn held_requests_past_the_caps_get_503_with_retry_after() {
         .filter(|(s, _)| *s == Some(503))
         .map(|(_, r)| r)
         .collect();
-    assert!(served >= 1 && served <= 8, "{served} served: {answers:?}");
+    assert!((1..=8).contains(&served), "{served} served: {answers:?}");
     assert_eq!(served + refused.len(), 30, "{answers:?}");
     for response in &refused {
         let lower = response.to_ascii_lowercase();
