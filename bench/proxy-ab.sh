@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# bench/proxy-ab.sh — is the proxy any slower? Two dormant builds side by side.
+#
+# Runs bench/run.sh's keep-alive proxy test (wrk -t2 -c64, GET / of the demo app,
+# network upstream mode) against an old and a new dormant binary and against nginx,
+# alternating in a rotating order, ROUNDS rounds, and prints the medians of req/s
+# and p99 side by side. Each dormant runs one demo container of its own (same image
+# and limits, on the same Docker network); nginx proxies to the new one's.
+#
+# Usage: bench/proxy-ab.sh OLD_DORMANT_BIN NEW_DORMANT_BIN
+# Needs: Docker; installs wrk, nginx, jq, curl from Debian's packages if missing.
+# Everything runs on loopback and on the run's own containers and network
+# (dormants 127.0.0.1:17170/17180 and 17171/17181, nginx 17182) and is torn down on
+# exit. Takes about 2.5 minutes.
+set -euo pipefail
+
+if (($# != 2)) || [[ ! -x $1 || ! -x $2 ]]; then
+  awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0" >&2
+  exit 2
+fi
+OLD_BIN=$(realpath "$1")
+NEW_BIN=$(realpath "$2")
+ROUNDS=${ROUNDS:-3}
+
+# run.sh's helpers and settings (it runs nothing when sourced).
+set --
+# shellcheck source=bench/run.sh
+source "$(dirname "${BASH_SOURCE[0]}")/run.sh"
+
+API=([old]=127.0.0.1:17170 [new]=127.0.0.1:17171)
+PROXY=([old]=17180 [new]=17181)
+NGINX=([net]=17182 [pub]=17183)
+declare -A BINS=([old]=$OLD_BIN [new]=$NEW_BIN)
+
+median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+ab_main() {
+  ensure_tools
+  docker info >/dev/null 2>&1 || die "no Docker daemon answers"
+  local port
+  for port in 17170 17171 17180 17181 17182 17183; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then die "port $port on 127.0.0.1 is in use"; fi
+  done
+  WORK=$(mktemp -d /tmp/dormant-proxy-ab.XXXXXX)
+  trap cleanup EXIT
+  trap 'exit 130' INT TERM
+  "$NEW_BIN" demo-image --tag "$IMAGE" >"$WORK/demo-image.log" 2>&1 || die "dormant demo-image"
+  local mode ip
+  for mode in old new; do
+    BIN=${BINS[$mode]}
+    start_dormant "$mode"
+    create "$mode" "$RUN-$mode"
+  done
+  ip=$(container_ip "dormant-$RUN-new")
+  [[ -n $ip ]] || die "no address for dormant-$RUN-new"
+  start_nginx "$ip:8080" "$ip:8080"
+
+  local round targets=(old new nginx) i target
+  for round in $(seq 1 "$ROUNDS"); do
+    say "round $round of $ROUNDS"
+    for i in 0 1 2; do
+      # Rotate the order each round, so no target always runs first or last.
+      target=${targets[$(((i + round) % 3))]}
+      case $target in
+        nginx) run_wrk "nginx_r$round" "http://127.0.0.1:${NGINX[net]}/" ;;
+        *) run_wrk "${target}_r$round" "http://127.0.0.1:${PROXY[$target]}/" -H "Host: $RUN-$target.localhost" ;;
+      esac
+    done
+  done
+
+  local what rps p99 errors
+  printf '\n%-28s %10s %10s %8s   %s\n' "target (median of $ROUNDS)" "req/s" "p99 ms" "errors" "rounds: req/s / p99 ms"
+  for target in old new nginx; do
+    rps=$(for r in $(seq 1 "$ROUNDS"); do echo "${R[${target}_r${r}_rps]}"; done | median)
+    p99=$(for r in $(seq 1 "$ROUNDS"); do echo "${R[${target}_r${r}_p99]}"; done | median)
+    errors=$(for r in $(seq 1 "$ROUNDS"); do echo "${R[${target}_r${r}_errors]}"; done | awk '{ s += $1 } END { print s }')
+    what=$(for r in $(seq 1 "$ROUNDS"); do printf '%s/%s ' "${R[${target}_r${r}_rps]}" "${R[${target}_r${r}_p99]}"; done)
+    R[${target}_rps]=$rps R[${target}_p99]=$p99
+    case $target in old) label="dormant old ($(basename "$OLD_BIN"))" ;; new) label="dormant new ($(basename "$NEW_BIN"))" ;; *) label=nginx ;; esac
+    printf '%-28s %10s %10s %8s   %s\n' "$label" "$rps" "$p99" "$errors" "$what"
+  done
+  printf '%-28s %10s %10s\n' "new / old" "$(calc "${R[new_rps]} / ${R[old_rps]}")" "$(calc "${R[new_p99]} / ${R[old_p99]}")"
+  printf '%-28s %10s %10s\n' "new / nginx" "$(calc "${R[new_rps]} / ${R[nginx_rps]}")" "$(calc "${R[new_p99]} / ${R[nginx_p99]}")"
+}
+
+ab_main
