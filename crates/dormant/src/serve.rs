@@ -157,6 +157,7 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()>) -> any
         axum::serve(api_listener, api::router(state)).with_graceful_shutdown(stopped());
     let sweep_task = tokio::spawn(lifecycle.clone().sweep_idle_periodically(stopped()));
     let bytes = |size: u64| usize::try_from(size).unwrap_or(usize::MAX);
+    let connections = ConnectionLimit::new(max_connections, metrics.open_connections.clone());
     let proxy = ProxyParts {
         routes,
         waker: Arc::new(lifecycle.clone()),
@@ -172,7 +173,7 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()>) -> any
             upstream_timeout: config.upstream_timeout,
             trusted_proxies: TrustedProxies::new(config.trusted_proxies.clone()),
         },
-        connections: ConnectionLimit::new(max_connections),
+        connections,
         holds: HoldBudget::new(config.max_held_requests, bytes(config.wake_buffer_total)),
     };
     tracing::info!(max_connections, "proxy limits");

@@ -436,3 +436,74 @@ async fn held_requests_past_the_caps_get_503_with_retry_after() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn streams_and_websockets_outlive_the_connection_timeouts_and_hold_their_slot() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let dormant = Dormant::start_with(&[
+        "--header-timeout",
+        "500ms",
+        "--idle-connection-timeout",
+        "500ms",
+        "--max-connections",
+        "1",
+    ]);
+    let name = unique("long");
+    dormant
+        .create(json!({"image": demo_image(), "name": name}))
+        .await;
+
+    // A response with a second between its chunks.
+    let streamed = exchange(
+        dormant.proxy,
+        format!(
+            "GET /stream?seconds=2 HTTP/1.1\r\nHost: {name}.localhost\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert_eq!(status_of(&streamed), Some(200), "{streamed}");
+    assert!(
+        body_of(&streamed).ends_with("tick 1\ndone\n"),
+        "a streaming response was cut: {streamed}"
+    );
+
+    // The slot of the streamed connection comes back once it is closed.
+    let mut socket = None;
+    for _ in 0..100 {
+        let stream = TcpStream::connect(dormant.proxy).await.unwrap();
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = format!("ws://{name}.localhost/ws")
+            .into_client_request()
+            .unwrap();
+        request
+            .headers_mut()
+            .insert("host", format!("{name}.localhost").parse().unwrap());
+        if let Ok((ws, _)) = tokio_tungstenite::client_async(request, stream).await {
+            socket = Some(ws);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut socket = socket.expect("no WebSocket through the proxy");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The tunnel holds the only connection slot.
+    let refused = exchange(
+        dormant.proxy,
+        format!("GET / HTTP/1.1\r\nHost: {name}.localhost\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert_eq!(
+        refused, "",
+        "a connection past the cap was served while a WebSocket was open"
+    );
+    socket.send(Message::text("still here")).await.unwrap();
+    let echoed = tokio::time::timeout(HANG_GUARD, socket.next())
+        .await
+        .expect("no echo")
+        .expect("the WebSocket was closed")
+        .unwrap();
+    assert_eq!(echoed, Message::text("still here"));
+}

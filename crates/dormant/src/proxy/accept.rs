@@ -11,6 +11,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
+use super::budget::ConnectionSlot;
 use super::head_timer::{HeadClock, HeadTimer, TimedIo};
 use super::Proxy;
 
@@ -62,7 +63,7 @@ impl Proxy {
                 let proxy = proxy.clone();
                 async move { proxy.handle(client_addr, trusted, req).await }
             });
-            let (io, timer) = self.timed(stream);
+            let (io, timer) = self.timed(stream, slot);
             let mut builder = builder.clone();
             let connection = builder
                 .timer(timer)
@@ -70,12 +71,8 @@ impl Proxy {
                 .with_upgrades();
             let mut stop_rx = stop_rx.clone();
             let open = open_tx.clone();
-            let open_connections = self.metrics.open_connections.clone();
-            open_connections.inc();
             tokio::spawn(async move {
                 let _open = open;
-                let _slot = slot;
-                let _counted = DecOnDrop(open_connections);
                 tokio::pin!(connection);
                 let result = tokio::select! {
                     result = connection.as_mut() => result,
@@ -118,20 +115,11 @@ impl Proxy {
 
     /// The connection's socket and the timer that bounds its heads and its
     /// idle time.
-    fn timed(&self, stream: TcpStream) -> (TimedIo<TcpStream>, HeadTimer) {
+    fn timed(&self, stream: TcpStream, slot: ConnectionSlot) -> (TimedIo<TcpStream>, HeadTimer) {
         let clock = HeadClock::new(
             self.limits.header_timeout,
             self.limits.idle_connection_timeout,
         );
-        (TimedIo::new(stream, clock.clone()), HeadTimer(clock))
-    }
-}
-
-/// Takes one off a gauge when dropped, however the task holding it ends.
-struct DecOnDrop(prometheus_client::metrics::gauge::Gauge);
-
-impl Drop for DecOnDrop {
-    fn drop(&mut self) {
-        self.0.dec();
+        (TimedIo::new(stream, clock.clone(), slot), HeadTimer(clock))
     }
 }

@@ -6,6 +6,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use prometheus_client::metrics::gauge::Gauge;
+
 /// Takes `amount` from `left` if that much is left; one compare-and-swap
 /// loop, no lock.
 fn take(left: &AtomicUsize, amount: usize) -> bool {
@@ -19,27 +21,36 @@ fn take(left: &AtomicUsize, amount: usize) -> bool {
 #[derive(Debug)]
 pub struct ConnectionLimit {
     left: AtomicUsize,
+    /// The `dormant_proxy_open_connections` gauge, kept in step.
+    open: Gauge,
 }
 
 impl ConnectionLimit {
-    pub fn new(max: usize) -> Arc<Self> {
+    pub fn new(max: usize, open: Gauge) -> Arc<Self> {
         Arc::new(Self {
             left: AtomicUsize::new(max),
+            open,
         })
     }
 
     /// A slot for one more connection, or `None` when the proxy is full.
     pub fn try_open(self: &Arc<Self>) -> Option<ConnectionSlot> {
-        take(&self.left, 1).then(|| ConnectionSlot(self.clone()))
+        if !take(&self.left, 1) {
+            return None;
+        }
+        self.open.inc();
+        Some(ConnectionSlot(self.clone()))
     }
 }
 
-/// One open connection's slot, given back when dropped.
+/// One open connection's slot, given back when dropped. It goes with the
+/// client's socket, so an upgraded connection (a WebSocket tunnel) keeps it.
 #[derive(Debug)]
 pub struct ConnectionSlot(Arc<ConnectionLimit>);
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
+        self.0.open.dec();
         self.0.left.fetch_add(1, Ordering::AcqRel);
     }
 }
@@ -113,11 +124,14 @@ mod tests {
 
     #[test]
     fn connection_slots_run_out_and_come_back() {
-        let limit = ConnectionLimit::new(2);
+        let open = Gauge::default();
+        let limit = ConnectionLimit::new(2, open.clone());
         let a = limit.try_open().unwrap();
         let _b = limit.try_open().unwrap();
         assert!(limit.try_open().is_none());
+        assert_eq!(open.get(), 2);
         drop(a);
+        assert_eq!(open.get(), 1);
         assert!(limit.try_open().is_some());
     }
 

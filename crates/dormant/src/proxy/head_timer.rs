@@ -10,6 +10,10 @@
 //! after that byte. [`TimedIo`] notes when the first byte came. While a
 //! request is in flight, a response streams or a connection is upgraded,
 //! hyper waits for no head, so nothing here can cut it.
+//!
+//! One gap, bounded: a partial head pipelined behind a request in flight
+//! arrived while no head was awaited, so it gets the idle timeout, not the
+//! header timeout.
 
 use std::future::Future;
 use std::io;
@@ -20,6 +24,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::budget::ConnectionSlot;
 // tokio's clock, not std's: it is the one the timer wheel (and a paused
 // test clock) runs on.
 use tokio::time::Instant;
@@ -153,16 +159,22 @@ impl Future for PlainSleep {
 
 impl hyper::rt::Sleep for PlainSleep {}
 
-/// A client connection's socket that tells its clock when bytes arrive.
+/// A client connection's socket: it tells its clock when bytes arrive, and
+/// holds the connection's slot until it is closed, upgraded or not.
 #[derive(Debug)]
 pub struct TimedIo<S> {
     inner: S,
     clock: Arc<HeadClock>,
+    _slot: ConnectionSlot,
 }
 
 impl<S> TimedIo<S> {
-    pub fn new(inner: S, clock: Arc<HeadClock>) -> Self {
-        Self { inner, clock }
+    pub fn new(inner: S, clock: Arc<HeadClock>, slot: ConnectionSlot) -> Self {
+        Self {
+            inner,
+            clock,
+            _slot: slot,
+        }
     }
 }
 
