@@ -199,4 +199,52 @@ mod tests {
             Some(HeaderValue::from_static("websocket"))
         );
     }
+
+    #[tokio::test]
+    async fn an_upstream_that_never_answers_gets_504_without_its_address() {
+        use super::super::budget::HoldBudget;
+        use super::super::routes::{RouteConfig, RouteStatus, Routes};
+        use crate::domain::{ContainerState, WakeStrategy};
+
+        // Accepts, reads, never answers.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let upstream = silent.local_addr().unwrap();
+        let _keep = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((stream, _)) = silent.accept().await {
+                open.push(stream);
+            }
+        });
+        let routes = Routes::new();
+        let config = RouteConfig {
+            idle_timeout: Duration::from_secs(60),
+            wake: WakeStrategy::Hold,
+            archive_after: Duration::from_secs(60),
+            memory_bytes: 1 << 20,
+        };
+        let route = routes.insert(
+            "quiet",
+            config,
+            RouteStatus::not_serving(ContainerState::Running, None),
+            0,
+        );
+        let ticket = HoldBudget::new(1, 0).try_hold(0).unwrap();
+        let req = Request::builder()
+            .uri("/slow")
+            .body(RequestBody::resumed(bytes::Bytes::new(), ticket, None))
+            .unwrap();
+        let hop = Hop {
+            name: "quiet",
+            upstream,
+            path: PathAndQuery::from_static("/slow"),
+            client: "127.0.0.1:5000".parse().unwrap(),
+            trusted: false,
+            timeout: Duration::from_millis(200),
+        };
+        let error = forward(&upstream_client(), hop, req, route.in_use())
+            .await
+            .unwrap_err();
+        assert_eq!(error.status(), StatusCode::GATEWAY_TIMEOUT, "{error:?}");
+        assert!(!error.to_string().contains("127.0.0.1"), "{error}");
+    }
 }
