@@ -6,6 +6,8 @@
 # alternating in a rotating order, ROUNDS rounds, and prints the medians of req/s
 # and p99 side by side. Each dormant runs one demo container of its own (same image
 # and limits, on the same Docker network); nginx proxies to the new one's.
+# The table also goes to bench/RESULTS-proxy-ab.md, with the command and the host's
+# load (a shared host makes single runs noisy: compare rounds, not one figure).
 #
 # Usage: bench/proxy-ab.sh OLD_DORMANT_BIN NEW_DORMANT_BIN
 # Needs: Docker; installs wrk, nginx, jq, curl from Debian's packages if missing.
@@ -55,7 +57,8 @@ ab_main() {
   [[ -n $ip ]] || die "no address for dormant-$RUN-new"
   start_nginx "$ip:8080" "$ip:8080"
 
-  local round targets=(old new nginx) i target
+  local round targets=(old new nginx) i target load_before
+  load_before=$(cut -d' ' -f1-3 /proc/loadavg)
   for round in $(seq 1 "$ROUNDS"); do
     say "round $round of $ROUNDS"
     for i in 0 1 2; do
@@ -68,19 +71,36 @@ ab_main() {
     done
   done
 
-  local what rps p99 errors
-  printf '\n%-28s %10s %10s %8s   %s\n' "target (median of $ROUNDS)" "req/s" "p99 ms" "errors" "rounds: req/s / p99 ms"
+  local what rps p99 errors label table
+  table="| target | req/s (median) | p99 ms (median) | errors | each round: req/s / p99 ms |"$'\n'"| --- | ---: | ---: | ---: | --- |"
   for target in old new nginx; do
     rps=$(for r in $(seq 1 "$ROUNDS"); do echo "${R[${target}_r${r}_rps]}"; done | median)
     p99=$(for r in $(seq 1 "$ROUNDS"); do echo "${R[${target}_r${r}_p99]}"; done | median)
     errors=$(for r in $(seq 1 "$ROUNDS"); do echo "${R[${target}_r${r}_errors]}"; done | awk '{ s += $1 } END { print s }')
-    what=$(for r in $(seq 1 "$ROUNDS"); do printf '%s/%s ' "${R[${target}_r${r}_rps]}" "${R[${target}_r${r}_p99]}"; done)
+    what=$(for r in $(seq 1 "$ROUNDS"); do printf '%s / %s, ' "${R[${target}_r${r}_rps]}" "${R[${target}_r${r}_p99]}"; done)
     R[${target}_rps]=$rps R[${target}_p99]=$p99
-    case $target in old) label="dormant old ($(basename "$OLD_BIN"))" ;; new) label="dormant new ($(basename "$NEW_BIN"))" ;; *) label=nginx ;; esac
-    printf '%-28s %10s %10s %8s   %s\n' "$label" "$rps" "$p99" "$errors" "$what"
+    case $target in
+      old) label="dormant old (\`$OLD_BIN\`)" ;;
+      new) label="dormant new (\`$NEW_BIN\`)" ;;
+      *) label="nginx → the new one's container" ;;
+    esac
+    table+=$'\n'"| $label | $rps | $p99 | $errors | ${what%, } |"
   done
-  printf '%-28s %10s %10s\n' "new / old" "$(calc "${R[new_rps]} / ${R[old_rps]}")" "$(calc "${R[new_p99]} / ${R[old_p99]}")"
-  printf '%-28s %10s %10s\n' "new / nginx" "$(calc "${R[new_rps]} / ${R[nginx_rps]}")" "$(calc "${R[new_p99]} / ${R[nginx_p99]}")"
+  table+=$'\n'"| **new / old** | $(calc "${R[new_rps]} / ${R[old_rps]}") | $(calc "${R[new_p99]} / ${R[old_p99]}") | | |"
+  table+=$'\n'"| new / nginx | $(calc "${R[new_rps]} / ${R[nginx_rps]}") | $(calc "${R[new_p99]} / ${R[nginx_p99]}") | | |"
+  cat >"$BENCH/RESULTS-proxy-ab.md" <<MD
+# Proxy A/B: old and new dormant, and nginx
+
+- Date: $(date -u '+%Y-%m-%d %H:%M UTC')
+- Command: \`bench/proxy-ab.sh $OLD_BIN $NEW_BIN\` (ROUNDS=$ROUNDS)
+- Machine: $(nproc) cores; load average $load_before before, $(cut -d' ' -f1-3 /proc/loadavg) after
+- Test: \`wrk -t2 -c64 -d${WRK_SECONDS}s --latency\` (after a ${WARMUP_SECONDS} s warm-up), \`GET /\` of the demo app, network upstream mode; the three targets in a rotating order each round
+
+$table
+MD
+  echo
+  echo "$table"
+  say "wrote ${BENCH#"$ROOT"/}/RESULTS-proxy-ab.md"
 }
 
 ab_main
