@@ -507,3 +507,22 @@ async fn streams_and_websockets_outlive_the_connection_timeouts_and_hold_their_s
         .unwrap();
     assert_eq!(echoed, Message::text("still here"));
 }
+
+#[test]
+fn a_max_connections_the_open_file_limit_cannot_hold_is_refused_at_start() {
+    let data_dir = std::env::temp_dir().join(unique("dormant-nofile"));
+    let output = common::dormant_command()
+        .args(["serve", "--data-dir"])
+        .arg(&data_dir)
+        .args(["--api-addr", "127.0.0.1:0", "--proxy-addr", "127.0.0.1:0"])
+        .args(["--max-connections", "1000000000000"])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "dormant started: {stderr}");
+    assert!(
+        stderr.contains("--max-connections 1000000000000 needs about"),
+        "{stderr}"
+    );
+}
