@@ -326,6 +326,32 @@ async fn forwarded_headers_from_an_untrusted_client_are_replaced() {
     assert!(seen.get("forwarded").is_none(), "{seen}");
 }
 
+#[tokio::test]
+async fn forwarded_headers_from_a_trusted_proxy_are_kept_and_extended() {
+    let dormant = Dormant::start_with(&["--trusted-proxies", "10.0.0.0/8,127.0.0.1"]);
+    let name = unique("trusted");
+    dormant
+        .create(json!({"image": demo_image(), "name": name}))
+        .await;
+    let response = dormant
+        .proxy_response(
+            Method::GET,
+            &name,
+            "/headers",
+            &[
+                ("x-forwarded-for", "203.0.113.7"),
+                ("x-forwarded-host", "app.example"),
+                ("x-forwarded-proto", "https"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let seen: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+    assert_eq!(seen["x-forwarded-for"], "203.0.113.7, 127.0.0.1", "{seen}");
+    assert_eq!(seen["x-forwarded-host"], "app.example", "{seen}");
+    assert_eq!(seen["x-forwarded-proto"], "https", "{seen}");
+}
+
 /// dormant's RSS as its API reports it, for the log of a test.
 async fn rss_mib(dormant: &Dormant) -> f64 {
     let (_, stats) = dormant.api(Method::GET, "/v1/stats", None).await;
