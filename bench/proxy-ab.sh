@@ -34,6 +34,24 @@ PROXY=([old]=17180 [new]=17181)
 NGINX=([net]=17182 [pub]=17183)
 declare -A BINS=([old]=$OLD_BIN [new]=$NEW_BIN)
 
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; } # PID: user + system clock ticks so far
+
+# Measures one target like run.sh's run_wrk, and for a dormant also the CPU time
+# it spent per request: steadier than req/s on a busy host.
+measure() { # TARGET ROUND
+  local target=$1 round=$2 before requests
+  if [[ $target == nginx ]]; then
+    run_wrk "nginx_r$round" "http://127.0.0.1:${NGINX[net]}/"
+    return
+  fi
+  before=$(cpu_ticks "${PID[$target]}")
+  run_wrk "${target}_r$round" "http://127.0.0.1:${PROXY[$target]}/" -H "Host: $RUN-$target.localhost"
+  requests=$(awk '/requests in/ { print $1 }' "$WORK/wrk-${target}_r$round.txt")
+  # The warm-up's requests are in the ticks too: count them at the measured rate.
+  R[${target}_r${round}_cpu_us]=$(calc "($(cpu_ticks "${PID[$target]}") - $before) * 1000000 / $(getconf CLK_TCK) / ($requests * (1 + $WARMUP_SECONDS / $WRK_SECONDS))" 1)
+  say "  $target: ${R[${target}_r${round}_cpu_us]} us of dormant CPU per request"
+}
+
 median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 ab_main() {
@@ -63,31 +81,28 @@ ab_main() {
     say "round $round of $ROUNDS"
     for i in 0 1 2; do
       # Rotate the order each round, so no target always runs first or last.
-      target=${targets[$(((i + round) % 3))]}
-      case $target in
-        nginx) run_wrk "nginx_r$round" "http://127.0.0.1:${NGINX[net]}/" ;;
-        *) run_wrk "${target}_r$round" "http://127.0.0.1:${PROXY[$target]}/" -H "Host: $RUN-$target.localhost" ;;
-      esac
+      measure "${targets[$(((i + round) % 3))]}" "$round"
     done
   done
 
-  local what rps p99 errors label table
-  table="| target | req/s (median) | p99 ms (median) | errors | each round: req/s / p99 ms |"$'\n'"| --- | ---: | ---: | ---: | --- |"
+  local what rps p99 cpu errors label table
+  table="| target | req/s (median) | p99 ms (median) | dormant CPU µs/request (median) | errors | each round: req/s / p99 ms |"$'\n'"| --- | ---: | ---: | ---: | ---: | --- |"
   for target in old new nginx; do
     rps=$(for r in $(seq 1 "$ROUNDS"); do echo "${R[${target}_r${r}_rps]}"; done | median)
     p99=$(for r in $(seq 1 "$ROUNDS"); do echo "${R[${target}_r${r}_p99]}"; done | median)
+    cpu=$([[ $target == nginx ]] && echo - || for r in $(seq 1 "$ROUNDS"); do echo "${R[${target}_r${r}_cpu_us]}"; done | median)
     errors=$(for r in $(seq 1 "$ROUNDS"); do echo "${R[${target}_r${r}_errors]}"; done | awk '{ s += $1 } END { print s }')
     what=$(for r in $(seq 1 "$ROUNDS"); do printf '%s / %s, ' "${R[${target}_r${r}_rps]}" "${R[${target}_r${r}_p99]}"; done)
-    R[${target}_rps]=$rps R[${target}_p99]=$p99
+    R[${target}_rps]=$rps R[${target}_p99]=$p99 R[${target}_cpu]=$cpu
     case $target in
       old) label="dormant old (\`$OLD_BIN\`)" ;;
       new) label="dormant new (\`$NEW_BIN\`)" ;;
       *) label="nginx → the new one's container" ;;
     esac
-    table+=$'\n'"| $label | $rps | $p99 | $errors | ${what%, } |"
+    table+=$'\n'"| $label | $rps | $p99 | $cpu | $errors | ${what%, } |"
   done
-  table+=$'\n'"| **new / old** | $(calc "${R[new_rps]} / ${R[old_rps]}") | $(calc "${R[new_p99]} / ${R[old_p99]}") | | |"
-  table+=$'\n'"| new / nginx | $(calc "${R[new_rps]} / ${R[nginx_rps]}") | $(calc "${R[new_p99]} / ${R[nginx_p99]}") | | |"
+  table+=$'\n'"| **new / old** | $(calc "${R[new_rps]} / ${R[old_rps]}") | $(calc "${R[new_p99]} / ${R[old_p99]}") | $(calc "${R[new_cpu]} / ${R[old_cpu]}") | | |"
+  table+=$'\n'"| new / nginx | $(calc "${R[new_rps]} / ${R[nginx_rps]}") | $(calc "${R[new_p99]} / ${R[nginx_p99]}") | | | |"
   cat >"$BENCH/RESULTS-proxy-ab.md" <<MD
 # Proxy A/B: old and new dormant, and nginx
 

@@ -60,7 +60,9 @@ impl HeadClock {
             heads: AtomicU32::new(0),
             waiting: AtomicBool::new(false),
             first_byte: AtomicU64::new(0),
-            sleep: Mutex::new(Box::pin(tokio::time::sleep_until(accepted))),
+            sleep: Mutex::new(Box::pin(tokio::time::sleep_until(
+                accepted + header_timeout,
+            ))),
         })
     }
 
@@ -120,6 +122,11 @@ struct HeadSleep {
 impl Future for HeadSleep {
     type Output = ();
 
+    /// The connection's one timer entry is moved only when the deadline that
+    /// counts is earlier than the one it holds. Kept-alive requests push the
+    /// deadline later each time; rather than moving the entry in tokio's
+    /// timer wheel for every request, a timer that fires early is re-armed
+    /// then. So a busy connection costs no timer-wheel work per request.
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let deadline = self.clock.deadline(self.head, self.armed);
         let mut sleep = self
@@ -127,10 +134,17 @@ impl Future for HeadSleep {
             .sleep
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
-        if sleep.deadline() != deadline {
+        if sleep.deadline() > deadline {
             sleep.as_mut().reset(deadline);
         }
-        sleep.as_mut().poll(cx)
+        loop {
+            std::task::ready!(sleep.as_mut().poll(cx));
+            if Instant::now() >= deadline {
+                return Poll::Ready(());
+            }
+            // It fired for an earlier head's deadline: wait for this one's.
+            sleep.as_mut().reset(deadline);
+        }
     }
 }
 
@@ -287,6 +301,29 @@ mod tests {
         let _new = timer.sleep_until(std::time::Instant::now());
         drop(old);
         assert!(clock.waiting.load(Ordering::Relaxed));
+    }
+
+    #[tokio::test]
+    async fn a_timer_armed_for_an_earlier_head_does_not_end_a_later_wait() {
+        let idle = Duration::from_millis(300);
+        let clock = HeadClock::new(Duration::from_millis(20), idle);
+        let timer = HeadTimer(clock);
+        // The first head: polled once, so the timer is armed at ~20 ms.
+        let mut first = timer.sleep_until(std::time::Instant::now());
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(first.as_mut().poll(&mut cx).is_pending());
+        drop(first);
+        // The next head may idle for 300 ms.
+        let started = Instant::now();
+        let second = timer.sleep_until(std::time::Instant::now());
+        tokio::time::timeout(Duration::from_secs(10), second)
+            .await
+            .expect("the idle wait never ended");
+        assert!(
+            started.elapsed() >= idle,
+            "ended after {:?}, before the idle timeout",
+            started.elapsed()
+        );
     }
 
     #[tokio::test]
