@@ -138,8 +138,8 @@ cleanup() {
   trap - EXIT INT TERM
   say "cleaning up"
   if [[ -n ${NGINX_PID:-} ]]; then kill "$NGINX_PID" 2>/dev/null; wait "$NGINX_PID" 2>/dev/null; fi
-  for mode in net pub; do stop_dormant "$mode"; done
-  for mode in net pub; do
+  for mode in "${!API[@]}"; do stop_dormant "$mode"; done
+  for mode in "${!API[@]}"; do
     [[ -f ${WORK:-/nonexistent}/$mode/node-id ]] || continue
     node=$(cat "$WORK/$mode/node-id")
     docker ps -aq --filter "label=dormant.node=$node" | xargs -r docker rm -f >/dev/null
@@ -149,7 +149,7 @@ cleanup() {
   # Only this run's network, once nothing is on it.
   if docker network inspect "$NET" >/dev/null 2>&1; then docker network rm "$NET" >/dev/null; fi
   if ((status != 0)); then
-    for mode in net pub; do
+    for mode in "${!API[@]}"; do
       [[ -s ${WORK:-/nonexistent}/dormant-$mode.log ]] || continue
       say "last lines of the $mode-mode dormant's log:"; tail -15 "$WORK/dormant-$mode.log" >&2
     done
@@ -930,4 +930,5 @@ main() {
   write_results
 }
 
-main
+# Only when run, not when sourced for its helpers (bench/proxy-ab.sh).
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then main; fi

@@ -3,12 +3,14 @@
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, CommandFactory};
 
 use crate::domain::WakeStrategy;
+use crate::proxy::forwarded::Cidr;
 use crate::runtime::capabilities::AllowedCapabilities;
 use crate::units::parse_memory;
 
@@ -126,6 +128,74 @@ pub struct ServeConfig {
     #[arg(long, env = "DORMANT_WAKE_BUFFER", default_value = "1m", value_parser = parse_memory, value_name = "SIZE")]
     pub wake_buffer: u64,
 
+    /// Request body bytes all requests held for waking containers may read
+    /// ahead together; past it such requests get 503 with `Retry-After`.
+    #[arg(long, env = "DORMANT_WAKE_BUFFER_TOTAL", default_value = "256m", value_parser = parse_memory, value_name = "SIZE")]
+    pub wake_buffer_total: u64,
+
+    /// Most requests held at once for waking containers; past it such
+    /// requests get 503 with `Retry-After`.
+    #[arg(
+        long,
+        env = "DORMANT_MAX_HELD_REQUESTS",
+        default_value_t = 10_000,
+        value_name = "N"
+    )]
+    pub max_held_requests: usize,
+
+    /// Time a client has to send a whole request head: from connecting, and
+    /// from the first byte of each later request on the connection.
+    #[arg(long, env = "DORMANT_HEADER_TIMEOUT", default_value = "10s", value_parser = positive_duration, value_name = "DURATION")]
+    pub header_timeout: Duration,
+
+    /// Time a kept-alive client connection may sit idle between requests.
+    /// A request in flight, a streaming response or a WebSocket is never idle.
+    #[arg(long, env = "DORMANT_IDLE_CONNECTION_TIMEOUT", default_value = "120s", value_parser = positive_duration, value_name = "DURATION")]
+    pub idle_connection_timeout: Duration,
+
+    /// Most client connections the proxy holds open; past it new ones are
+    /// closed at once. Default: 10000, or what the open-file limit holds.
+    #[arg(long, env = "DORMANT_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<NonZeroUsize>,
+
+    /// Most connections the API holds open; more wait to be accepted.
+    #[arg(
+        long,
+        env = "DORMANT_API_MAX_CONNECTIONS",
+        default_value = "256",
+        value_name = "N"
+    )]
+    pub api_max_connections: NonZeroUsize,
+
+    /// Time a running container has to send its response head; past it the
+    /// client gets 504.
+    #[arg(long, env = "DORMANT_UPSTREAM_TIMEOUT", default_value = "300s", value_parser = positive_duration, value_name = "DURATION")]
+    pub upstream_timeout: Duration,
+
+    /// Most header fields in a request; more get 431.
+    #[arg(
+        long,
+        env = "DORMANT_MAX_REQUEST_HEADERS",
+        default_value = "100",
+        value_name = "N"
+    )]
+    pub max_request_headers: NonZeroUsize,
+
+    /// Most bytes in a request head (request line and headers); more get 431.
+    #[arg(long, env = "DORMANT_MAX_REQUEST_HEAD", default_value = "64k", value_parser = parse_memory, value_name = "SIZE")]
+    pub max_request_head: u64,
+
+    /// Comma-separated address blocks (`10.0.0.0/8,::1`) of proxies in front
+    /// of dormant whose `X-Forwarded-*` headers are kept and extended. From
+    /// anyone else they are replaced. Default: none.
+    #[arg(
+        long,
+        env = "DORMANT_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        value_name = "CIDRS"
+    )]
+    pub trusted_proxies: Vec<Cidr>,
+
     /// Time between SIGTERM and SIGKILL when a container is put to sleep.
     #[arg(long, env = "DORMANT_STOP_GRACE", default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub stop_grace: Duration,
@@ -225,6 +295,15 @@ fn parse_disk_size(text: &str) -> Result<u64, String> {
         return Ok(0);
     }
     parse_memory(text)
+}
+
+/// A duration above zero: a zero timeout would refuse everything.
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d.is_zero() => Err("must be more than zero".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Reads the `--config` file (named in `args` or `DORMANT_CONFIG`) and
@@ -336,6 +415,16 @@ mod tests {
         assert_eq!(c.log_max_size, 10 << 20);
         assert_eq!(c.log_max_files, 3);
         assert_eq!(c.docker_wait, Duration::from_secs(60));
+        assert_eq!(c.wake_buffer_total, 256 << 20);
+        assert_eq!(c.max_held_requests, 10_000);
+        assert_eq!(c.header_timeout, Duration::from_secs(10));
+        assert_eq!(c.idle_connection_timeout, Duration::from_secs(120));
+        assert_eq!(c.max_connections, None);
+        assert_eq!(c.api_max_connections.get(), 256);
+        assert_eq!(c.upstream_timeout, Duration::from_secs(300));
+        assert_eq!(c.max_request_headers.get(), 100);
+        assert_eq!(c.max_request_head, 64 << 10);
+        assert!(c.trusted_proxies.is_empty());
     }
 
     #[test]
@@ -352,6 +441,30 @@ mod tests {
                 .log_max_size,
             1 << 20
         );
+    }
+
+    #[test]
+    fn edge_limits_parse_and_refuse_nonsense() {
+        let cli = Cli::try_parse_from([
+            "dormant",
+            "--trusted-proxies",
+            "10.0.0.0/8, 127.0.0.1",
+            "--max-connections",
+            "5",
+        ])
+        .unwrap();
+        assert_eq!(cli.config.trusted_proxies.len(), 2);
+        assert_eq!(cli.config.max_connections.map(NonZeroUsize::get), Some(5));
+        for bad in [
+            ["--trusted-proxies", "10.0.0.0/40"],
+            ["--max-connections", "0"],
+            ["--header-timeout", "0s"],
+        ] {
+            assert!(
+                Cli::try_parse_from(["dormant", bad[0], bad[1]]).is_err(),
+                "{bad:?} was accepted"
+            );
+        }
     }
 
     #[test]

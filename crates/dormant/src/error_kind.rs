@@ -50,6 +50,10 @@ pub enum ErrorKind {
     StoreFailed,
     /// The running container did not answer the proxied request.
     UpstreamFailed,
+    /// The running container did not send its response head in time.
+    UpstreamTimedOut,
+    /// dormant holds as many waiting requests (or bytes) as it may.
+    Overloaded,
 }
 
 impl ErrorKind {
@@ -66,10 +70,12 @@ impl ErrorKind {
             Self::DockerFailed | Self::NotReady | Self::WakeFailed | Self::UpstreamFailed => {
                 StatusCode::BAD_GATEWAY
             }
-            Self::BackingOff | Self::NoRoom | Self::NoSpace | Self::DockerUnavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            Self::TimedOut => StatusCode::GATEWAY_TIMEOUT,
+            Self::BackingOff
+            | Self::NoRoom
+            | Self::NoSpace
+            | Self::DockerUnavailable
+            | Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            Self::TimedOut | Self::UpstreamTimedOut => StatusCode::GATEWAY_TIMEOUT,
             Self::SnapshotFailed | Self::StoreFailed => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -100,6 +106,8 @@ impl ErrorKind {
             Self::NoSpace => "no_space",
             Self::StoreFailed => "store_failed",
             Self::UpstreamFailed => "upstream_failed",
+            Self::UpstreamTimedOut => "upstream_timed_out",
+            Self::Overloaded => "overloaded",
         }
     }
 }

@@ -12,6 +12,7 @@
 //! - [`lifecycle`]: the only place a container's state changes; it owns the
 //!   container table the proxy reads, one owner per container.
 //! - [`error_kind`]: one mapping from what went wrong to an HTTP status.
+//! - [`listen`]: the open-file limit and the API's connection cap.
 //! - [`runtime`]: the container engine as a small trait; Docker via bollard.
 //! - [`store`]: SQLite, the durable truth about what should exist.
 //! - [`data_dir`]: the data dir on disk, private to dormant.
@@ -30,6 +31,7 @@ pub mod domain;
 pub mod error_kind;
 pub mod fault;
 pub mod lifecycle;
+pub mod listen;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;

@@ -24,7 +24,7 @@ fn main() -> std::process::ExitCode {
             Command::Serve(config) => {
                 let shutdown = dormant::serve::shutdown_signal();
                 let runtime = dormant::serve::docker_runtime(&config).await?;
-                dormant::serve::run(config, runtime, shutdown).await
+                dormant::serve::run(*config, runtime, shutdown).await
             }
             other => run_client(other).await,
         }

@@ -35,6 +35,10 @@ pub struct Metrics {
     pub proxy_duration: Histogram,
     /// Client connections the proxy holds open.
     pub open_connections: Gauge,
+    /// Client connections closed at once because the proxy was full.
+    pub refused_connections: Counter,
+    /// Requests for waking containers refused: the hold budget was spent.
+    pub refused_holds: Counter,
     /// Wakes waiting for room (capacity limits).
     pub wake_queue: Gauge,
     containers: Family<StateLabel, Gauge>,
@@ -92,6 +96,8 @@ impl Metrics {
             proxy_requests: Family::default(),
             proxy_duration: Histogram::new(exponential_buckets(0.0001, 2.0, 20)),
             open_connections: Gauge::default(),
+            refused_connections: Counter::default(),
+            refused_holds: Counter::default(),
             wake_queue: Gauge::default(),
             containers: Family::default(),
             registry: Registry::default(),
@@ -163,6 +169,16 @@ impl Metrics {
             "proxy_open_connections",
             "Client connections the proxy holds open",
             metrics.open_connections.clone(),
+        );
+        registry.register(
+            "proxy_refused_connections",
+            "Client connections closed at once because --max-connections were open",
+            metrics.refused_connections.clone(),
+        );
+        registry.register(
+            "proxy_refused_holds",
+            "Requests for waking containers answered 503 because --max-held-requests or --wake-buffer-total was spent",
+            metrics.refused_holds.clone(),
         );
         registry.register(
             "wake_queue_length",

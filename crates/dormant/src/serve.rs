@@ -18,8 +18,10 @@ use crate::domain::LABEL_MANAGED;
 use crate::lifecycle::{
     check_archive_support, host_memory_bytes, ArchiveSupport, Lifecycle, LifecycleConfig, Limits,
 };
+use crate::listen::{size_connections, CappedListener};
 use crate::metrics::Metrics;
-use crate::proxy::{self, ProxyParts};
+use crate::proxy::forwarded::TrustedProxies;
+use crate::proxy::{self, ConnectionLimit, EdgeLimits, HoldBudget, ProxyParts};
 use crate::runtime::docker::{DockerRuntime, LogRotation, Reach};
 use crate::runtime::limited::Limited;
 use crate::runtime::Runtime;
@@ -85,6 +87,10 @@ pub async fn run(
     runtime: Arc<dyn Runtime>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let max_connections = size_connections(
+        config.max_connections.map(|n| n.get()),
+        config.api_max_connections.get(),
+    )?;
     let data_dir = &config.data_dir;
     data_dir::prepare(data_dir)?;
     let admin_token = admin_token(data_dir)?;
@@ -161,19 +167,33 @@ pub async fn run(
             allowed_capabilities: config.allowed_capabilities.clone(),
         }),
     };
+    let api_listener = CappedListener::new(api_listener, config.api_max_connections.get());
     let api_server =
         axum::serve(api_listener, api::router(state)).with_graceful_shutdown(stopped());
     let api_task = tasks.spawn(async move { api_server.await });
     tasks.spawn(lifecycle.sweep_periodically(stopped()));
     tasks.spawn(flush_activity_periodically(lifecycle.clone(), stopped()));
-    let read_ahead = usize::try_from(config.wake_buffer).unwrap_or(usize::MAX);
+    let bytes = |size: u64| usize::try_from(size).unwrap_or(usize::MAX);
+    let connections = ConnectionLimit::new(max_connections, metrics.open_connections.clone());
     let proxy = ProxyParts {
         routes: lifecycle.table().clone(),
         waker: Arc::new(lifecycle.clone()),
         base_domain: config.base_domain.clone(),
-        read_ahead_limit: read_ahead,
+        // One request never reserves more than all of them may.
+        read_ahead_limit: bytes(config.wake_buffer.min(config.wake_buffer_total)),
         metrics,
+        limits: EdgeLimits {
+            header_timeout: config.header_timeout,
+            idle_connection_timeout: config.idle_connection_timeout,
+            max_request_headers: config.max_request_headers.get(),
+            max_request_head: bytes(config.max_request_head),
+            upstream_timeout: config.upstream_timeout,
+            trusted_proxies: TrustedProxies::new(config.trusted_proxies.clone()),
+        },
+        connections,
+        holds: HoldBudget::new(config.max_held_requests, bytes(config.wake_buffer_total)),
     };
+    tracing::info!(max_connections, "proxy limits");
     let proxy_threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let proxy_task = proxy::serve_per_core(
         proxy,

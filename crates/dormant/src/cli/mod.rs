@@ -24,7 +24,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run dormant: the API, the proxy and the lifecycle, on this Docker host.
-    Serve(ServeConfig),
+    Serve(Box<ServeConfig>),
     /// Create one or more containers.
     Create(CreateArgs),
     /// List containers.

@@ -414,6 +414,16 @@ impl ContainerTable {
     }
 }
 
+/// A route in no table, for tests of what reads routes (the proxy).
+#[cfg(test)]
+pub fn route_for_test(name: &str, config: RouteConfig, status: RouteStatus) -> Arc<Route> {
+    let table = ContainerTable::new();
+    let owner = table
+        .insert(crate::domain::sample_record(name, 0), config, status)
+        .expect("an empty table");
+    (*owner).clone()
+}
+
 /// Asleep containers by the time they are due for archiving: the archive
 /// sweep takes only what is due, so its cost does not grow with everything
 /// that sleeps.

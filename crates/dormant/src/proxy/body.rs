@@ -8,6 +8,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
+use super::budget::HoldTicket;
 use crate::lifecycle::table::InUse;
 
 /// A request body: what was read ahead (while waiting for a wake), then the
@@ -15,6 +16,9 @@ use crate::lifecycle::table::InUse;
 #[derive(Debug)]
 pub struct RequestBody {
     read_ahead: Option<Bytes>,
+    /// The held request's share of the hold budget, given back once the
+    /// read-ahead bytes are handed on.
+    ticket: Option<HoldTicket>,
     rest: Option<Incoming>,
 }
 
@@ -23,14 +27,18 @@ impl RequestBody {
     pub fn streaming(body: Incoming) -> Self {
         Self {
             read_ahead: None,
+            ticket: None,
             rest: Some(body),
         }
     }
 
-    /// `read_ahead`, then `rest` if the client had more to send.
-    pub fn resumed(read_ahead: Bytes, rest: Option<Incoming>) -> Self {
+    /// `read_ahead`, then `rest` if the client had more to send. `ticket`
+    /// is held until `read_ahead` is handed on.
+    pub fn resumed(read_ahead: Bytes, ticket: HoldTicket, rest: Option<Incoming>) -> Self {
+        let read_ahead = (!read_ahead.is_empty()).then_some(read_ahead);
         Self {
-            read_ahead: (!read_ahead.is_empty()).then_some(read_ahead),
+            ticket: read_ahead.as_ref().map(|_| ticket),
+            read_ahead,
             rest,
         }
     }
@@ -45,6 +53,7 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         if let Some(bytes) = self.read_ahead.take() {
+            self.ticket = None;
             return Poll::Ready(Some(Ok(Frame::data(bytes))));
         }
         match self.rest.as_mut() {

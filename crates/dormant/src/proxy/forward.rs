@@ -2,14 +2,17 @@
 //! upstream client, and tunnelling of upgraded (WebSocket) connections.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use super::body::{RequestBody, TrackedBody};
 use super::error::{root_cause, ProxyError};
+use super::forwarded::set_forwarded_headers;
 use crate::lifecycle::table::InUse;
 
 /// The pooled keep-alive HTTP/1.1 client to upstream containers.
@@ -64,48 +67,71 @@ pub fn requested_upgrade(headers: &HeaderMap) -> Option<HeaderValue> {
         .flatten()
 }
 
+/// Where a request goes and what it carries along.
+pub struct Hop<'a> {
+    /// The container's name, for errors and the log.
+    pub name: &'a str,
+    /// Its own address and port: the only place a request may reach.
+    pub upstream: SocketAddr,
+    /// The origin-form path and query (see `target::classify`).
+    pub path: PathAndQuery,
+    /// The client's address, for `X-Forwarded-For`.
+    pub client: SocketAddr,
+    /// Whether the client is a trusted proxy (`--trusted-proxies`).
+    pub trusted: bool,
+    /// Longest wait for the response head (`--upstream-timeout`).
+    pub timeout: Duration,
+}
+
 /// Rewrites `req` for the upstream and forwards it; returns the upstream's
 /// answer with hop-by-hop headers removed. Upgrades are tunnelled both ways.
 /// `in_use` goes with the response body, or with the tunnel, so the
 /// container counts as in use for as long as either is open.
 pub async fn forward(
     client: &UpstreamClient,
-    name: &str,
-    upstream: SocketAddr,
-    client_addr: SocketAddr,
+    hop: Hop<'_>,
     mut req: Request<RequestBody>,
     in_use: InUse,
 ) -> Result<Response<TrackedBody>, ProxyError> {
     let upgrade = requested_upgrade(req.headers());
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
 
-    let path = req
-        .uri()
-        .path_and_query()
-        .map(|pq| pq.as_str())
-        .unwrap_or("/");
-    let uri: Uri = format!("http://{upstream}{path}")
+    let upstream = hop.upstream;
+    let uri: Uri = format!("http://{upstream}{}", hop.path.as_str())
         .parse()
-        .expect("an address and a path already parsed make a URI");
+        .map_err(|_| ProxyError::BadTarget {
+            reason: "the path is not a valid request target",
+        })?;
     *req.uri_mut() = uri;
     *req.version_mut() = http::Version::HTTP_11;
 
     let headers = req.headers_mut();
     strip_hop_by_hop(headers);
-    add_forwarded_headers(headers, client_addr);
+    set_forwarded_headers(headers, hop.client, hop.trusted);
     if let Some(protocol) = &upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, protocol.clone());
     }
 
-    let mut response = client
-        .request(req)
-        .await
-        .map_err(|e| ProxyError::Upstream {
-            name: name.to_owned(),
-            upstream,
-            cause: root_cause(&e),
-        })?;
+    let name = hop.name;
+    let mut response = match tokio::time::timeout(hop.timeout, client.request(req)).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(e)) => {
+            return Err(ProxyError::Upstream {
+                name: name.to_owned(),
+                upstream,
+                connect: e.is_connect(),
+                cause: root_cause(&e),
+            })
+        }
+        Err(_) => {
+            return Err(ProxyError::UpstreamTimeout {
+                name: name.to_owned(),
+                upstream,
+                after: hop.timeout,
+            })
+        }
+    };
 
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         if let Some(client_upgrade) = client_upgrade {
@@ -134,21 +160,6 @@ async fn tunnel(
     let mut upstream = TokioIo::new(upstream);
     tokio::io::copy_bidirectional(&mut client, &mut upstream).await?;
     Ok(())
-}
-
-fn add_forwarded_headers(headers: &mut HeaderMap, client_addr: SocketAddr) {
-    let client_ip = client_addr.ip().to_string();
-    let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(previous) => format!("{previous}, {client_ip}"),
-        None => client_ip,
-    };
-    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
-        headers.insert("x-forwarded-for", value);
-    }
-    if let Some(host) = headers.get(header::HOST).cloned() {
-        headers.insert("x-forwarded-host", host);
-    }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
 }
 
 #[cfg(test)]
@@ -189,14 +200,49 @@ mod tests {
         );
     }
 
-    #[test]
-    fn forwarded_for_appends_to_an_existing_chain() {
-        let mut headers = HeaderMap::new();
-        headers.insert(header::HOST, HeaderValue::from_static("a.localhost"));
-        headers.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
-        add_forwarded_headers(&mut headers, "127.0.0.1:5000".parse().unwrap());
-        assert_eq!(headers["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
-        assert_eq!(headers["x-forwarded-host"], "a.localhost");
-        assert_eq!(headers["x-forwarded-proto"], "http");
+    #[tokio::test]
+    async fn an_upstream_that_never_answers_gets_504_without_its_address() {
+        use super::super::budget::HoldBudget;
+        use crate::domain::{ContainerState, WakeStrategy};
+        use crate::lifecycle::table::{route_for_test, RouteConfig, RouteStatus};
+
+        // Accepts, reads, never answers.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let upstream = silent.local_addr().unwrap();
+        let _keep = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((stream, _)) = silent.accept().await {
+                open.push(stream);
+            }
+        });
+        let config = RouteConfig {
+            idle_timeout: Duration::from_secs(60),
+            wake: WakeStrategy::Hold,
+            archive_after: Duration::from_secs(60),
+            memory_bytes: 1 << 20,
+        };
+        let route = route_for_test(
+            "quiet",
+            config,
+            RouteStatus::not_serving(ContainerState::Running, None),
+        );
+        let ticket = HoldBudget::new(1, 0).try_hold(0).unwrap();
+        let req = Request::builder()
+            .uri("/slow")
+            .body(RequestBody::resumed(bytes::Bytes::new(), ticket, None))
+            .unwrap();
+        let hop = Hop {
+            name: "quiet",
+            upstream,
+            path: PathAndQuery::from_static("/slow"),
+            client: "127.0.0.1:5000".parse().unwrap(),
+            trusted: false,
+            timeout: Duration::from_millis(200),
+        };
+        let error = forward(&upstream_client(), hop, req, route.in_use())
+            .await
+            .unwrap_err();
+        assert_eq!(error.status(), StatusCode::GATEWAY_TIMEOUT, "{error:?}");
+        assert!(!error.to_string().contains("127.0.0.1"), "{error}");
     }
 }

@@ -2,43 +2,66 @@
 //! container's upstream and forwards it.
 //!
 //! It knows nothing of Docker or SQL. For a running container the hot path is:
-//! parse Host, look the route up in memory, record activity (an atomic store),
-//! forward over a pooled connection.
+//! classify the target, look the route up in memory, record activity (an
+//! atomic store), forward over a pooled connection. It faces the internet,
+//! so every input is bounded (see [`EdgeLimits`]).
 
+mod accept;
 mod body;
+mod budget;
 mod error;
 mod forward;
+pub mod forwarded;
+mod head_timer;
 pub mod host;
+pub mod target;
 pub mod waker;
 mod waking;
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header, Request, Response};
+use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::domain::{ContainerState, WakeStrategy};
 use crate::lifecycle::table::ContainerTable;
 use crate::metrics::Metrics;
 use body::{RequestBody, TrackedBody};
+pub use budget::{ConnectionLimit, HoldBudget};
 pub use error::ProxyError;
-use forward::{forward, upstream_client, UpstreamClient};
-use host::name_from_host;
+use error::ALLOWED_METHODS;
+use forward::{forward, upstream_client, Hop, UpstreamClient};
+use forwarded::TrustedProxies;
+use target::{classify, RouteTarget};
 use waker::Waker;
 
 /// What the proxy answers with: the upstream's streamed body, or dormant's own
 /// short answer.
 pub type ProxyBody = Either<TrackedBody, Full<Bytes>>;
+
+/// The limits of the proxy's edge, from `dormant serve`'s flags.
+#[derive(Debug, Clone)]
+pub struct EdgeLimits {
+    /// Longest time to send a request head (`--header-timeout`).
+    pub header_timeout: Duration,
+    /// Longest idle time between requests (`--idle-connection-timeout`).
+    pub idle_connection_timeout: Duration,
+    /// Most header fields in a request head (`--max-request-headers`).
+    pub max_request_headers: usize,
+    /// Most bytes in a request head (`--max-request-head`).
+    pub max_request_head: usize,
+    /// Longest wait for a container's response head (`--upstream-timeout`).
+    pub upstream_timeout: Duration,
+    /// Peers whose `X-Forwarded-*` headers are kept (`--trusted-proxies`).
+    pub trusted_proxies: TrustedProxies,
+}
 
 /// What every proxy thread shares.
 #[derive(Clone)]
@@ -48,6 +71,12 @@ pub struct ProxyParts {
     pub base_domain: String,
     pub read_ahead_limit: usize,
     pub metrics: Arc<Metrics>,
+    pub limits: EdgeLimits,
+    /// Open connections of all threads together (`--max-connections`).
+    pub connections: Arc<ConnectionLimit>,
+    /// What held requests of all threads may keep (`--max-held-requests`,
+    /// `--wake-buffer-total`).
+    pub holds: Arc<HoldBudget>,
 }
 
 /// Serves the proxy on `threads` threads, each with a single-threaded
@@ -93,13 +122,7 @@ pub fn serve_per_core(
                             return;
                         }
                     };
-                    let proxy = Arc::new(Proxy::new(
-                        parts.routes,
-                        parts.waker,
-                        &parts.base_domain,
-                        parts.read_ahead_limit,
-                        parts.metrics,
-                    ));
+                    let proxy = Arc::new(Proxy::new(parts));
                     let stop = async move {
                         let _ = stopped.wait_for(|stop| *stop).await;
                     };
@@ -123,103 +146,55 @@ pub struct Proxy {
     client: UpstreamClient,
     /// Request body bytes read ahead while a container wakes (`--wake-buffer`).
     read_ahead_limit: usize,
+    limits: EdgeLimits,
+    connections: Arc<ConnectionLimit>,
+    holds: Arc<HoldBudget>,
     metrics: Arc<Metrics>,
     /// Requests answered, by status class (`1xx` at 0 .. `5xx` at 4).
     answered: [prometheus_client::metrics::counter::Counter; 5],
 }
 
 impl Proxy {
-    pub fn new(
-        routes: Arc<ContainerTable>,
-        waker: Arc<dyn Waker>,
-        base_domain: &str,
-        read_ahead_limit: usize,
-        metrics: Arc<Metrics>,
-    ) -> Self {
+    pub fn new(parts: ProxyParts) -> Self {
         Self {
-            routes,
-            waker,
-            base_domain: base_domain.trim_matches('.').to_ascii_lowercase(),
+            routes: parts.routes,
+            waker: parts.waker,
+            base_domain: parts.base_domain.trim_matches('.').to_ascii_lowercase(),
             client: upstream_client(),
-            read_ahead_limit,
-            answered: metrics.proxy_request_counters(),
-            metrics,
+            read_ahead_limit: parts.read_ahead_limit,
+            limits: parts.limits,
+            connections: parts.connections,
+            holds: parts.holds,
+            answered: parts.metrics.proxy_request_counters(),
+            metrics: parts.metrics,
         }
     }
 
-    /// Serves connections from `listener` until `shutdown` completes, then
-    /// lets in-flight requests finish for up to `drain`.
-    pub async fn run(
-        self: Arc<Self>,
-        listener: TcpListener,
-        shutdown: impl Future<Output = ()>,
-        drain: Duration,
-    ) {
-        // Every connection task holds a clone of `open_tx`; when all are
-        // dropped, `open_rx` says the drain is over.
-        let (open_tx, mut open_rx) = mpsc::channel::<()>(1);
-        let (stop_tx, stop_rx) = watch::channel(false);
-        tokio::pin!(shutdown);
-        loop {
-            let (stream, client_addr) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        // Usually EMFILE: back off instead of spinning.
-                        tracing::warn!(error = %e, "proxy accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                () = &mut shutdown => break,
-            };
-            let _ = stream.set_nodelay(true);
-            let proxy = self.clone();
-            let service = service_fn(move |req| {
-                let proxy = proxy.clone();
-                async move { Ok::<_, Infallible>(proxy.handle(client_addr, req).await) }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
-            let mut stop_rx = stop_rx.clone();
-            let open = open_tx.clone();
-            let open_connections = self.metrics.open_connections.clone();
-            open_connections.inc();
-            tokio::spawn(async move {
-                let _open = open;
-                let _counted = DecOnDrop(open_connections);
-                tokio::pin!(connection);
-                let result = tokio::select! {
-                    result = connection.as_mut() => result,
-                    () = async { let _ = stop_rx.wait_for(|stop| *stop).await; } => {
-                        // Finish the request in flight, then close.
-                        connection.as_mut().graceful_shutdown();
-                        connection.await
-                    }
-                };
-                if let Err(e) = result {
-                    tracing::debug!(client = %client_addr, error = %e, "proxy connection ended with an error");
-                }
-            });
-        }
-        drop(listener);
-        let _ = stop_tx.send(true);
-        drop(open_tx);
-        if tokio::time::timeout(drain, open_rx.recv()).await.is_err() {
-            tracing::warn!(
-                ?drain,
-                "proxy: some connections were still open after the drain period"
-            );
-        }
-    }
-
-    async fn handle(&self, client_addr: SocketAddr, req: Request<Incoming>) -> Response<ProxyBody> {
+    /// Answers one request from `client_addr`; `trusted` when that peer is
+    /// in `--trusted-proxies`.
+    async fn handle(
+        &self,
+        client_addr: SocketAddr,
+        trusted: bool,
+        req: Request<Incoming>,
+    ) -> Result<Response<ProxyBody>, Infallible> {
         let arrived = std::time::Instant::now();
-        let response = match self.route_and_forward(client_addr, req).await {
+        let response = match self.route_and_forward(client_addr, trusted, req).await {
             Ok(response) => response,
             Err(error) => {
-                tracing::debug!(%error, "proxy answered with an error");
+                if matches!(error, ProxyError::HoldFull { .. }) {
+                    self.metrics.refused_holds.inc();
+                }
+                // The person sees the name and a reason (`Display`); the log
+                // keeps upstream addresses and causes (`Debug`).
+                if matches!(
+                    error.status(),
+                    StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT
+                ) {
+                    tracing::warn!(client = %client_addr, ?error, "proxy answered with an error");
+                } else {
+                    tracing::debug!(client = %client_addr, ?error, "proxy answered with an error");
+                }
                 error.into_response().map(Either::Right)
             }
         };
@@ -228,55 +203,42 @@ impl Proxy {
         self.metrics
             .proxy_duration
             .observe(arrived.elapsed().as_secs_f64());
-        response
+        Ok(response)
     }
 
     async fn route_and_forward(
         &self,
         client_addr: SocketAddr,
+        trusted: bool,
         req: Request<Incoming>,
     ) -> Result<Response<ProxyBody>, ProxyError> {
-        // An absolute-form target names the host and wins over `Host`
-        // (RFC 9112 §3.2.2).
-        let host = req
-            .uri()
-            .authority()
-            .map(|authority| authority.as_str())
-            .or_else(|| {
-                req.headers()
-                    .get(header::HOST)
-                    .and_then(|h| h.to_str().ok())
-            })
-            .ok_or_else(|| ProxyError::MissingHost {
-                base_domain: self.base_domain.clone(),
-            })?;
-        let name =
-            name_from_host(host, &self.base_domain).ok_or_else(|| ProxyError::NotOurHost {
-                host: host.to_owned(),
-                base_domain: self.base_domain.clone(),
-            })?;
-        let route = self
-            .routes
-            .get(&name)
-            .ok_or_else(|| ProxyError::UnknownContainer {
-                name: name.clone().into_owned(),
-            })?;
+        let (parts, body) = req.into_parts();
+        let (route, path) = match classify(
+            &parts.method,
+            &parts.uri,
+            parts.headers.get_all(header::HOST),
+            &self.base_domain,
+        )? {
+            RouteTarget::ServerOptions => return Ok(server_options().map(Either::Right)),
+            RouteTarget::Container { name, path } => {
+                let route = self
+                    .routes
+                    .get(&name)
+                    .ok_or_else(|| ProxyError::UnknownContainer {
+                        name: name.into_owned(),
+                    })?;
+                (route, path)
+            }
+        };
         // Activity first, then the state: see `Route::touch`.
         route.touch();
         let in_use = route.in_use();
         let status = route.status();
-        let (parts, body) = req.into_parts();
         let (upstream, body) = match (status.state, status.upstream) {
             (ContainerState::Running, Some(upstream)) => (upstream, RequestBody::streaming(body)),
             (state, _) => match route.config().wake {
                 WakeStrategy::Redirect => {
-                    self.waker
-                        .ready_upstream(&route)
-                        .await
-                        .map_err(|error| ProxyError::Wake {
-                            name: route.name().to_owned(),
-                            error,
-                        })?;
+                    waking::wait_for_upstream(self.waker.as_ref(), &route, &self.holds).await?;
                     return Ok(waking::redirect_to_same_url(&parts).map(Either::Right));
                 }
                 WakeStrategy::Page
@@ -286,29 +248,37 @@ impl Proxy {
                     return Ok(waking::waking_page(route.name()).map(Either::Right));
                 }
                 WakeStrategy::Hold | WakeStrategy::Page => {
-                    waking::hold(self.waker.as_ref(), &route, body, self.read_ahead_limit).await?
+                    waking::hold(
+                        self.waker.as_ref(),
+                        &route,
+                        body,
+                        self.read_ahead_limit,
+                        &self.holds,
+                    )
+                    .await?
                 }
             },
         };
-        let req = Request::from_parts(parts, body);
-        let response = forward(
-            &self.client,
-            route.name(),
+        let hop = Hop {
+            name: route.name(),
             upstream,
-            client_addr,
-            req,
-            in_use,
-        )
-        .await?;
+            path,
+            client: client_addr,
+            trusted,
+            timeout: self.limits.upstream_timeout,
+        };
+        let req = Request::from_parts(parts, body);
+        let response = forward(&self.client, hop, req, in_use).await?;
         Ok(response.map(Either::Left))
     }
 }
 
-/// Takes one off a gauge when dropped, however the task holding it ends.
-struct DecOnDrop(prometheus_client::metrics::gauge::Gauge);
-
-impl Drop for DecOnDrop {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
+/// dormant's answer to `OPTIONS *`: what the proxy forwards, for any host.
+fn server_options() -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = StatusCode::OK;
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+    response
 }

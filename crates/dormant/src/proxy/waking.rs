@@ -9,28 +9,44 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use http::{header, request::Parts, HeaderValue, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use hyper::body::{Body, Incoming};
 
 use super::body::RequestBody;
+use super::budget::HoldBudget;
 use super::error::ProxyError;
 use super::waker::Waker;
 use crate::lifecycle::table::Route;
 
-/// Waits for a ready upstream while reading the request body ahead, up to
-/// `read_ahead_limit` bytes, so a client is not stalled by the wake. The rest
-/// of a larger body is streamed once the container answers.
+/// Waits for a ready upstream while reading the request body ahead, so a
+/// client is not stalled by the wake: up to `read_ahead_limit` bytes, and
+/// only with room in the shared hold budget, else the request is refused at
+/// once. The rest of a larger body is streamed once the container answers.
 pub async fn hold(
     waker: &dyn Waker,
     route: &Arc<Route>,
     body: Incoming,
     read_ahead_limit: usize,
+    budget: &Arc<HoldBudget>,
 ) -> Result<(SocketAddr, RequestBody), ProxyError> {
+    // Reserve what this body may take: all of a short one, the limit for a
+    // long one or one of unknown length, nothing for an empty one.
+    let reserve = body.size_hint().exact().map_or(read_ahead_limit, |len| {
+        usize::try_from(len).map_or(read_ahead_limit, |len| len.min(read_ahead_limit))
+    });
+    let ticket = budget
+        .try_hold(reserve)
+        .map_err(|refused| ProxyError::HoldFull {
+            name: route.name().to_owned(),
+            refused,
+        })?;
     let wake = waker.ready_upstream(route);
     tokio::pin!(wake);
     let mut body = Some(body);
     let mut read_ahead = BytesMut::new();
     let upstream = loop {
-        let reading = body.is_some() && read_ahead.len() < read_ahead_limit;
+        // The frame that crosses `reserve` is kept whole: it is already in
+        // memory (hyper's read buffer, at most `max_buf_size`).
+        let reading = body.is_some() && read_ahead.len() < ticket.bytes();
         tokio::select! {
             outcome = &mut wake => break outcome,
             frame = next_frame(&mut body), if reading => match frame {
@@ -47,7 +63,30 @@ pub async fn hold(
         name: route.name().to_owned(),
         error,
     })?;
-    Ok((upstream, RequestBody::resumed(read_ahead.freeze(), body)))
+    Ok((
+        upstream,
+        RequestBody::resumed(read_ahead.freeze(), ticket, body),
+    ))
+}
+
+/// Waits for a ready upstream, holding nothing of the request but counting
+/// against the hold budget (the `redirect` strategy answers once it is up).
+pub async fn wait_for_upstream(
+    waker: &dyn Waker,
+    route: &Arc<Route>,
+    budget: &Arc<HoldBudget>,
+) -> Result<SocketAddr, ProxyError> {
+    let _ticket = budget.try_hold(0).map_err(|refused| ProxyError::HoldFull {
+        name: route.name().to_owned(),
+        refused,
+    })?;
+    waker
+        .ready_upstream(route)
+        .await
+        .map_err(|error| ProxyError::Wake {
+            name: route.name().to_owned(),
+            error,
+        })
 }
 
 /// The next data of `body`; `None` at its end. Trailers are dropped: no
