@@ -92,17 +92,21 @@ impl ProxyError {
         self.kind().status()
     }
 
-    /// A short plain-text answer a person can act on.
-    pub fn into_response(self) -> Response<Full<Bytes>> {
+    /// A short answer a person can act on: plain text, or a small page
+    /// for a browser (`html`).
+    pub fn into_response(self, html: bool) -> Response<Full<Bytes>> {
         let status = self.status();
         let retry_after = self.retry_after();
-        let mut response = Response::new(Full::new(Bytes::from(format!("{self}\n"))));
+        let (body, content_type) = if html {
+            let page = error_page(status, self.kind().code(), &self.to_string());
+            (page, "text/html; charset=utf-8")
+        } else {
+            (format!("{self}\n"), "text/plain; charset=utf-8")
+        };
+        let mut response = Response::new(Full::new(Bytes::from(body)));
         *response.status_mut() = status;
         let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         headers.insert("x-dormant-error", HeaderValue::from_static("1"));
         if let Some(after) = retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(whole_seconds(after)));
@@ -112,6 +116,32 @@ impl ProxyError {
         }
         response
     }
+}
+
+/// dormant's own error page: the status, the reason, and the stable code.
+fn error_page(status: StatusCode, code: &str, message: &str) -> String {
+    format!(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{status}</title>\
+         <style>body{{font-family:system-ui,sans-serif;max-width:40em;margin:4em auto;color:#333}}</style>\
+         </head><body><h1>{status}</h1><p>{}</p><p><small>dormant: {code}</small></p></body></html>\n",
+        escape_html(message)
+    )
+}
+
+/// The message may carry what the client sent (a Host header): escape it.
+fn escape_html(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#39;"),
+            c => escaped.push(c),
+        }
+    }
+    escaped
 }
 
 /// Describes a hyper client error by its deepest cause, which is the one that
@@ -222,13 +252,13 @@ mod tests {
             name: "a".into(),
             refused: HoldRefused::TooManyBytes,
         }
-        .into_response();
+        .into_response(false);
         assert_eq!(full.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(full.headers()[header::RETRY_AFTER], "1");
         let connect = ProxyError::MethodNotAllowed {
             method: Method::CONNECT,
         }
-        .into_response();
+        .into_response(false);
         assert_eq!(connect.status(), StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(connect.headers()[header::ALLOW], ALLOWED_METHODS);
         let wake = ProxyError::Wake {
@@ -241,5 +271,27 @@ mod tests {
         };
         assert_eq!(wake.status(), StatusCode::GATEWAY_TIMEOUT);
         assert!(!wake.to_string().contains("172.18"), "{wake}");
+    }
+}
+
+#[cfg(test)]
+mod page_tests {
+    use super::*;
+
+    #[test]
+    fn browsers_get_an_escaped_page_with_the_same_status() {
+        let error = ProxyError::NotOurHost {
+            host: "<script>x</script>.evil".into(),
+            base_domain: "localhost".into(),
+        };
+        let response = error.into_response(true);
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert!(response.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"));
+        let body = format!("{:?}", response.body());
+        assert!(!body.contains("<script>"), "{body}");
+        assert!(body.contains("&lt;script&gt;"), "{body}");
     }
 }

@@ -179,6 +179,7 @@ impl Proxy {
         req: Request<Incoming>,
     ) -> Result<Response<ProxyBody>, Infallible> {
         let arrived = std::time::Instant::now();
+        let html = waking::accepts_html(req.headers());
         let response = match self.route_and_forward(client_addr, trusted, req).await {
             Ok(response) => response,
             Err(error) => {
@@ -195,7 +196,7 @@ impl Proxy {
                 } else {
                     tracing::debug!(client = %client_addr, ?error, "proxy answered with an error");
                 }
-                error.into_response().map(Either::Right)
+                error.into_response(html).map(Either::Right)
             }
         };
         let class = (response.status().as_u16() / 100).clamp(1, 5) as usize - 1;

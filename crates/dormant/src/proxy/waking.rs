@@ -128,8 +128,12 @@ pub fn redirect_to_same_url(parts: &Parts) -> Response<Full<Bytes>> {
 
 /// Whether the client is a browser asking for a page.
 pub fn wants_html(parts: &Parts) -> bool {
-    parts
-        .headers
+    accepts_html(&parts.headers)
+}
+
+/// Whether a client sending `headers` is a browser asking for a page.
+pub fn accepts_html(headers: &http::HeaderMap) -> bool {
+    headers
         .get_all(header::ACCEPT)
         .iter()
         .filter_map(|v| v.to_str().ok())
