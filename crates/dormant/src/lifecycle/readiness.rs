@@ -23,6 +23,10 @@ const MAX_INTERVAL: Duration = Duration::from_millis(50);
 /// An app that keeps a connection open this long without closing it is
 /// listening (non-HTTP apps never answer an HTTP request).
 const SILENT_BUT_OPEN: Duration = Duration::from_millis(300);
+/// A connection to a container on this host is made at once or refused; one still pending after
+/// this goes to an address nobody holds (the container exited and released it), where the kernel
+/// would retry for two minutes past every deadline.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What one probe saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,7 +40,11 @@ pub enum Probe {
 /// when `require_success` (a configured readiness path).
 pub async fn probe(upstream: SocketAddr, path: &str, require_success: bool) -> Probe {
     let attempt = async {
-        let mut stream = TcpStream::connect(upstream).await?;
+        let mut stream = timeout(CONNECT_TIMEOUT, TcpStream::connect(upstream))
+            .await
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer to connect")
+            })??;
         stream.set_nodelay(true)?;
         let request = format!("GET {path} HTTP/1.1\r\nHost: {upstream}\r\nUser-Agent: dormant-readiness\r\nConnection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await?;
@@ -169,5 +177,24 @@ mod tests {
         })
         .await;
         assert_eq!(result, Err("exited with code 3".to_string()));
+    }
+
+    #[tokio::test]
+    async fn a_connect_nobody_answers_is_not_yet_instead_of_a_hang() {
+        // A full accept queue drops new SYNs, as an address nobody holds does: connect hangs.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(1).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut queued = Vec::new();
+        for _ in 0..4 {
+            if let Ok(Ok(stream)) = timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+                queued.push(stream);
+            }
+        }
+        // The guard only stops a hang (the kernel's own retries last two minutes).
+        let seen = timeout(Duration::from_secs(30), probe(addr, "/", false)).await;
+        assert!(matches!(seen, Ok(Probe::NotYet(_))), "{seen:?}");
+        drop((listener, queued));
     }
 }
