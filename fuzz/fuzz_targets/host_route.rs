@@ -18,7 +18,10 @@ fuzz_target!(|input: &[u8]| {
     };
     for base in [base, "localhost", "example.com"] {
         if let Some(name) = dormant::proxy::routes::name_from_host(host, base) {
-            assert!(!name.is_empty() && !name.contains('.'), "{host:?} gave {name:?}");
+            assert!(
+                !name.is_empty() && !name.contains('.'),
+                "{host:?} gave {name:?}"
+            );
             assert!(!name.bytes().any(|b| b.is_ascii_uppercase()), "{name:?}");
             assert!(
                 host.to_ascii_lowercase().starts_with(&*name),

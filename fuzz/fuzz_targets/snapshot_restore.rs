@@ -68,7 +68,10 @@ impl Sandbox {
         let outside = self.root.join("outside");
         let allowed: [(&Path, &[&Path]); 3] = [
             (&self.root, &[snapshot, targets, &outside]),
-            (targets, &[&targets.join("rootfs"), &targets.join("volumes")]),
+            (
+                targets,
+                &[&targets.join("rootfs"), &targets.join("volumes")],
+            ),
             (&targets.join("volumes"), &[&targets.join("volumes/0")]),
         ];
         for (dir, expected) in allowed {
@@ -84,7 +87,9 @@ impl Sandbox {
                 );
             }
         }
-        let canary = std::fs::read_dir(&outside).expect("list the canary").count();
+        let canary = std::fs::read_dir(&outside)
+            .expect("list the canary")
+            .count();
         assert_eq!(canary, 0, "restore wrote into {}", outside.display());
     }
 }
