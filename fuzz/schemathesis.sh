@@ -88,7 +88,9 @@ NODE=$(grep -o 'node=[^ ]*' <<<"$line" | cut -d= -f2)
 echo "== dormant at $API (node $NODE); schemathesis, $MAX_EXAMPLES examples per operation"
 
 curl -fsS -H "Authorization: Bearer $TOKEN" "$API/v1/openapi.json" >"$WORK/openapi.json"
-SCHEMATHESIS_HOOKS=schemathesis_hooks PYTHONPATH=fuzz \
+# From the scratch dir: schemathesis keeps a cache of failures in its working directory.
+HOOKS_DIR=$PWD/fuzz
+(cd "$WORK" && SCHEMATHESIS_HOOKS=schemathesis_hooks PYTHONPATH=$HOOKS_DIR \
   timeout --signal=INT "$RUN_LIMIT" "$VENV/bin/schemathesis" run "$WORK/openapi.json" \
   --url "$API" \
   --header "Authorization: Bearer $TOKEN" \
@@ -96,7 +98,7 @@ SCHEMATHESIS_HOOKS=schemathesis_hooks PYTHONPATH=fuzz \
   --max-examples "$MAX_EXAMPLES" \
   --request-timeout 30 \
   --workers 2 \
-  --seed "${SCHEMATHESIS_SEED:-$RANDOM}"
+  --seed "${SCHEMATHESIS_SEED:-$RANDOM}")
 
 # A crash shows above as connection errors, which fail the run too; say it plainly.
 kill -0 "$DORMANT_PID" 2>/dev/null || { echo "dormant died during the run" >&2; exit 1; }
