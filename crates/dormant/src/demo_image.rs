@@ -25,7 +25,7 @@ pub const DEMO_LABEL: (&str, &str) = ("dormant.demo", "true");
 const EXECUTABLE: &str = "/dormant";
 
 /// The hidden subcommand that runs the demo workload.
-pub const DEMO_SUBCOMMAND: &str = "demo-serve";
+const DEMO_SUBCOMMAND: &str = "demo-serve";
 
 /// Files the image holds under `/srv/fixtures`.
 const FIXTURES: [(&str, &str); 4] = [
@@ -234,6 +234,21 @@ mod tests {
         );
         let odd = BTreeSet::from(["/opt/my libs\nRUN x".to_owned()]);
         assert!(dockerfile(&odd).is_err());
+    }
+
+    #[test]
+    fn the_entrypoint_runs_the_demo_with_its_flags_untouched() {
+        use clap::Parser;
+        let flags = ["--exit-immediately", "--port", "9", "--help"];
+        let args = std::iter::once("dormant")
+            .chain(std::iter::once(DEMO_SUBCOMMAND))
+            .chain(flags);
+        let cli = crate::cli::Cli::try_parse_from(args).unwrap();
+        assert!(
+            matches!(&cli.command, crate::cli::Command::DemoServe { args } if args == &flags),
+            "{:?}",
+            cli.command
+        );
     }
 
     #[test]
