@@ -31,7 +31,7 @@ pub struct Args {
 }
 
 /// Parses the flags (without the program name); `env_port` is the value of `PORT`, if set.
-pub fn parse(
+pub(crate) fn parse(
     args: impl IntoIterator<Item = String>,
     env_port: Option<String>,
 ) -> Result<Args, String> {

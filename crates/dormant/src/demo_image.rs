@@ -1,16 +1,17 @@
-//! Builds the demo workload into a local image `FROM scratch` (no registry needed).
+//! Builds the demo workload into a local image `FROM scratch` (no registry, no compiler needed).
 //!
-//! The image holds one file, the statically linked `dormant-demo` binary, so nothing is ever
-//! pulled: the classic builder resolves `FROM scratch` locally. The binary is either given or
-//! built from this workspace with its own `--target-dir`, so a `cargo test` in progress (which
-//! holds the lock on `target/`) cannot deadlock against it.
+//! The demo is part of `dormant` itself (`dormant demo-serve`), so the image holds this very
+//! executable at `/dormant`, the ELF interpreter and the shared objects this process has loaded
+//! (at the paths they have here), and a few fixture files. Nothing is pulled: the classic builder
+//! resolves `FROM scratch` locally. It works from an installed binary, wherever it lives.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod loaded;
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
 
 use anyhow::{bail, Context as _};
-use bollard::query_parameters::BuildImageOptionsBuilder;
+use bollard::query_parameters::{BuildImageOptionsBuilder, RemoveImageOptionsBuilder};
 use bollard::Docker;
 use futures_util::StreamExt;
 
@@ -20,11 +21,11 @@ pub const DEFAULT_DEMO_TAG: &str = "dormant-demo:latest";
 /// Label put on the demo image, so it can be found and cleaned up.
 pub const DEMO_LABEL: (&str, &str) = ("dormant.demo", "true");
 
-const DOCKERFILE: &str = "FROM scratch\n\
-COPY dormant-demo /dormant-demo\n\
-COPY fixtures /srv/fixtures\n\
-EXPOSE 8080\n\
-ENTRYPOINT [\"/dormant-demo\"]\n";
+/// Where the image holds the `dormant` executable.
+const EXECUTABLE: &str = "/dormant";
+
+/// The hidden subcommand that runs the demo workload.
+const DEMO_SUBCOMMAND: &str = "demo-serve";
 
 /// Files the image holds under `/srv/fixtures`.
 const FIXTURES: [(&str, &str); 4] = [
@@ -40,21 +41,13 @@ const FIXTURES: [(&str, &str); 4] = [
     ),
 ];
 
-/// Builds (or finds) the static demo binary and turns it into a local image named `tag`.
-pub async fn build_demo_image(
-    docker: &Docker,
-    tag: &str,
-    binary: Option<&Path>,
-) -> anyhow::Result<()> {
-    let binary = match binary {
-        Some(path) => path.to_path_buf(),
-        None => tokio::task::spawn_blocking(build_static_demo_binary)
-            .await
-            .context("demo binary build task panicked")??,
-    };
-    let context = tokio::task::spawn_blocking(move || build_context(&binary))
+/// Turns this executable and what it loaded into a local image named `tag`. The image `tag`
+/// named before, when it was an older demo image, is removed unless something still uses it.
+pub async fn build_demo_image(docker: &Docker, tag: &str) -> anyhow::Result<()> {
+    let context = tokio::task::spawn_blocking(build_context)
         .await
         .context("build context task panicked")??;
+    let previous = docker.inspect_image(tag).await.ok().and_then(|i| i.id);
 
     let labels = HashMap::from([DEMO_LABEL]);
     let options = BuildImageOptionsBuilder::default()
@@ -86,36 +79,117 @@ pub async fn build_demo_image(
         .await
         .with_context(|| format!("docker build reported success but image {tag} is missing"))?;
     let id = image.id.unwrap_or_default();
+    if let Some(old) = previous.filter(|old| *old != id) {
+        remove_replaced(docker, &old).await;
+    }
     tracing::info!(tag, id, "built demo image");
     Ok(())
 }
 
-/// Makes the in-memory tar build context: the Dockerfile and the binary (mode 0755).
-fn build_context(binary: &Path) -> anyhow::Result<Vec<u8>> {
-    let content = std::fs::read(binary)
-        .with_context(|| format!("reading demo binary {}", binary.display()))?;
-    check_static_elf(&content).with_context(|| {
-        format!(
-            "{} cannot run in a FROM scratch image; build it static with \
-             RUSTFLAGS=\"-C target-feature=+crt-static\" cargo build --release -p dormant-demo \
-             --target {}",
-            binary.display(),
-            host_target()
-        )
-    })?;
+/// Removes the demo image a new build replaced (each rebuild of `dormant` would otherwise leave
+/// a copy of the executable behind). Only demo images, and never one a container still uses:
+/// Docker refuses that without `force`, and the refusal is fine.
+async fn remove_replaced(docker: &Docker, old: &str) {
+    let is_demo = docker.inspect_image(old).await.ok().is_some_and(|image| {
+        image.config.and_then(|c| c.labels).is_some_and(|labels| {
+            labels.get(DEMO_LABEL.0).map(String::as_str) == Some(DEMO_LABEL.1)
+        })
+    });
+    if !is_demo {
+        return;
+    }
+    let options = RemoveImageOptionsBuilder::default().force(false).build();
+    if let Err(e) = docker.remove_image(old, Some(options), None).await {
+        tracing::debug!(image = old, "kept the replaced demo image: {e}");
+    }
+}
+
+/// Makes the in-memory tar build context: the Dockerfile and, under `rootfs/`, the executable,
+/// the interpreter, the shared objects and the fixtures.
+fn build_context() -> anyhow::Result<Vec<u8>> {
+    let loaded = loaded::this_process()?;
     let mut tar = tar::Builder::new(Vec::new());
-    append(&mut tar, "Dockerfile", 0o644, DOCKERFILE.as_bytes())?;
-    append(&mut tar, "dormant-demo", 0o755, &content)?;
+    let library_dirs: BTreeSet<String> = loaded
+        .shared_objects
+        .iter()
+        .filter_map(|path| path.parent())
+        .map(|dir| dir.to_string_lossy().into_owned())
+        .collect();
+    append(
+        &mut tar,
+        "Dockerfile",
+        0o644,
+        dockerfile(&library_dirs)?.as_bytes(),
+    )?;
+    append(&mut tar, &rootfs(EXECUTABLE), 0o755, &loaded.executable)?;
+    for path in &loaded.shared_objects {
+        let data = std::fs::read(path)
+            .with_context(|| format!("reading the shared object {}", path.display()))?;
+        append(&mut tar, &rootfs(&path.to_string_lossy()), 0o755, &data)?;
+    }
+    if let Some(interpreter) = &loaded.interpreter {
+        add_interpreter(&mut tar, interpreter, &loaded.shared_objects)?;
+    }
     // Files that come from the image, so tests can change and delete them.
     for (name, text) in FIXTURES {
-        append(
-            &mut tar,
-            &format!("fixtures/{name}"),
-            0o644,
-            text.as_bytes(),
-        )?;
+        let path = rootfs(&format!("/srv/fixtures/{name}"));
+        append(&mut tar, &path, 0o644, text.as_bytes())?;
     }
     tar.into_inner().context("finishing the build context tar")
+}
+
+/// The kernel opens the interpreter by the path written in the executable, which is often a
+/// symlink (`/lib64/ld-linux-x86-64.so.2`) to the file mapped here: the same link goes in the
+/// image. An interpreter not seen among the mappings is copied there whole.
+fn add_interpreter(
+    tar: &mut tar::Builder<Vec<u8>>,
+    interpreter: &str,
+    shared_objects: &[std::path::PathBuf],
+) -> anyhow::Result<()> {
+    let real = std::fs::canonicalize(interpreter)
+        .with_context(|| format!("resolving the ELF interpreter {interpreter}"))?;
+    if real == Path::new(interpreter) && shared_objects.contains(&real) {
+        return Ok(());
+    }
+    if shared_objects.contains(&real) {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Symlink);
+        header.set_size(0);
+        header.set_mode(0o777);
+        header.set_mtime(0);
+        return tar
+            .append_link(&mut header, rootfs(interpreter), &real)
+            .with_context(|| format!("adding the link {interpreter} to the build context"));
+    }
+    let data = std::fs::read(&real)
+        .with_context(|| format!("reading the ELF interpreter {}", real.display()))?;
+    append(tar, &rootfs(interpreter), 0o755, &data)
+}
+
+/// The Dockerfile. `LD_LIBRARY_PATH` names the directories the shared objects came from, so
+/// they are found even where this host found them through its `ld.so.cache` (which the image
+/// lacks).
+fn dockerfile(library_dirs: &BTreeSet<String>) -> anyhow::Result<String> {
+    let mut text = String::from("FROM scratch\nCOPY rootfs/ /\n");
+    if !library_dirs.is_empty() {
+        if let Some(odd) = library_dirs.iter().find(|dir| {
+            !dir.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "/._+-@".contains(c))
+        }) {
+            bail!("the shared objects' directory `{odd}` has characters a Dockerfile ENV cannot hold plainly");
+        }
+        let dirs: Vec<&str> = library_dirs.iter().map(String::as_str).collect();
+        text.push_str(&format!("ENV LD_LIBRARY_PATH={}\n", dirs.join(":")));
+    }
+    text.push_str(&format!(
+        "EXPOSE 8080\nENTRYPOINT [\"{EXECUTABLE}\", \"{DEMO_SUBCOMMAND}\"]\n"
+    ));
+    Ok(text)
+}
+
+/// Where the file at `path` in the image goes in the build context.
+fn rootfs(path: &str) -> String {
+    format!("rootfs/{}", path.trim_start_matches('/'))
 }
 
 fn append(
@@ -133,85 +207,69 @@ fn append(
         .with_context(|| format!("adding {name} to the build context"))
 }
 
-/// Fails unless `elf` is a 64-bit little-endian ELF executable without a program interpreter
-/// (a dynamically linked binary dies with "no such file or directory" in an empty image).
-fn check_static_elf(elf: &[u8]) -> anyhow::Result<()> {
-    const PT_INTERP: u32 = 3;
-    if elf.len() < 64 || &elf[..4] != b"\x7fELF" || elf[4] != 2 || elf[5] != 1 {
-        bail!("not a 64-bit little-endian ELF executable");
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dockerfile_runs_the_demo_with_the_library_dirs() {
+        let dirs = BTreeSet::from([
+            "/usr/lib/x86_64-linux-gnu".to_owned(),
+            "/usr/local/lib".to_owned(),
+        ]);
+        let text = dockerfile(&dirs).unwrap();
+        assert!(text.starts_with("FROM scratch\n"), "{text}");
+        assert!(
+            text.contains("ENV LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu:/usr/local/lib\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ENTRYPOINT [\"/dormant\", \"demo-serve\"]"),
+            "{text}"
+        );
+        assert!(text.contains("EXPOSE 8080"), "{text}");
+        assert!(
+            !dockerfile(&BTreeSet::new()).unwrap().contains("ENV"),
+            "a static executable"
+        );
+        let odd = BTreeSet::from(["/opt/my libs\nRUN x".to_owned()]);
+        assert!(dockerfile(&odd).is_err());
     }
-    let u16_at = |o: usize| u16::from_le_bytes([elf[o], elf[o + 1]]) as usize;
-    let phoff = u64::from_le_bytes(elf[32..40].try_into().expect("8 bytes")) as usize;
-    let (phentsize, phnum) = (u16_at(54), u16_at(56));
-    for i in 0..phnum {
-        let at = phoff.saturating_add(i.saturating_mul(phentsize));
-        let Some(p_type) = elf.get(at..at + 4) else {
-            bail!("truncated ELF program headers");
-        };
-        if u32::from_le_bytes(p_type.try_into().expect("4 bytes")) == PT_INTERP {
-            bail!("it is dynamically linked (it has an ELF program interpreter)");
+
+    #[test]
+    fn the_entrypoint_runs_the_demo_with_its_flags_untouched() {
+        use clap::Parser;
+        let flags = ["--exit-immediately", "--port", "9", "--help"];
+        let args = std::iter::once("dormant")
+            .chain(std::iter::once(DEMO_SUBCOMMAND))
+            .chain(flags);
+        let cli = crate::cli::Cli::try_parse_from(args).unwrap();
+        assert!(
+            matches!(&cli.command, crate::cli::Command::DemoServe { args } if args == &flags),
+            "{:?}",
+            cli.command
+        );
+    }
+
+    #[test]
+    fn the_context_holds_the_executable_its_libraries_and_the_fixtures() {
+        let context = build_context().unwrap();
+        let mut archive = tar::Archive::new(context.as_slice());
+        let names: Vec<String> = archive
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+            .collect();
+        for expected in [
+            "Dockerfile",
+            "rootfs/dormant",
+            "rootfs/srv/fixtures/keep.txt",
+        ] {
+            assert!(
+                names.iter().any(|n| n == expected),
+                "{expected} missing: {names:?}"
+            );
         }
+        assert!(names.iter().any(|n| n.contains("libc.so")), "{names:?}");
     }
-    Ok(())
-}
-
-/// The Rust target the demo is built for: this machine's architecture, GNU libc, linked static.
-fn host_target() -> String {
-    format!("{}-unknown-linux-gnu", std::env::consts::ARCH)
-}
-
-/// Runs `RUSTFLAGS="-C target-feature=+crt-static" cargo build --release -p dormant-demo
-/// --target <arch>-unknown-linux-gnu --target-dir <root>/target/demo` in this workspace and
-/// returns the binary's path. Needs the source tree this `dormant` was built from.
-pub fn build_static_demo_binary() -> anyhow::Result<PathBuf> {
-    // CARGO_MANIFEST_DIR is <root>/crates/dormant.
-    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let root = manifest_dir.ancestors().nth(2).unwrap_or(manifest_dir);
-    let target = host_target();
-    if !root.join("crates/demo/Cargo.toml").is_file() {
-        bail!(
-            "the dormant workspace ({}) is not here to build the demo from; build it yourself \
-             with RUSTFLAGS=\"-C target-feature=+crt-static\" cargo build --release \
-             -p dormant-demo --target {target} and pass the binary with --binary PATH",
-            root.display()
-        );
-    }
-    let root = root
-        .canonicalize()
-        .context("resolving the workspace root")?;
-    let target_dir = root.join("target/demo");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(&cargo)
-        .current_dir(&root)
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env("RUSTFLAGS", "-C target-feature=+crt-static")
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "dormant-demo",
-            "--target",
-            &target,
-        ])
-        .arg("--target-dir")
-        .arg(&target_dir)
-        .status()
-        .with_context(|| {
-            format!(
-                "running {} (is cargo installed? else build the demo yourself and pass --binary)",
-                Path::new(&cargo).display()
-            )
-        })?;
-    if !status.success() {
-        bail!(
-            "building the static demo binary failed ({status}); if the {target} target or a \
-             static libc (libc6-dev / glibc-static) is missing, install it or build the demo \
-             elsewhere and pass --binary PATH"
-        );
-    }
-    let binary = target_dir.join(&target).join("release/dormant-demo");
-    if !binary.is_file() {
-        bail!("cargo succeeded but {} is missing", binary.display());
-    }
-    Ok(binary)
 }

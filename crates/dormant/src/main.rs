@@ -1,4 +1,4 @@
-//! `dormant`: parse the command line, then serve or run a client command.
+//! `dormant`: parse the command line, then serve, run a client command, or run the demo workload.
 
 use clap::Parser;
 use dormant::cli::{run_client, Cli, Command};
@@ -11,7 +11,6 @@ fn main() -> std::process::ExitCode {
         return std::process::ExitCode::from(2);
     }
     let cli = Cli::parse_from(args);
-    dormant::logging::init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -19,8 +18,15 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    let command = match cli.command {
+        // What the demo image runs: the workload keeps its own exit codes (tests tell a crash
+        // by them) and its own output.
+        Command::DemoServe { args } => return runtime.block_on(dormant_demo::run(args)),
+        command => command,
+    };
+    dormant::logging::init();
     let result = runtime.block_on(async {
-        match cli.command {
+        match command {
             Command::Serve(config) => {
                 let shutdown = dormant::serve::shutdown_signal();
                 let runtime = dormant::serve::docker_runtime(&config).await?;

@@ -110,12 +110,12 @@ fn check(
     owner: &str,
 ) -> Result<NewContainers, ApiError> {
     let image = request.image.trim();
-    if image.is_empty() || image.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(ApiError::invalid(
+    super::image_ref::check(image).map_err(|why| {
+        ApiError::invalid(
             "image",
-            "must be an image reference such as `dormant-demo:latest`",
-        ));
-    }
+            format!("must be an image reference such as `dormant-demo:latest`: {why}"),
+        )
+    })?;
     if request.port == Some(0) {
         return Err(ApiError::invalid("port", "must be between 1 and 65535"));
     }
@@ -396,6 +396,7 @@ mod tests {
         assert!(rejected(r#"{"image":"demo","volumes":["data"]}"#).contains("`volumes[0]`"));
         assert!(rejected(r#"{"image":"demo","volumes":["/a/../b"]}"#).contains("`volumes[0]`"));
         assert!(rejected(r#"{"image":"demo","port":"eighty"}"#).contains("`port`"));
+        assert!(rejected(r#"{"image":"Demo"}"#).contains("`image`"));
         assert!(rejected(r#"{"image":"demo","ready_path":"healthz"}"#).contains("`ready_path`"));
         assert!(rejected(r#"{"image":"demo","wake":"shout"}"#).contains("`wake`"));
         assert!(rejected(r#"{"image":"demo","archive_after":"later"}"#).contains("`archive_after`"));

@@ -4,6 +4,7 @@
 mod containers;
 pub mod create_request;
 mod error;
+mod image_ref;
 pub mod model;
 mod openapi;
 

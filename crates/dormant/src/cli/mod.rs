@@ -1,16 +1,18 @@
 //! The command line: `dormant serve` and the client commands that call its API.
 
 mod client;
+mod client_args;
+mod create;
 mod output;
 
-use std::path::PathBuf;
-
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 use http::Method;
 
 use crate::api::model::{ContainerList, ContainerView};
 use crate::config::ServeConfig;
 use client::ApiClient;
+pub use client_args::ClientArgs;
+pub use create::CreateArgs;
 
 /// dormant: users' containers at their own hostnames, asleep when idle,
 /// awake on the next request.
@@ -26,7 +28,7 @@ pub enum Command {
     /// Run dormant: the API, the proxy and the lifecycle, on this Docker host.
     Serve(Box<ServeConfig>),
     /// Create one or more containers.
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// List containers.
     Ls(ClientArgs),
     /// Show one container.
@@ -71,98 +73,45 @@ pub enum Command {
     },
     /// Show counts by state, memory against the budget, snapshot disk use and dormant's memory.
     Stats(ClientArgs),
-    /// Build the demo workload into a local image `FROM scratch` (no registry needed).
+    /// Build the demo workload into a local image `FROM scratch` (no registry needed): this
+    /// `dormant` executable and the shared objects it loads, running `dormant demo-serve`.
     DemoImage {
         /// Image name to build.
-        #[arg(long, default_value = crate::demo_image::DEFAULT_DEMO_TAG)]
+        #[arg(long, default_value = crate::demo_image::DEFAULT_DEMO_TAG, value_name = "NAME")]
         tag: String,
-        /// Use this static demo binary instead of building it with cargo.
-        #[arg(long, value_name = "PATH")]
-        binary: Option<PathBuf>,
         /// Docker daemon to use; default: `DOCKER_HOST`, else the local socket.
         #[arg(long, env = "DORMANT_DOCKER_HOST", value_name = "URL")]
         docker_host: Option<String>,
     },
-}
-
-/// Where the API is and how to prove who we are.
-#[derive(Debug, Clone, Args)]
-pub struct ClientArgs {
-    /// dormant's API URL.
-    #[arg(
-        long,
-        env = "DORMANT_URL",
-        default_value = "http://127.0.0.1:7070",
-        value_name = "URL"
-    )]
-    pub url: String,
-    /// API token. Default: the admin token in `./dormant-data/admin-token`.
-    #[arg(
-        long,
-        env = "DORMANT_TOKEN",
-        hide_env_values = true,
-        value_name = "TOKEN"
-    )]
-    pub token: Option<String>,
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct CreateArgs {
-    /// Image to run (must be present locally; dormant never pulls).
-    #[arg(long)]
-    pub image: String,
-    /// Port the app listens on inside the container (default: the one the image exposes).
-    #[arg(long)]
-    pub port: Option<u16>,
-    /// Name; the container is reached at `<name>.<base-domain>`. Generated when absent.
-    #[arg(long)]
-    pub name: Option<String>,
-    /// How many to create; with --name they are `name-1` .. `name-N`.
-    #[arg(long)]
-    pub count: Option<u32>,
-    /// Environment variable `KEY=VALUE`; repeat for more.
-    #[arg(long = "env", short = 'e', value_name = "KEY=VALUE")]
-    pub env: Vec<String>,
-    /// Memory limit, e.g. `256m`.
-    #[arg(long)]
-    pub memory: Option<String>,
-    /// CPU limit in cores, e.g. `0.5`.
-    #[arg(long)]
-    pub cpus: Option<f64>,
-    /// Idle time before the container sleeps, e.g. `10m`.
-    #[arg(long)]
-    pub idle_timeout: Option<String>,
-    /// Path inside the container to keep in a named volume; repeat for more.
-    #[arg(long = "volume", short = 'v', value_name = "PATH")]
-    pub volumes: Vec<String>,
-    #[command(flatten)]
-    pub client: ClientArgs,
-    /// Command to run instead of the image's (after `--`).
-    #[arg(last = true, value_name = "CMD")]
-    pub cmd: Vec<String>,
+    /// Run the demo workload (what the demo image runs); `demo-serve --help` lists its flags.
+    #[command(hide = true, disable_help_flag = true)]
+    DemoServe {
+        /// The demo's own flags, passed through untouched.
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "ARGS"
+        )]
+        args: Vec<String>,
+    },
 }
 
 /// Runs a client command (every command but `serve`).
 pub async fn run_client(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve(_) => unreachable!("serve is handled by main"),
-        Command::DemoImage {
-            tag,
-            binary,
-            docker_host,
-        } => {
+        Command::Serve(_) | Command::DemoServe { .. } => {
+            anyhow::bail!("serve and demo-serve are not client commands")
+        }
+        Command::DemoImage { tag, docker_host } => {
             let runtime =
                 crate::runtime::docker::DockerRuntime::connect(docker_host.as_deref()).await?;
-            crate::demo_image::build_demo_image(runtime.client(), &tag, binary.as_deref()).await?;
+            crate::demo_image::build_demo_image(runtime.client(), &tag).await?;
             println!("built image {tag}");
             Ok(())
         }
-        Command::Create(args) => create(args).await,
+        Command::Create(args) => create::create(*args).await,
         Command::Ls(client) => {
-            let api = connect(&client)?;
+            let api = client.connect()?;
             let list: ContainerList = api.json(Method::GET, "/v1/containers", None).await?;
             if client.json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
@@ -172,7 +121,7 @@ pub async fn run_client(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Get { name, client } => {
-            let api = connect(&client)?;
+            let api = client.connect()?;
             let container: ContainerView = api
                 .json(Method::GET, &format!("/v1/containers/{name}"), None)
                 .await?;
@@ -184,7 +133,7 @@ pub async fn run_client(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Rm { names, client } => {
-            let api = connect(&client)?;
+            let api = client.connect()?;
             for name in names {
                 api.send(Method::DELETE, &format!("/v1/containers/{name}"), None)
                     .await?;
@@ -198,7 +147,7 @@ pub async fn run_client(command: Command) -> anyhow::Result<()> {
         Command::Wake { names, client } => transition(&client, "wake", names).await,
         Command::Archive { names, client } => transition(&client, "archive", names).await,
         Command::Stats(client) => {
-            let api = connect(&client)?;
+            let api = client.connect()?;
             let stats: crate::api::model::Stats = api.json(Method::GET, "/v1/stats", None).await?;
             if client.json {
                 println!("{}", serde_json::to_string_pretty(&stats)?);
@@ -212,7 +161,7 @@ pub async fn run_client(command: Command) -> anyhow::Result<()> {
 
 /// `POST /v1/containers/{name}/{verb}` for each name; prints the outcome.
 async fn transition(client: &ClientArgs, verb: &str, names: Vec<String>) -> anyhow::Result<()> {
-    let api = connect(client)?;
+    let api = client.connect()?;
     let mut done = Vec::with_capacity(names.len());
     for name in names {
         let started = std::time::Instant::now();
@@ -237,47 +186,6 @@ async fn transition(client: &ClientArgs, verb: &str, names: Vec<String>) -> anyh
             "{}",
             serde_json::to_string_pretty(&ContainerList { containers: done })?
         );
-    }
-    Ok(())
-}
-
-async fn create(args: CreateArgs) -> anyhow::Result<()> {
-    let api = connect(&args.client)?;
-    let mut body = serde_json::Map::new();
-    body.insert("image".into(), args.image.into());
-    let mut put = |key: &str, value: Option<serde_json::Value>| {
-        if let Some(value) = value {
-            body.insert(key.into(), value);
-        }
-    };
-    put("port", args.port.map(Into::into));
-    put("name", args.name.map(Into::into));
-    put("count", args.count.map(Into::into));
-    put("memory", args.memory.map(Into::into));
-    put("cpus", args.cpus.map(Into::into));
-    put("idle_timeout", args.idle_timeout.map(Into::into));
-    put(
-        "volumes",
-        (!args.volumes.is_empty()).then(|| args.volumes.into()),
-    );
-    put("cmd", (!args.cmd.is_empty()).then(|| args.cmd.into()));
-    if !args.env.is_empty() {
-        let mut env = serde_json::Map::new();
-        for pair in &args.env {
-            let (key, value) = pair
-                .split_once('=')
-                .ok_or_else(|| anyhow::anyhow!("--env `{pair}` must be KEY=VALUE"))?;
-            env.insert(key.into(), value.into());
-        }
-        body.insert("env".into(), env.into());
-    }
-    let list: ContainerList = api
-        .json(Method::POST, "/v1/containers", Some(body.into()))
-        .await?;
-    if args.client.json {
-        println!("{}", serde_json::to_string_pretty(&list)?);
-    } else {
-        output::print_containers(&list.containers);
     }
     Ok(())
 }
@@ -312,23 +220,4 @@ async fn with_progress<T>(
             }
         }
     }
-}
-
-fn connect(args: &ClientArgs) -> anyhow::Result<ApiClient> {
-    let token = match &args.token {
-        Some(token) => token.clone(),
-        None => {
-            let path =
-                PathBuf::from(ServeConfig::DEFAULT_DATA_DIR).join(crate::token::ADMIN_TOKEN_FILE);
-            std::fs::read_to_string(&path)
-                .map(|t| t.trim().to_owned())
-                .map_err(|e| {
-                    anyhow::anyhow!(
-                        "no token: pass --token or DORMANT_TOKEN (cannot read {}: {e})",
-                        path.display()
-                    )
-                })?
-        }
-    };
-    ApiClient::new(&args.url, token)
 }

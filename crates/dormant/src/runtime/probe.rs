@@ -18,12 +18,21 @@ use super::ProbeOutcome;
 /// An app that keeps a connection open this long without closing it is
 /// listening (non-HTTP apps never answer an HTTP request).
 const SILENT_BUT_OPEN: Duration = Duration::from_millis(300);
+/// A connection to a container on this host is made at once or refused; one
+/// still pending after this goes to an address nobody holds (the container
+/// exited and released it), where the kernel would retry for two minutes
+/// past every deadline.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Probes `upstream` once: `GET path` must get an HTTP status line, below 500
 /// when `require_success` (a configured readiness path).
 pub async fn http(upstream: SocketAddr, path: &str, require_success: bool) -> ProbeOutcome {
     let attempt = async {
-        let mut stream = TcpStream::connect(upstream).await?;
+        let mut stream = timeout(CONNECT_TIMEOUT, TcpStream::connect(upstream))
+            .await
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer to connect")
+            })??;
         stream.set_nodelay(true)?;
         let request = format!("GET {path} HTTP/1.1\r\nHost: {upstream}\r\nUser-Agent: dormant-readiness\r\nConnection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await?;
