@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 SECONDS_EACH=${1:-60}
-TARGETS=(host_route snapshot_restore)
+TARGETS=(host_route request_target snapshot_restore)
 TARGET_DIR=${FUZZ_TARGET_DIR:-target}
 # snapshot_restore restores into a scratch dir per run, and a successful restore syncs its
 # filesystem: on tmpfs that costs nothing (five times the runs per second of a disk).

@@ -17,7 +17,7 @@ fuzz_target!(|input: &[u8]| {
         return;
     };
     for base in [base, "localhost", "example.com"] {
-        if let Some(name) = dormant::proxy::routes::name_from_host(host, base) {
+        if let Some(name) = dormant::proxy::host::name_from_host(host, base) {
             assert!(
                 !name.is_empty() && !name.contains('.'),
                 "{host:?} gave {name:?}"
