@@ -78,6 +78,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    // Long but flat: one registration per metric, each with its help text.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("dormant");
         let seconds = || Histogram::new(exponential_buckets(0.001, 2.0, 18));

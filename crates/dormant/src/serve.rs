@@ -95,35 +95,8 @@ pub async fn run(
     data_dir::prepare(data_dir)?;
     let admin_token = admin_token(data_dir)?;
     let node = node_id(data_dir)?;
-    let store_path = data_dir.join("dormant.db");
-    let store = Store::open(&store_path)
-        .with_context(|| format!("cannot open the store {}", store_path.display()))?;
-    let snapshot_dir = data_dir.join("snapshots");
-    data_dir::create_private_dir(&snapshot_dir)
-        .with_context(|| format!("cannot create the snapshot dir {}", snapshot_dir.display()))?;
-    let archive_support = check_archive_support(runtime.as_ref()).await;
-    match &archive_support {
-        ArchiveSupport::Supported => tracing::info!(dir = %snapshot_dir.display(), "archiving enabled"),
-        ArchiveSupport::Unsupported(why) => tracing::error!(
-            "archiving is DISABLED: {why}. Containers still sleep; none will be archived, and /archive answers 409"
-        ),
-    }
-    let limits = Limits {
-        max_running: config.max_running,
-        memory_budget: config.memory_budget.unwrap_or_else(|| {
-            // 80% of the host, leaving room for dormant, Docker and the kernel.
-            host_memory_bytes().map_or(u64::MAX, |total| total / 10 * 8)
-        }),
-    };
-    tracing::info!(max_running = ?limits.max_running, memory_budget = limits.memory_budget, "capacity");
     let metrics = Arc::new(Metrics::new());
-    let lifecycle = Lifecycle::new(
-        store,
-        runtime,
-        lifecycle_config(&config, node.clone(), snapshot_dir, limits),
-        archive_support,
-        metrics.clone(),
-    );
+    let lifecycle = build_lifecycle(&config, runtime, node.clone(), metrics.clone()).await?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = move || {
@@ -151,49 +124,14 @@ pub async fn run(
     }
     let proxy_addr = proxy_listener.local_addr()?;
 
-    let state = ApiState {
-        lifecycle: Arc::new(lifecycle.clone()),
-        admin_token: admin_token.into(),
-        public: Arc::new(api::model::PublicAddress::new(
-            &config.base_domain,
-            proxy_addr.port(),
-        )),
-        create_defaults: Arc::new(CreateDefaults {
-            memory_bytes: config.default_memory,
-            idle_timeout: config.idle_timeout,
-            max_cpus: std::thread::available_parallelism()
-                .map(|n| n.get() as f64)
-                .unwrap_or(1.0),
-            allowed_capabilities: config.allowed_capabilities.clone(),
-        }),
-    };
+    let state = api_state(&config, &lifecycle, admin_token, proxy_addr.port());
     let api_listener = CappedListener::new(api_listener, config.api_max_connections.get());
     let api_server =
         axum::serve(api_listener, api::router(state)).with_graceful_shutdown(stopped());
     let api_task = tasks.spawn(async move { api_server.await });
     tasks.spawn(lifecycle.sweep_periodically(stopped()));
     tasks.spawn(flush_activity_periodically(lifecycle.clone(), stopped()));
-    let bytes = |size: u64| usize::try_from(size).unwrap_or(usize::MAX);
-    let connections = ConnectionLimit::new(max_connections, metrics.open_connections.clone());
-    let proxy = ProxyParts {
-        routes: lifecycle.table().clone(),
-        waker: Arc::new(lifecycle.clone()),
-        base_domain: config.base_domain.clone(),
-        // One request never reserves more than all of them may.
-        read_ahead_limit: bytes(config.wake_buffer.min(config.wake_buffer_total)),
-        metrics,
-        limits: EdgeLimits {
-            header_timeout: config.header_timeout,
-            idle_connection_timeout: config.idle_connection_timeout,
-            max_request_headers: config.max_request_headers.get(),
-            max_request_head: bytes(config.max_request_head),
-            upstream_timeout: config.upstream_timeout,
-            trusted_proxies: TrustedProxies::new(config.trusted_proxies.clone()),
-        },
-        connections,
-        holds: HoldBudget::new(config.max_held_requests, bytes(config.wake_buffer_total)),
-    };
-    tracing::info!(max_connections, "proxy limits");
+    let proxy = proxy_parts(&config, &lifecycle, metrics, max_connections);
     let proxy_threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let proxy_task = proxy::serve_per_core(
         proxy,
@@ -229,6 +167,97 @@ pub async fn run(
     lifecycle.flush_activity().await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The store, the snapshot dir, archive support and capacity, as lifecycle
+/// needs them.
+async fn build_lifecycle(
+    config: &ServeConfig,
+    runtime: Arc<dyn Runtime>,
+    node: String,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<Lifecycle> {
+    let store_path = config.data_dir.join("dormant.db");
+    let store = Store::open(&store_path)
+        .with_context(|| format!("cannot open the store {}", store_path.display()))?;
+    let snapshot_dir = config.data_dir.join("snapshots");
+    data_dir::create_private_dir(&snapshot_dir)
+        .with_context(|| format!("cannot create the snapshot dir {}", snapshot_dir.display()))?;
+    let archive_support = check_archive_support(runtime.as_ref()).await;
+    match &archive_support {
+        ArchiveSupport::Supported => tracing::info!(dir = %snapshot_dir.display(), "archiving enabled"),
+        ArchiveSupport::Unsupported(why) => tracing::error!(
+            "archiving is DISABLED: {why}. Containers still sleep; none will be archived, and /archive answers 409"
+        ),
+    }
+    let limits = Limits {
+        max_running: config.max_running,
+        memory_budget: config.memory_budget.unwrap_or_else(|| {
+            // 80% of the host, leaving room for dormant, Docker and the kernel.
+            host_memory_bytes().map_or(u64::MAX, |total| total / 10 * 8)
+        }),
+    };
+    tracing::info!(max_running = ?limits.max_running, memory_budget = limits.memory_budget, "capacity");
+    Ok(Lifecycle::new(
+        store,
+        runtime,
+        lifecycle_config(config, node, snapshot_dir, limits),
+        archive_support,
+        metrics,
+    ))
+}
+
+fn api_state(
+    config: &ServeConfig,
+    lifecycle: &Lifecycle,
+    admin_token: String,
+    proxy_port: u16,
+) -> ApiState {
+    ApiState {
+        lifecycle: Arc::new(lifecycle.clone()),
+        admin_token: admin_token.into(),
+        public: Arc::new(api::model::PublicAddress::new(
+            &config.base_domain,
+            proxy_port,
+        )),
+        create_defaults: Arc::new(CreateDefaults {
+            memory_bytes: config.default_memory,
+            idle_timeout: config.idle_timeout,
+            max_cpus: std::thread::available_parallelism()
+                .map(|n| n.get() as f64)
+                .unwrap_or(1.0),
+            allowed_capabilities: config.allowed_capabilities.clone(),
+        }),
+    }
+}
+
+fn proxy_parts(
+    config: &ServeConfig,
+    lifecycle: &Lifecycle,
+    metrics: Arc<Metrics>,
+    max_connections: usize,
+) -> ProxyParts {
+    let bytes = |size: u64| usize::try_from(size).unwrap_or(usize::MAX);
+    let connections = ConnectionLimit::new(max_connections, metrics.open_connections.clone());
+    tracing::info!(max_connections, "proxy limits");
+    ProxyParts {
+        routes: lifecycle.table().clone(),
+        waker: Arc::new(lifecycle.clone()),
+        base_domain: config.base_domain.clone(),
+        // One request never reserves more than all of them may.
+        read_ahead_limit: bytes(config.wake_buffer.min(config.wake_buffer_total)),
+        metrics,
+        limits: EdgeLimits {
+            header_timeout: config.header_timeout,
+            idle_connection_timeout: config.idle_connection_timeout,
+            max_request_headers: config.max_request_headers.get(),
+            max_request_head: bytes(config.max_request_head),
+            upstream_timeout: config.upstream_timeout,
+            trusted_proxies: TrustedProxies::new(config.trusted_proxies.clone()),
+        },
+        connections,
+        holds: HoldBudget::new(config.max_held_requests, bytes(config.wake_buffer_total)),
+    }
 }
 
 fn lifecycle_config(

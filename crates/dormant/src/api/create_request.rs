@@ -104,6 +104,8 @@ pub fn parse(
     check(request, defaults, owner)
 }
 
+/// Long but flat: one field after another, each refusal naming its field;
+/// splitting it would scatter the create body's rules.
 fn check(
     request: CreateContainers,
     defaults: &CreateDefaults,

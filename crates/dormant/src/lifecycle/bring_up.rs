@@ -79,33 +79,45 @@ pub(super) async fn run(
         }
     }
     let upstream = running_upstream(ctx, &record, &id).await?;
+    let outcome = tokio::select! {
+        outcome = wait_until_ready(ctx, &record, &id, upstream, deadline) => outcome,
+        () = died => Err(died_reason(ctx, &id).await),
+    };
+    let took = outcome.map_err(|reason| not_ready(name, reason))?;
+    tracing::debug!(container = %name, ?took, "ready");
+    Ok(upstream)
+}
+
+/// Probes the app until it answers (its `ready_path`, or any HTTP answer
+/// on `/`), `deadline`, or Docker shows the container stopped.
+async fn wait_until_ready(
+    ctx: &Context,
+    record: &ContainerRecord,
+    id: &str,
+    upstream: SocketAddr,
+    deadline: Instant,
+) -> Result<std::time::Duration, String> {
     let (path, require_success) = match &record.spec.ready_path {
         Some(path) => (path.as_str(), true),
         None => ("/", false),
     };
     let still_running = || async {
-        match ctx.runtime.inspect(&id).await {
+        match ctx.runtime.inspect(id).await {
             Ok(Some(i)) if i.running => Ok(()),
             Ok(Some(i)) => Err(exit_reason(&i)),
             Ok(None) => Err("its Docker container was removed".into()),
             Err(e) => Err(e.to_string()),
         }
     };
-    let wait = readiness::wait_ready(
+    readiness::wait_ready(
         ctx.runtime.as_ref(),
         upstream,
         path,
         require_success,
         deadline,
         still_running,
-    );
-    let outcome = tokio::select! {
-        outcome = wait => outcome,
-        () = died => Err(died_reason(ctx, &id).await),
-    };
-    let took = outcome.map_err(|reason| not_ready(name, reason))?;
-    tracing::debug!(container = %name, ?took, "ready");
-    Ok(upstream)
+    )
+    .await
 }
 
 /// Where the just-started container answers, or why it does not run.

@@ -213,6 +213,9 @@ impl Runtime for DockerRuntime {
         }
     }
 
+    // Long but flat: it fills Docker's create body one setting at a time
+    // (limits, hardening, labels, mounts, network), in the order Docker's
+    // documentation lists them.
     async fn create(&self, params: &CreateParams) -> RuntimeResult<String> {
         for (volume, _) in &params.volumes {
             let request = VolumeCreateRequest {

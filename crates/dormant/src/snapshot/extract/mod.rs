@@ -140,6 +140,8 @@ impl Extract<'_, '_> {
         }
     }
 
+    // Long but flat: one arm per kind of tar entry, each checked before it
+    // writes; kept together so every kind's safety check is seen side by side.
     fn entry(
         &mut self,
         entry: &mut tar::Entry<impl Read>,
