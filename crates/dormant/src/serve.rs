@@ -354,3 +354,102 @@ pub fn shutdown_signal() -> impl Future<Output = ()> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::fake::FakeRuntime;
+    use clap::Parser;
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: ServeConfig,
+    }
+
+    fn free_port() -> u16 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    }
+
+    /// The whole server wired on the fake runtime: the API creates, lists
+    /// and deletes, and shutdown drains and returns.
+    #[tokio::test]
+    async fn the_whole_server_runs_on_the_fake_runtime_and_shuts_down() {
+        let data_dir = std::env::temp_dir().join(format!("dormant-serve-{}", token::random_hex(6)));
+        let (api, proxy) = (free_port(), free_port());
+        let cli = Cli::try_parse_from([
+            "dormant",
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+            "--api-addr",
+            &format!("127.0.0.1:{api}"),
+            "--proxy-addr",
+            &format!("127.0.0.1:{proxy}"),
+            "--drain-timeout",
+            "1s",
+        ])
+        .unwrap();
+        let fake = FakeRuntime::new();
+        fake.add_image("demo", &[8080]);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(run(cli.config, Arc::new(fake), async move {
+            let _ = stopped.await;
+        }));
+        let token = loop {
+            match std::fs::read_to_string(data_dir.join("admin-token")) {
+                Ok(token) if !token.trim().is_empty() => break token.trim().to_owned(),
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        };
+        let client = Client::builder(TokioExecutor::new()).build_http::<Full<bytes::Bytes>>();
+        let call = |method: &str, path: &str, body: &str| {
+            http::Request::builder()
+                .method(method)
+                .uri(format!("http://127.0.0.1:{api}{path}"))
+                .header("authorization", format!("Bearer {token}"))
+                .body(Full::new(bytes::Bytes::from(body.to_owned())))
+                .unwrap()
+        };
+        let mut created = None;
+        for _ in 0..250 {
+            match client
+                .request(call(
+                    "POST",
+                    "/v1/containers",
+                    r#"{"image":"demo","name":"a"}"#,
+                ))
+                .await
+            {
+                Ok(response) => {
+                    created = Some(response);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+        let created = created.expect("the API answers");
+        assert_eq!(created.status(), http::StatusCode::CREATED);
+        let listed = client
+            .request(call("GET", "/v1/containers", ""))
+            .await
+            .unwrap();
+        let body = listed.into_body().collect().await.unwrap().to_bytes();
+        assert!(String::from_utf8_lossy(&body).contains(r#""state":"running""#));
+        let deleted = client
+            .request(call("DELETE", "/v1/containers/a", ""))
+            .await
+            .unwrap();
+        assert_eq!(deleted.status(), http::StatusCode::NO_CONTENT);
+        stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), server)
+            .await
+            .expect("shutdown is bounded")
+            .unwrap()
+            .expect("serve ends cleanly");
+        std::fs::remove_dir_all(&data_dir).unwrap();
+    }
+}
