@@ -119,12 +119,12 @@ async fn run(ctx: &Context, owner: &Owner) -> WakeOutcome {
                 };
                 return Err(no_room(ctx, owner, error).await);
             }
-            Err(e) => return Err(fail(ctx, owner, e.to_string()).await),
+            Err(e) => return Err(fail(ctx, owner, reason_of(e)).await),
         }
     }
     let starting = RouteStatus::not_serving(ContainerState::Starting, None);
     if let Err(e) = ctx.commit(owner, starting, Change::default()).await {
-        return Err(fail(ctx, owner, e.to_string()).await);
+        return Err(fail(ctx, owner, reason_of(e)).await);
     }
     match bring_up::run(ctx, owner, deadline).await {
         Ok(upstream) => {
@@ -135,10 +135,7 @@ async fn run(ctx: &Context, owner: &Owner) -> WakeOutcome {
             Err(no_room(ctx, owner, error).await)
         }
         Err(e) => {
-            let reason = match e {
-                LifecycleError::NotReady { reason, .. } => reason,
-                other => other.to_string(),
-            };
+            let reason = reason_of(e);
             // Leave nothing half-started: a container whose app never
             // answered is stopped until the next try.
             let docker_name = owner.record().docker_name();
@@ -212,6 +209,17 @@ async fn fail(ctx: &Context, owner: &Owner, reason: String) -> WakeError {
     WakeError {
         retry_after: Some(backoff),
         ..failed(reason)
+    }
+}
+
+/// Why a wake failed, without the container's name: every answer that
+/// carries it names the container already.
+fn reason_of(error: LifecycleError) -> String {
+    match error {
+        LifecycleError::NotReady { reason, .. } => reason,
+        LifecycleError::Runtime { source, .. } => source.to_string(),
+        LifecycleError::Snapshot { reason, .. } => format!("its snapshot: {reason}"),
+        other => other.to_string(),
     }
 }
 
