@@ -89,7 +89,14 @@ pub fn classify<'a>(
         base_domain: base_domain.to_owned(),
     })?;
     let path = match uri.path_and_query() {
-        Some(path) if !path.as_str().is_empty() => path.clone(),
+        Some(path) if path.as_str().starts_with('/') => path.clone(),
+        // An absolute target with a query but no path (`http://a.localhost?x`)
+        // asks for `/?x` (found by the request_target fuzzer).
+        Some(path) if path.as_str().starts_with('?') => format!("/{}", path.as_str())
+            .parse()
+            .map_err(|_| ProxyError::BadTarget {
+                reason: "the target's query is not a valid URL query",
+            })?,
         // An absolute target without a path (`http://a.localhost`) asks for `/`.
         _ => PathAndQuery::from_static("/"),
     };
@@ -204,5 +211,18 @@ mod tests {
             classify_with("GET", "/", &["example.com"]),
             Err(StatusCode::NOT_FOUND)
         );
+    }
+
+    #[test]
+    fn an_absolute_target_with_only_a_query_is_forwarded_as_a_path() {
+        let uri: Uri = "http://alice.localhost:8080?y=1".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.append(HOST, HeaderValue::from_static("alice.localhost:8080"));
+        let Ok(RouteTarget::Container { path, .. }) =
+            classify(&Method::GET, &uri, headers.get_all(HOST), "localhost")
+        else {
+            panic!("not forwarded");
+        };
+        assert_eq!(path.as_str(), "/?y=1");
     }
 }
