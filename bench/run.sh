@@ -203,7 +203,7 @@ reference_container() { # NAME [PORT]: runs an unmanaged twin of a dormant conta
   # Same image and limits as dormant gives its containers; with a PORT, that port
   # published on loopback (as --upstream published), else on the bench's network.
   local where=(--network "$NET")
-  [[ -n ${2:-} ]] && where=(-p "127.0.0.1:$2:8080")
+  [[ -n ${2:-} ]] && where+=(-p "127.0.0.1:$2:8080")
   docker run -d --name "$1" --label dormant.bench=true "${where[@]}" \
     --memory "$MEMORY" --memory-swap "$MEMORY" --pids-limit 1024 --security-opt no-new-privileges \
     "$IMAGE" >/dev/null
