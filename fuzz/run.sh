@@ -32,7 +32,7 @@ echo "== building the fuzz targets"
 cargo fuzz build --debug-assertions --target-dir "$TARGET_DIR"
 for target in "${TARGETS[@]}"; do
   echo "== fuzzing $target for ${SECONDS_EACH}s"
-  mkdir -p "$TARGET_DIR/corpus/$target"
+  mkdir -p "$TARGET_DIR/corpus/$target" "corpus/$target"
   TMPDIR=$SCRATCH cargo fuzz run --debug-assertions --target-dir "$TARGET_DIR" "$target" \
     "$TARGET_DIR/corpus/$target" "corpus/$target" -- \
     -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
