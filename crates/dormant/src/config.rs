@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::{Args, CommandFactory};
 
-use crate::domain::WakeStrategy;
+use crate::domain::{Access, WakeStrategy};
 use crate::proxy::forwarded::Cidr;
 use crate::runtime::capabilities::AllowedCapabilities;
 use crate::units::parse_memory;
@@ -265,6 +265,23 @@ pub struct ServeConfig {
     /// How long shutdown waits for in-flight requests.
     #[arg(long, env = "DORMANT_DRAIN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub drain_timeout: Duration,
+
+    // --- Private container URLs ---
+    /// Who may reach a container's URL unless its create request says:
+    /// `public` (anyone who knows the hostname) or `private` (a container
+    /// access token, an API token, or a session cookie from a login link).
+    #[arg(
+        long,
+        env = "DORMANT_DEFAULT_ACCESS",
+        value_enum,
+        default_value = "public",
+        value_name = "ACCESS"
+    )]
+    pub default_access: Access,
+
+    /// How long the session cookie a login link sets stays valid (1m..30d).
+    #[arg(long, env = "DORMANT_SESSION_TTL", default_value = "12h", value_parser = session_ttl, value_name = "DURATION")]
+    pub session_ttl: Duration,
 }
 
 /// How the proxy reaches containers.
@@ -304,6 +321,16 @@ fn positive_duration(s: &str) -> Result<Duration, String> {
         Ok(d) => Ok(d),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// A session lifetime: long enough to be of use, short enough that a
+/// stolen cookie does not last for ever.
+fn session_ttl(s: &str) -> Result<Duration, String> {
+    let ttl = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if !(Duration::from_secs(60)..=Duration::from_secs(30 * 24 * 3600)).contains(&ttl) {
+        return Err(format!("`{s}` must be between 1m and 30d"));
+    }
+    Ok(ttl)
 }
 
 /// Reads the `--config` file (named in `args` or `DORMANT_CONFIG`) and
@@ -425,6 +452,30 @@ mod tests {
         assert_eq!(c.max_request_headers.get(), 100);
         assert_eq!(c.max_request_head, 64 << 10);
         assert!(c.trusted_proxies.is_empty());
+        assert_eq!(c.default_access, Access::Public);
+        assert_eq!(c.session_ttl, Duration::from_secs(12 * 3600));
+    }
+
+    #[test]
+    fn access_flags_parse_and_refuse_nonsense() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args).map(|cli| cli.config);
+        let c = parse(&[
+            "dormant",
+            "--default-access",
+            "private",
+            "--session-ttl",
+            "2h",
+        ])
+        .unwrap();
+        assert_eq!(c.default_access, Access::Private);
+        assert_eq!(c.session_ttl, Duration::from_secs(7200));
+        for bad in [
+            ["--default-access", "secret"],
+            ["--session-ttl", "10s"],
+            ["--session-ttl", "90d"],
+        ] {
+            assert!(parse(&["dormant", bad[0], bad[1]]).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

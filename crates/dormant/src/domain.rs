@@ -128,6 +128,42 @@ pub struct ContainerSpec {
     /// names (`NET_RAW`).
     #[serde(default)]
     pub cap_add: Vec<String>,
+    /// Who may reach its URL. Rows written before access existed are public.
+    #[serde(default)]
+    pub access: Access,
+}
+
+/// Who may reach a container's URL through the proxy.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Access {
+    /// Anyone who knows the hostname.
+    #[default]
+    Public,
+    /// Only requests with a container access token, an API token of its
+    /// tenant (or the admin's), or a session cookie from a login link.
+    Private,
+}
+
+impl Access {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Public => "public",
+            Self::Private => "private",
+        }
+    }
 }
 
 /// A snapshot of what a user changed in a container: one compressed file.
@@ -283,6 +319,7 @@ pub fn sample_record(name: &str, at: UnixMillis) -> ContainerRecord {
             wake: None,
             archive_after: None,
             cap_add: Vec::new(),
+            access: Access::Public,
         },
         state: ContainerState::Creating,
         reason: None,
@@ -308,6 +345,20 @@ mod tests {
             assert_eq!(state.as_str().parse::<ContainerState>(), Ok(state));
         }
         assert!("sleeping".parse::<ContainerState>().is_err());
+    }
+
+    #[test]
+    fn a_spec_written_before_access_existed_is_public() {
+        let mut json = serde_json::to_value(sample_record("a", 0).spec).unwrap();
+        json.as_object_mut().unwrap().remove("access");
+        let spec: ContainerSpec = serde_json::from_value(json).unwrap();
+        assert_eq!(spec.access, Access::Public);
+        let private = ContainerSpec {
+            access: Access::Private,
+            ..spec
+        };
+        let text = serde_json::to_string(&private).unwrap();
+        assert!(text.contains(r#""access":"private""#), "{text}");
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! - [`serve`]: wires the parts together and runs them until shutdown.
 //! - [`proxy`]: routes `<name>.<base-domain>` to the container; the hot path.
 //! - [`api`]: the REST API under `/v1`.
+//! - [`access`]: private container URLs: tokens, login links, session cookies.
 //! - [`lifecycle`]: the only place a container's state changes; it owns the
 //!   container table the proxy reads, one owner per container.
 //! - [`error_kind`]: one mapping from what went wrong to an HTTP status.
@@ -22,6 +23,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod api;
 pub mod cli;
 pub mod config;

@@ -11,6 +11,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
+use crate::access::key::KeySource;
+use crate::access::login::LoginCodes;
+use crate::access::session::SessionSigner;
+use crate::access::tokens::ContainerTokens;
+use crate::access::{self, AccessControl};
 use crate::api::{self, ApiState, CreateDefaults};
 use crate::config::{ServeConfig, UpstreamMode};
 use crate::data_dir;
@@ -109,6 +114,7 @@ pub async fn run(
     // Follow Docker's events from before reconciling, so no death goes unheard.
     tasks.spawn(lifecycle.follow_docker_events(stopped()));
     lifecycle.reconcile().await?;
+    let access = access_control(&config, &lifecycle, &admin_token).await?;
 
     let api_listener = TcpListener::bind(config.api_addr).await.with_context(|| {
         format!(
@@ -124,14 +130,20 @@ pub async fn run(
     }
     let proxy_addr = proxy_listener.local_addr()?;
 
-    let state = api_state(&config, &lifecycle, admin_token, proxy_addr.port());
+    let state = api_state(
+        &config,
+        &lifecycle,
+        admin_token,
+        access.clone(),
+        proxy_addr.port(),
+    );
     let api_listener = CappedListener::new(api_listener, config.api_max_connections.get());
     let api_server =
         axum::serve(api_listener, api::router(state)).with_graceful_shutdown(stopped());
     let api_task = tasks.spawn(async move { api_server.await });
     tasks.spawn(lifecycle.sweep_periodically(stopped()));
     tasks.spawn(flush_activity_periodically(lifecycle.clone(), stopped()));
-    let proxy = proxy_parts(&config, &lifecycle, metrics, max_connections);
+    let proxy = proxy_parts(&config, &lifecycle, metrics, max_connections, access);
     let proxy_threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let proxy_task = proxy::serve_per_core(
         proxy,
@@ -207,15 +219,42 @@ async fn build_lifecycle(
     ))
 }
 
+/// The session key, the container access tokens and the login codes.
+async fn access_control(
+    config: &ServeConfig,
+    lifecycle: &Lifecycle,
+    admin_token: &str,
+) -> anyhow::Result<Arc<AccessControl>> {
+    let (key, source) = access::key::load_or_create(&config.data_dir)?;
+    match source {
+        KeySource::File(path) => tracing::info!(path = %path.display(), "session key from file"),
+        KeySource::Generated(path) => {
+            tracing::info!(path = %path.display(), "generated a session key")
+        }
+    }
+    let tokens = ContainerTokens::load(lifecycle.store().clone())
+        .await
+        .context("cannot load the container access tokens")?;
+    Ok(Arc::new(AccessControl {
+        sessions: SessionSigner::new(&key),
+        tokens,
+        logins: LoginCodes::new(),
+        session_ttl: config.session_ttl,
+        api_tokens: AccessControl::admin_only(admin_token.into()),
+    }))
+}
+
 fn api_state(
     config: &ServeConfig,
     lifecycle: &Lifecycle,
     admin_token: String,
+    access: Arc<AccessControl>,
     proxy_port: u16,
 ) -> ApiState {
     ApiState {
         lifecycle: Arc::new(lifecycle.clone()),
         admin_token: admin_token.into(),
+        access,
         public: Arc::new(api::model::PublicAddress::new(
             &config.base_domain,
             proxy_port,
@@ -227,6 +266,7 @@ fn api_state(
                 .map(|n| n.get() as f64)
                 .unwrap_or(1.0),
             allowed_capabilities: config.allowed_capabilities.clone(),
+            default_access: config.default_access,
         }),
     }
 }
@@ -236,6 +276,7 @@ fn proxy_parts(
     lifecycle: &Lifecycle,
     metrics: Arc<Metrics>,
     max_connections: usize,
+    access: Arc<AccessControl>,
 ) -> ProxyParts {
     let bytes = |size: u64| usize::try_from(size).unwrap_or(usize::MAX);
     let connections = ConnectionLimit::new(max_connections, metrics.open_connections.clone());
@@ -257,6 +298,7 @@ fn proxy_parts(
         },
         connections,
         holds: HoldBudget::new(config.max_held_requests, bytes(config.wake_buffer_total)),
+        access,
     }
 }
 

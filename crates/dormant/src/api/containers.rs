@@ -67,7 +67,7 @@ pub async fn get(
     Ok(Json(view(&state, &record)))
 }
 
-/// Delete a container and its volumes.
+/// Delete a container, its volumes and its access tokens.
 #[utoipa::path(
     delete,
     path = "/v1/containers/{name}",
@@ -85,6 +85,9 @@ pub async fn delete(
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     state.lifecycle.delete(&name).await?;
+    // The store's rows went with the container's; a token of it could
+    // never open a later container of the name anyway (see `tokens.rs`).
+    state.access.tokens.forget_container(&name);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -190,7 +193,7 @@ fn view(state: &ApiState, record: &crate::domain::ContainerRecord) -> ContainerV
 
 /// axum's own rejection of a body (too large, unreadable) is plain text;
 /// every API error is JSON.
-fn body_error(rejection: BytesRejection) -> ApiError {
+pub(super) fn body_error(rejection: BytesRejection) -> ApiError {
     ApiError::new(rejection.status(), "bad_body", rejection.body_text())
 }
 

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::error::ApiError;
 use super::model::CreateContainers;
+use crate::domain::Access;
 use crate::lifecycle::{names, NewContainers};
 use crate::runtime::capabilities::{self, AllowedCapabilities};
 use crate::units::parse_memory;
@@ -55,6 +56,8 @@ pub struct CreateDefaults {
     pub max_cpus: f64,
     /// `--allowed-capabilities`: all `cap_add` may name.
     pub allowed_capabilities: AllowedCapabilities,
+    /// `--default-access`: who may reach a container's URL unless it says.
+    pub default_access: Access,
 }
 
 /// Parses and checks a create body.
@@ -266,6 +269,7 @@ fn check(
         wake: request.wake,
         archive_after,
         cap_add,
+        access: request.access.unwrap_or(defaults.default_access),
         owner: owner.to_owned(),
     })
 }
@@ -341,6 +345,7 @@ mod tests {
             idle_timeout: Duration::from_secs(900),
             max_cpus: 2.0,
             allowed_capabilities: "NET_RAW,SYS_PTRACE".parse().unwrap(),
+            default_access: Access::Public,
         }
     }
 
@@ -364,6 +369,25 @@ mod tests {
         let req = parse_json(r#"{"image":"demo","wake":"page","ready_path":"/healthz"}"#).unwrap();
         assert_eq!(req.wake, Some(crate::domain::WakeStrategy::Page));
         assert_eq!(req.ready_path.as_deref(), Some("/healthz"));
+    }
+
+    #[test]
+    fn access_follows_the_default_unless_asked() {
+        assert_eq!(
+            parse_json(r#"{"image":"demo"}"#).unwrap().access,
+            Access::Public
+        );
+        let req = parse_json(r#"{"image":"demo","access":"private"}"#).unwrap();
+        assert_eq!(req.access, Access::Private);
+        let private = CreateDefaults {
+            default_access: Access::Private,
+            ..defaults()
+        };
+        let req = parse(br#"{"image":"demo"}"#, &private, "admin").unwrap();
+        assert_eq!(req.access, Access::Private);
+        let req = parse(br#"{"image":"demo","access":"public"}"#, &private, "admin").unwrap();
+        assert_eq!(req.access, Access::Public);
+        assert!(rejected(r#"{"image":"demo","access":"secret"}"#).contains("`access`"));
     }
 
     #[test]

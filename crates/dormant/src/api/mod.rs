@@ -1,6 +1,7 @@
 //! The REST API under `/v1`: JSON in and out, bearer-token auth, errors in
 //! one shape. Handlers only translate; lifecycle does the work.
 
+mod access;
 mod containers;
 pub mod create_request;
 mod error;
@@ -18,6 +19,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use utoipa::OpenApi;
 
+use crate::access::AccessControl;
 use crate::lifecycle::Lifecycle;
 use crate::token::constant_time_eq;
 pub use create_request::CreateDefaults;
@@ -31,6 +33,8 @@ pub struct ApiState {
     pub admin_token: Arc<str>,
     pub public: Arc<PublicAddress>,
     pub create_defaults: Arc<CreateDefaults>,
+    /// Private containers' tokens, login links and sessions.
+    pub access: Arc<AccessControl>,
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -47,6 +51,16 @@ pub fn router(state: ApiState) -> Router {
         .route("/containers/{name}/wake", post(containers::wake))
         .route("/containers/{name}/archive", post(containers::archive))
         .route("/containers/{name}/heartbeat", post(containers::heartbeat))
+        .route("/containers/{name}/access", post(access::set_access))
+        .route(
+            "/containers/{name}/tokens",
+            get(access::list_tokens).post(access::create_token),
+        )
+        .route(
+            "/containers/{name}/tokens/{id}",
+            axum::routing::delete(access::revoke_token),
+        )
+        .route("/containers/{name}/login-link", post(access::login_link))
         .route("/stats", get(stats))
         .route("/openapi.json", get(openapi_json))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));

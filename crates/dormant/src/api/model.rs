@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::domain::{rfc3339, ContainerRecord, ContainerState, WakeStrategy};
+use crate::domain::{rfc3339, Access, ContainerRecord, ContainerState, WakeStrategy};
 use crate::units::format_memory;
 
 /// Body of `POST /v1/containers`. Unknown fields are rejected.
@@ -56,6 +56,10 @@ pub struct CreateContainers {
     /// SETPCAP and SYS_CHROOT.
     #[schema(example = json!(["NET_RAW"]))]
     pub cap_add: Option<Vec<String>>,
+    /// Who may reach its URL: `public` (anyone) or `private` (a container
+    /// access token, an API token, or a login link's session cookie).
+    /// Default: `--default-access`.
+    pub access: Option<Access>,
 }
 
 /// A container as the API shows it.
@@ -67,6 +71,8 @@ pub struct ContainerView {
     /// URL of the container through the proxy.
     pub url: String,
     pub state: ContainerState,
+    /// Who may reach its URL.
+    pub access: Access,
     /// Why the container is in its state (set when `failed`).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub reason: Option<String>,
@@ -154,6 +160,7 @@ impl PublicAddress {
             host,
             name: record.name.clone(),
             state: record.state,
+            access: spec.access,
             reason: record.reason.clone(),
             image: spec.image.clone(),
             port: spec.port,
@@ -203,4 +210,62 @@ pub struct Stats {
     pub snapshot_bytes: u64,
     /// dormant's own resident memory.
     pub dormant_rss_bytes: u64,
+}
+
+/// A container access token just made: the secret is shown this once.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ContainerTokenCreated {
+    /// Public id, for listings and revoking.
+    #[schema(example = "tok_1a2b3c4d")]
+    pub id: String,
+    /// Send as `Authorization: Bearer <token>` to the container's URL.
+    #[schema(example = "dmc_5f0c...")]
+    pub token: String,
+    pub container: String,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// A container access token as listings show it (never the secret).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ContainerTokenView {
+    pub id: String,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ContainerTokenList {
+    pub tokens: Vec<ContainerTokenView>,
+}
+
+/// Body of `POST /v1/containers/{name}/login-link`; every field optional.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginLinkRequest {
+    /// How long the link may be used, e.g. `"5m"` (1s..10m, default 60s).
+    /// It works once.
+    #[schema(example = "60s")]
+    pub ttl: Option<String>,
+    /// Where the browser goes once signed in: a path on the container's
+    /// hostname (default `/`).
+    #[schema(example = "/dashboard")]
+    pub path: Option<String>,
+}
+
+/// A one-time login link.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LoginLink {
+    /// Open it in a browser: it signs in to this container's hostname only
+    /// and goes on to the requested path.
+    pub url: String,
+    /// RFC 3339: unused after this, it no longer works.
+    pub expires_at: String,
+}
+
+/// Body of `POST /v1/containers/{name}/access`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetAccess {
+    pub access: Access,
 }

@@ -3,10 +3,13 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::containers;
 use super::error::{ErrorBody, ErrorDetail};
-use super::model::{ContainerList, ContainerView, CreateContainers, SnapshotView, Stats};
-use crate::domain::{ContainerState, WakeStrategy};
+use super::model::{
+    ContainerList, ContainerTokenCreated, ContainerTokenList, ContainerTokenView, ContainerView,
+    CreateContainers, LoginLink, LoginLinkRequest, SetAccess, SnapshotView, Stats,
+};
+use super::{access, containers};
+use crate::domain::{Access, ContainerState, WakeStrategy};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,9 +23,14 @@ use crate::domain::{ContainerState, WakeStrategy};
         containers::wake,
         containers::heartbeat,
         containers::archive,
+        access::set_access,
+        access::create_token,
+        access::list_tokens,
+        access::revoke_token,
+        access::login_link,
         super::stats
     ),
-    components(schemas(CreateContainers, ContainerView, SnapshotView, Stats, ContainerList, ContainerState, WakeStrategy, ErrorBody, ErrorDetail)),
+    components(schemas(CreateContainers, ContainerView, SnapshotView, Stats, ContainerList, ContainerState, WakeStrategy, Access, SetAccess, ContainerTokenCreated, ContainerTokenView, ContainerTokenList, LoginLinkRequest, LoginLink, ErrorBody, ErrorDetail)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -52,7 +60,19 @@ mod tests {
             paths.iter().any(|p| *p == "/v1/containers/{name}"),
             "{paths:?}"
         );
+        for path in [
+            "/v1/containers/{name}/access",
+            "/v1/containers/{name}/tokens",
+            "/v1/containers/{name}/tokens/{id}",
+            "/v1/containers/{name}/login-link",
+        ] {
+            assert!(
+                paths.iter().any(|p| *p == path),
+                "{path} missing: {paths:?}"
+            );
+        }
         let json = doc.to_json().unwrap();
         assert!(json.contains("idle_timeout") && json.contains("bearer"));
+        assert!(json.contains("\"private\"") && json.contains("LoginLink"));
     }
 }

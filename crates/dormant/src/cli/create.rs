@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use super::client_args::ClientArgs;
 use super::output;
 use crate::api::model::ContainerList;
-use crate::domain::WakeStrategy;
+use crate::domain::{Access, WakeStrategy};
 
 /// The flags of `dormant create`, one per field of `POST /v1/containers`.
 #[derive(Debug, Args)]
@@ -55,6 +55,10 @@ pub struct CreateArgs {
     /// --allowed-capabilities lists. Repeat for more.
     #[arg(long = "cap-add", value_name = "CAPABILITY")]
     pub cap_add: Vec<String>,
+    /// Who may reach its URL: `public` or `private` (a container access token,
+    /// an API token or a login link's cookie). Default: the server's --default-access.
+    #[arg(long, value_enum, value_name = "ACCESS")]
+    pub access: Option<Access>,
     #[command(flatten)]
     pub client: ClientArgs,
     /// Command to run instead of the image's, after `--` (e.g. `-- --startup-delay 2s`).
@@ -85,6 +89,7 @@ impl CreateArgs {
         put("ready_path", self.ready_path.clone().map(Into::into));
         put("wake", self.wake.map(|w| w.as_str().into()));
         put("archive_after", self.archive_after.clone().map(Into::into));
+        put("access", self.access.map(|a| a.as_str().into()));
         put(
             "cap_add",
             (!self.cap_add.is_empty()).then(|| self.cap_add.clone().into()),
@@ -169,6 +174,8 @@ mod tests {
             "7d",
             "--cap-add",
             "NET_RAW",
+            "--access",
+            "private",
             "--",
             "--startup-delay",
             "2s",
@@ -192,6 +199,7 @@ mod tests {
             idle_timeout: std::time::Duration::from_secs(900),
             max_cpus: 2.0,
             allowed_capabilities: "NET_RAW".parse().unwrap(),
+            default_access: Access::Public,
         };
         let request = parse(body.to_string().as_bytes(), &defaults, "admin").unwrap();
         assert_eq!(request.names, ["lab-1", "lab-2"]);
@@ -204,6 +212,7 @@ mod tests {
         assert_eq!(request.volumes, ["/data", "/home"]);
         assert_eq!(request.port, Some(8080));
         assert_eq!(request.cap_add, ["NET_RAW"]);
+        assert_eq!(request.access, Access::Private);
     }
 
     #[test]

@@ -60,6 +60,7 @@ pub fn print_container(c: &ContainerView) {
         ("name", c.name.clone()),
         ("state", c.state.to_string()),
         ("url", c.url.clone()),
+        ("access", c.access.as_str().to_owned()),
         ("image", c.image.clone()),
         ("port", c.port.to_string()),
         ("memory", c.memory.clone()),

@@ -48,6 +48,8 @@ pub(super) struct Change {
     pub snapshot: Option<Option<SnapshotRecord>>,
     /// A finished wake that took this many milliseconds.
     pub wake_ms: Option<u64>,
+    /// A changed setting (access): the whole spec.
+    pub spec: Option<ContainerSpec>,
 }
 
 impl Context {
@@ -63,6 +65,7 @@ impl Context {
             docker_id: change.docker_id.clone(),
             snapshot: change.snapshot.clone(),
             wake_ms: change.wake_ms,
+            spec: change.spec.clone(),
         };
         self.store.apply(route.name(), row).await?;
         self.publish_with(route, status, change);
@@ -80,6 +83,7 @@ impl Context {
             docker_id: change.docker_id.clone(),
             snapshot: change.snapshot.clone(),
             wake_ms: change.wake_ms,
+            spec: change.spec.clone(),
         };
         self.store.apply(route.name(), row).await?;
         self.publish_with(route, route.status(), change);
@@ -141,6 +145,9 @@ impl Context {
             if let Some(ms) = change.wake_ms {
                 record.wakes += 1;
                 record.last_wake_ms = Some(ms);
+            }
+            if let Some(spec) = change.spec {
+                record.spec = spec;
             }
         });
     }

@@ -174,5 +174,6 @@ async fn resolve_spec(
         wake: request.wake,
         archive_after: request.archive_after,
         cap_add: request.cap_add.clone(),
+        access: request.access,
     })
 }

@@ -18,8 +18,10 @@
 //! - `delete.rs`: everything of a container removed.
 //! - `reconcile.rs`: start-up, bringing Docker and the store together.
 //! - `events.rs`: Docker's event stream: containers that die.
+//! - `access.rs`: a container's URL made public or private.
 //! - `capacity.rs`: limits, eviction and the wake queue every start passes.
 
+mod access;
 mod archive;
 mod bring_up;
 mod capacity;
@@ -47,7 +49,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::domain::{ContainerRecord, ContainerState, WakeStrategy};
+use crate::domain::{Access, ContainerRecord, ContainerState, WakeStrategy};
 use crate::metrics::Metrics;
 use crate::proxy::waker::{WakeError, Waker};
 use crate::runtime::Runtime;
@@ -104,6 +106,8 @@ pub struct NewContainers {
     pub archive_after: Option<Duration>,
     /// Capabilities to add back, already checked against the allow-list.
     pub cap_add: Vec<String>,
+    /// Who may reach its URL.
+    pub access: Access,
     pub owner: String,
 }
 
@@ -141,6 +145,12 @@ impl Lifecycle {
     /// The container table, for the proxy to read.
     pub fn table(&self) -> &Arc<ContainerTable> {
         &self.ctx.table
+    }
+
+    /// The store, for what keeps its own tables beside the containers'
+    /// (container access tokens).
+    pub fn store(&self) -> &Store {
+        &self.ctx.store
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -214,6 +224,13 @@ impl Lifecycle {
             sleep::run(&self.ctx, &owner, sleep::Why::Asked).await?;
         }
         archive::run(&self.ctx, &owner).await
+    }
+
+    /// Makes the container's URL public or private; the proxy follows at
+    /// once. Waits for a transition in flight (a wake) to end first.
+    pub async fn set_access(&self, name: &str, access: Access) -> Result<(), LifecycleError> {
+        let owner = self.route(name)?.own().await;
+        access::set(&self.ctx, &owner, access).await
     }
 
     /// Counts as activity for `name`, as a request would.

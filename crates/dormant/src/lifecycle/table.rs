@@ -11,14 +11,16 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
-use crate::domain::{now_millis, ContainerRecord, ContainerState, UnixMillis, WakeStrategy};
+use crate::domain::{
+    now_millis, Access, ContainerRecord, ContainerState, UnixMillis, WakeStrategy,
+};
 use crate::proxy::waker::WakeError;
 
 /// Where a container stands right now, as lifecycle last published it.
@@ -91,6 +93,13 @@ pub type WakeOutcome = Result<SocketAddr, WakeError>;
 pub struct Route {
     name: String,
     config: RouteConfig,
+    /// When this container was made: tells it apart from an earlier one
+    /// of the same name (a session or token of a deleted container must
+    /// not open a new one).
+    created_at: UnixMillis,
+    /// Whether its URL is private (`Access::Private`): the proxy reads it
+    /// on every request, so it is an atomic, not part of the record.
+    private: AtomicBool,
     /// The record as last committed to the store. A std mutex: held only to
     /// clone or update it, never across an await.
     record: Mutex<ContainerRecord>,
@@ -127,6 +136,26 @@ impl Route {
 
     pub fn config(&self) -> RouteConfig {
         self.config
+    }
+
+    /// When this container (not an earlier one of its name) was made.
+    pub fn created_at(&self) -> UnixMillis {
+        self.created_at
+    }
+
+    /// Who may reach its URL: one atomic load.
+    #[inline]
+    pub fn access(&self) -> Access {
+        if self.private.load(Ordering::Acquire) {
+            Access::Private
+        } else {
+            Access::Public
+        }
+    }
+
+    /// Whether tenant `owner` owns it, without cloning the record.
+    pub fn owned_by(&self, owner: &str) -> bool {
+        self.record.lock().unwrap_or_else(|p| p.into_inner()).owner == owner
     }
 
     pub fn status(&self) -> RouteStatus {
@@ -308,6 +337,8 @@ impl ContainerTable {
         let route = Arc::new(Route {
             name: record.name.clone(),
             config,
+            created_at: record.created_at,
+            private: AtomicBool::new(record.spec.access == Access::Private),
             record: Mutex::new(record),
             status: watch::Sender::new(status),
             owner: Arc::new(tokio::sync::Mutex::new(())),
@@ -348,6 +379,9 @@ impl ContainerTable {
     ) {
         route.update_record(|record| {
             update(record);
+            route
+                .private
+                .store(record.spec.access == Access::Private, Ordering::Release);
             if record.state != status.state {
                 record.state_since = since;
             }
@@ -417,9 +451,19 @@ impl ContainerTable {
 /// A route in no table, for tests of what reads routes (the proxy).
 #[cfg(test)]
 pub fn route_for_test(name: &str, config: RouteConfig, status: RouteStatus) -> Arc<Route> {
+    route_for_test_from(crate::domain::sample_record(name, 0), config, status)
+}
+
+/// A route in no table made from `record`.
+#[cfg(test)]
+pub fn route_for_test_from(
+    record: ContainerRecord,
+    config: RouteConfig,
+    status: RouteStatus,
+) -> Arc<Route> {
     let table = ContainerTable::new();
     let owner = table
-        .insert(crate::domain::sample_record(name, 0), config, status)
+        .insert(record, config, status)
         .expect("an empty table");
     (*owner).clone()
 }

@@ -21,6 +21,15 @@ pub const ALLOWED_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 /// How long a client refused for a full hold budget should wait.
 const HOLD_FULL_RETRY_AFTER: Duration = Duration::from_secs(1);
 
+/// Why a private container refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotAdmitted {
+    /// No token, API token or session cookie that opens it.
+    NotSignedIn,
+    /// A login link that is unknown, expired, used, or for another host.
+    LinkUnusable,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
     #[error("no Host header; dormant routes by hostname (<name>.{base_domain})")]
@@ -35,6 +44,11 @@ pub enum ProxyError {
     NotOurHost { host: String, base_domain: String },
     #[error("no container named `{name}`")]
     UnknownContainer { name: String },
+    #[error("{}", match why {
+        NotAdmitted::NotSignedIn => format!("`{name}` is private and you are not signed in, or your session has expired: ask its owner for a new login link (programs send `Authorization: Bearer <token>`)"),
+        NotAdmitted::LinkUnusable => format!("this login link for `{name}` has expired or was already used: ask its owner for a new link"),
+    })]
+    Unauthorized { name: String, why: NotAdmitted },
     #[error("container `{name}` could not be woken: {}", redact(&error.reason))]
     Wake { name: String, error: WakeError },
     #[error("container `{name}` is waking and {}; try again in a moment", match refused {
@@ -73,6 +87,7 @@ impl ProxyError {
             Self::MethodNotAllowed { .. } => ErrorKind::MethodNotAllowed,
             Self::NotOurHost { .. } => ErrorKind::NotOurHost,
             Self::UnknownContainer { .. } => ErrorKind::NotFound,
+            Self::Unauthorized { .. } => ErrorKind::Unauthorized,
             Self::Wake { error, .. } => error.kind.error_kind(),
             Self::HoldFull { .. } => ErrorKind::Overloaded,
             Self::Upstream { .. } => ErrorKind::UpstreamFailed,
@@ -113,6 +128,13 @@ impl ProxyError {
         }
         if status == StatusCode::METHOD_NOT_ALLOWED {
             headers.insert(header::ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"dormant\""),
+            );
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         }
         response
     }

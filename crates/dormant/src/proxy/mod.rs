@@ -12,6 +12,7 @@ mod budget;
 mod error;
 mod forward;
 pub mod forwarded;
+mod gate;
 mod head_timer;
 pub mod host;
 pub mod target;
@@ -30,13 +31,14 @@ use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::access::AccessControl;
 use crate::domain::{ContainerState, WakeStrategy};
 use crate::lifecycle::table::ContainerTable;
 use crate::metrics::Metrics;
 use body::{RequestBody, TrackedBody};
 pub use budget::{ConnectionLimit, HoldBudget};
-pub use error::ProxyError;
 use error::ALLOWED_METHODS;
+pub use error::{NotAdmitted, ProxyError};
 use forward::{forward, upstream_client, Hop, UpstreamClient};
 use forwarded::TrustedProxies;
 use target::{classify, RouteTarget};
@@ -77,6 +79,8 @@ pub struct ProxyParts {
     /// What held requests of all threads may keep (`--max-held-requests`,
     /// `--wake-buffer-total`).
     pub holds: Arc<HoldBudget>,
+    /// Who may reach private containers.
+    pub access: Arc<AccessControl>,
 }
 
 /// Serves the proxy on `threads` threads, each with a single-threaded
@@ -149,6 +153,7 @@ pub struct Proxy {
     limits: EdgeLimits,
     connections: Arc<ConnectionLimit>,
     holds: Arc<HoldBudget>,
+    access: Arc<AccessControl>,
     metrics: Arc<Metrics>,
     /// Requests answered, by status class (`1xx` at 0 .. `5xx` at 4).
     answered: [prometheus_client::metrics::counter::Counter; 5],
@@ -165,6 +170,7 @@ impl Proxy {
             limits: parts.limits,
             connections: parts.connections,
             holds: parts.holds,
+            access: parts.access,
             answered: parts.metrics.proxy_request_counters(),
             metrics: parts.metrics,
         }
@@ -213,7 +219,7 @@ impl Proxy {
         trusted: bool,
         req: Request<Incoming>,
     ) -> Result<Response<ProxyBody>, ProxyError> {
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
         let (route, path) = match classify(
             &parts.method,
             &parts.uri,
@@ -231,6 +237,10 @@ impl Proxy {
                 (route, path)
             }
         };
+        // Before anything wakes it or counts as activity.
+        if let Some(answer) = gate::admit(&self.access, &route, &mut parts, &path, trusted)? {
+            return Ok(answer.map(Either::Right));
+        }
         // Activity first, then the state: see `Route::touch`.
         route.touch();
         let in_use = route.in_use();

@@ -32,6 +32,17 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE containers ADD COLUMN snapshot_files INTEGER;
      ALTER TABLE containers ADD COLUMN snapshot_sha256 TEXT;
      ALTER TABLE containers ADD COLUMN snapshot_created_at INTEGER;",
+    // 4 (private container URLs): container access tokens, only their
+    // SHA-256 kept; `container_created_at` ties each to one container, not
+    // to a later one of the same name.
+    "CREATE TABLE container_tokens (
+        id                    TEXT PRIMARY KEY,
+        container             TEXT NOT NULL,
+        container_created_at  INTEGER NOT NULL,
+        hash                  TEXT NOT NULL UNIQUE,
+        created_at            INTEGER NOT NULL
+    );
+    CREATE INDEX container_tokens_container ON container_tokens(container);",
 ];
 
 /// Brings the schema up to date inside one transaction.

@@ -4,6 +4,7 @@
 //! should exist. Calls are short and run on the blocking pool, never on the
 //! proxy's path.
 
+mod container_tokens;
 mod migrations;
 
 use std::path::Path;
@@ -11,7 +12,11 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use crate::domain::{now_millis, ContainerRecord, ContainerState, SnapshotRecord, UnixMillis};
+pub use container_tokens::ContainerTokenRow;
+
+use crate::domain::{
+    now_millis, ContainerRecord, ContainerSpec, ContainerState, SnapshotRecord, UnixMillis,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -40,6 +45,8 @@ pub struct RowChange {
     pub snapshot: Option<Option<SnapshotRecord>>,
     /// A finished wake that took this many milliseconds.
     pub wake_ms: Option<u64>,
+    /// A changed setting (access): the whole spec, rewritten.
+    pub spec: Option<ContainerSpec>,
 }
 
 /// Handle to the SQLite store. Cheap to clone.
@@ -202,6 +209,16 @@ impl Store {
                     ],
                 )?;
             }
+            if let Some(spec) = &change.spec {
+                let spec = serde_json::to_string(spec).map_err(|e| StoreError::Corrupt {
+                    name: name.clone(),
+                    detail: e.to_string(),
+                })?;
+                tx.execute(
+                    "UPDATE containers SET spec = ?2 WHERE name = ?1",
+                    params![name, spec],
+                )?;
+            }
             if let Some(took_ms) = change.wake_ms {
                 tx.execute(
                     "UPDATE containers SET wakes = wakes + 1, last_wake_ms = ?2 WHERE name = ?1",
@@ -239,12 +256,14 @@ impl Store {
         .await
     }
 
-    /// Deletes the rows of `names` (missing ones are ignored).
+    /// Deletes the rows of `names` (missing ones are ignored), and their
+    /// access tokens with them.
     pub async fn delete_all(&self, names: Vec<String>) -> Result<(), StoreError> {
         self.with(move |conn| {
             let tx = conn.transaction()?;
             for name in &names {
                 tx.execute("DELETE FROM containers WHERE name = ?1", [name])?;
+                tx.execute("DELETE FROM container_tokens WHERE container = ?1", [name])?;
             }
             tx.commit()?;
             Ok(())
@@ -432,6 +451,16 @@ mod tests {
         store.apply("a", forget).await.unwrap();
         assert_eq!(store.get("a").await.unwrap().unwrap().snapshot, None);
         assert_eq!(got.spec, record("a").spec);
+        let private = crate::domain::ContainerSpec {
+            access: crate::domain::Access::Private,
+            ..got.spec.clone()
+        };
+        let change = RowChange {
+            spec: Some(private.clone()),
+            ..RowChange::default()
+        };
+        store.apply("a", change).await.unwrap();
+        assert_eq!(store.get("a").await.unwrap().unwrap().spec, private);
         store.delete_all(vec!["a".into()]).await.unwrap();
         assert!(store.get("a").await.unwrap().is_none());
         std::fs::remove_dir_all(dir).unwrap();

@@ -159,6 +159,7 @@ impl Harness {
             wake: None,
             archive_after: None,
             cap_add: Vec::new(),
+            access: crate::domain::Access::Public,
             owner: "admin".into(),
         }
     }

@@ -9,6 +9,7 @@ mod harness;
 mod store_fault;
 mod user_files;
 
+mod access;
 mod archive;
 mod backoff;
 mod capacity;

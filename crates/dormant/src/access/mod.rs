@@ -1,0 +1,59 @@
+//! Private container URLs: who may reach a private container through the
+//! proxy, and the credentials that say so.
+//!
+//! - `tokens.rs`: container access tokens (`dmc_...`), stored hashed, with
+//!   an in-memory index the proxy reads.
+//! - `login.rs`: one-time login links and where they may lead.
+//! - `session.rs`: the signed session cookie a login link sets.
+//! - `key.rs`: the key that signs it, kept in the data dir.
+//!
+//! The proxy's check itself is `proxy/gate.rs`; the API is `api/access.rs`.
+
+pub mod key;
+pub mod login;
+pub mod session;
+pub mod tokens;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use login::LoginCodes;
+use session::SessionSigner;
+use tokens::ContainerTokens;
+
+/// Recognises an API token presented to a private container's URL: the
+/// tenant it belongs to (`"admin"` for the admin token), or `None`. Wired to
+/// the API's own tokens at start-up.
+pub type ApiTokenCheck = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// The tenant id of the admin, who may reach every container.
+pub const ADMIN: &str = "admin";
+
+/// What the API and the proxy share about private containers.
+pub struct AccessControl {
+    pub sessions: SessionSigner,
+    pub tokens: ContainerTokens,
+    pub logins: LoginCodes,
+    /// Lifetime of a session cookie (`--session-ttl`).
+    pub session_ttl: Duration,
+    pub api_tokens: ApiTokenCheck,
+}
+
+impl AccessControl {
+    /// The check that knows only the admin token (tenants' tokens are
+    /// recognised where tenants are wired in).
+    pub fn admin_only(admin_token: Arc<str>) -> ApiTokenCheck {
+        Arc::new(move |presented: &str| {
+            crate::token::constant_time_eq(presented.as_bytes(), admin_token.as_bytes())
+                .then(|| ADMIN.to_owned())
+        })
+    }
+}
+
+impl std::fmt::Debug for AccessControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessControl")
+            .field("session_ttl", &self.session_ttl)
+            .finish_non_exhaustive()
+    }
+}
