@@ -351,3 +351,74 @@ async fn default_access_private_keeps_new_containers_closed_and_sessions_survive
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{headers:?}");
     }
 }
+
+/// `dormant <args> --url <api> --token <admin>`; stdout, after checking it succeeded.
+fn cli(dormant: &Dormant, args: &[&str]) -> String {
+    let api = format!("http://{}", dormant.api);
+    let output = common::dormant_command()
+        .args(args)
+        .args(["--url", &api, "--token", &dormant.token])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "dormant {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn the_command_line_makes_containers_private_and_hands_out_tokens_and_links() {
+    let image = demo_image();
+    let dormant = Dormant::start();
+    let name = unique("cli");
+    cli(
+        &dormant,
+        &[
+            "create", "--image", image, "--name", &name, "--access", "private",
+        ],
+    );
+    let (status, _) = dormant.get(&name, "/").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let token = cli(&dormant, &["token", "create", &name]).trim().to_owned();
+    assert!(token.starts_with("dmc_"), "{token}");
+    let bearer = format!("Bearer {token}");
+    let response = dormant
+        .proxy_response(Method::GET, &name, "/", &[("authorization", &bearer)])
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let listed = cli(&dormant, &["token", "ls", &name]);
+    let id = listed
+        .lines()
+        .nth(1)
+        .and_then(|line| line.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no token listed: {listed}"))
+        .to_owned();
+    assert!(id.starts_with("tok_"), "{listed}");
+    cli(&dormant, &["token", "rm", &name, &id]);
+    let response = dormant
+        .proxy_response(Method::GET, &name, "/", &[("authorization", &bearer)])
+        .await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+
+    let url = cli(
+        &dormant,
+        &["login-link", &name, "--path", "/headers", "--ttl", "2m"],
+    );
+    let login = login_path(url.trim(), &dormant, &name);
+    let signed_in = dormant
+        .proxy_response(Method::GET, &name, &login, &[])
+        .await;
+    assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
+    assert_eq!(signed_in.headers()[header::LOCATION], "/headers");
+
+    assert_eq!(
+        cli(&dormant, &["access", &name, "public"]).trim(),
+        format!("{name}: public")
+    );
+    let (status, _) = dormant.get(&name, "/").await;
+    assert_eq!(status, StatusCode::OK);
+}

@@ -1,5 +1,6 @@
 //! The command line: `dormant serve` and the client commands that call its API.
 
+mod access;
 mod client;
 mod client_args;
 mod create;
@@ -73,6 +74,21 @@ pub enum Command {
     },
     /// Show counts by state, memory against the budget, snapshot disk use and dormant's memory.
     Stats(ClientArgs),
+    /// Make a container's URL `public` or `private` (reached only with an
+    /// access token, an API token or a login link's cookie).
+    Access {
+        /// Container name.
+        name: String,
+        #[arg(value_enum)]
+        access: crate::domain::Access,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// A private container's access tokens: `token create|ls|rm`.
+    #[command(subcommand)]
+    Token(access::TokenCommand),
+    /// Print a one-time login link for a private container.
+    LoginLink(Box<access::LoginLinkArgs>),
     /// Build the demo workload into a local image `FROM scratch` (no registry needed): this
     /// `dormant` executable and the shared objects it loads, running `dormant demo-serve`.
     DemoImage {
@@ -146,6 +162,13 @@ pub async fn run_client(command: Command) -> anyhow::Result<()> {
         Command::Sleep { names, client } => transition(&client, "sleep", names).await,
         Command::Wake { names, client } => transition(&client, "wake", names).await,
         Command::Archive { names, client } => transition(&client, "archive", names).await,
+        Command::Access {
+            name,
+            access,
+            client,
+        } => access::set_access(&name, access, &client).await,
+        Command::Token(command) => access::token(command).await,
+        Command::LoginLink(args) => access::login_link(*args).await,
         Command::Stats(client) => {
             let api = client.connect()?;
             let stats: crate::api::model::Stats = api.json(Method::GET, "/v1/stats", None).await?;

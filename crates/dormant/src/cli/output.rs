@@ -55,6 +55,14 @@ pub fn print_containers(containers: &[ContainerView]) {
     print_table(&headers, &rows);
 }
 
+pub fn print_tokens(tokens: &[crate::api::model::ContainerTokenView]) {
+    let rows: Vec<Vec<String>> = tokens
+        .iter()
+        .map(|t| vec![t.id.clone(), t.created_at.clone()])
+        .collect();
+    print_table(&["ID", "CREATED"], &rows);
+}
+
 pub fn print_container(c: &ContainerView) {
     let mut fields = vec![
         ("name", c.name.clone()),
