@@ -44,6 +44,19 @@ impl Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+        // Not for this API: what a private container's URL on the proxy takes.
+        components.add_security_scheme(
+            "container_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("dmc_...")
+                    .description(Some(
+                        "For a private container's URL on the proxy, not for this API: a container access token from POST /v1/containers/{name}/tokens (or an API token of its tenant). Browsers use a one-time login link instead (POST /v1/containers/{name}/login-link), which sets the `dormant_session` cookie for that hostname.",
+                    ))
+                    .build(),
+            ),
+        );
     }
 }
 
@@ -74,5 +87,6 @@ mod tests {
         let json = doc.to_json().unwrap();
         assert!(json.contains("idle_timeout") && json.contains("bearer"));
         assert!(json.contains("\"private\"") && json.contains("LoginLink"));
+        assert!(json.contains("container_token") && json.contains("dormant_session"));
     }
 }
