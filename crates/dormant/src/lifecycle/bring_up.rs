@@ -11,7 +11,7 @@ use super::context::{docker_ref, volume_names, Change, Context};
 use super::table::Owner;
 use super::{capacity, readiness, LifecycleError};
 use crate::domain::{
-    docker_name, ContainerRecord, LABEL_MANAGED, LABEL_NAME, LABEL_NODE, LABEL_PORT,
+    docker_name, ContainerRecord, LABEL_MANAGED, LABEL_NAME, LABEL_NODE, LABEL_PORT, LABEL_TENANT,
 };
 use crate::runtime::{CreateParams, Inspection, RuntimeError};
 
@@ -191,6 +191,7 @@ fn create_params(ctx: &Context, record: &ContainerRecord) -> CreateParams {
         (LABEL_NAME.to_owned(), record.name.clone()),
         (LABEL_NODE.to_owned(), ctx.config.node.clone()),
         (LABEL_PORT.to_owned(), record.spec.port.to_string()),
+        (LABEL_TENANT.to_owned(), record.owner.clone()),
     ]);
     let spec = &record.spec;
     CreateParams {
@@ -204,6 +205,7 @@ fn create_params(ctx: &Context, record: &ContainerRecord) -> CreateParams {
         pids_limit: ctx.config.pids_limit,
         cap_add: spec.cap_add.clone(),
         labels,
+        tenant: record.owner.clone(),
         volumes: volume_names(record)
             .into_iter()
             .zip(spec.volumes.iter().cloned())
