@@ -29,6 +29,7 @@ pub mod data_dir;
 pub mod demo_image;
 pub mod domain;
 pub mod error_kind;
+pub mod events;
 pub mod fault;
 pub mod lifecycle;
 pub mod listen;
