@@ -3,7 +3,9 @@
 //! `max_running` or `max_memory_bytes` puts the tenant's own least recently
 //! active container to sleep, never another tenant's or the admin's; when
 //! none of its own can be put to sleep, the start is refused (429 with
-//! `Retry-After`) and the container stays asleep. The admin is unlimited.
+//! `Retry-After`) and the container stays asleep. Past `max_snapshot_bytes`
+//! its containers stay asleep instead of being archived. The admin is
+//! unlimited.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -191,4 +193,38 @@ async fn quotas_changed_later_apply_to_the_next_start() {
     let usage = h.lifecycle().tenant_usage("acme");
     assert_eq!(usage.running, 1, "both older ones were put to sleep");
     assert_eq!(h.state("a3"), Running);
+}
+
+#[tokio::test(start_paused = true)]
+async fn past_max_snapshot_bytes_its_containers_stay_asleep_instead_of_archived() {
+    let h = Harness::new().await;
+    if !h.can_archive() {
+        return;
+    }
+    limit(
+        &h,
+        "acme",
+        Quotas {
+            max_snapshot_bytes: Some(1),
+            ..Quotas::default()
+        },
+    );
+    for name in ["a1", "a2"] {
+        running_as(&h, "acme", name).await;
+        h.write_file(name, "/data/x", "the user's file");
+    }
+    running_as(&h, "beta", "b1").await;
+    h.lifecycle().archive("a1").await.expect("below the quota");
+    assert_eq!(h.state("a1"), Archived);
+    assert!(h.lifecycle().tenant_usage("acme").snapshot_bytes >= 1);
+
+    let err = h.lifecycle().archive("a2").await.unwrap_err();
+    assert!(matches!(err, LifecycleError::QuotaExceeded(_)), "{err}");
+    assert!(err.to_string().contains("max_snapshot_bytes"), "{err}");
+    assert_eq!(h.state("a2"), Asleep, "kept, with its files, asleep");
+    h.lifecycle()
+        .archive("b1")
+        .await
+        .expect("another tenant's quota");
+    assert_eq!(h.state("b1"), Archived);
 }
