@@ -114,9 +114,10 @@ pub async fn list(
 ) -> Result<Json<TenantList>, ApiError> {
     admin_only(&caller, "list tenants")?;
     let rows = state.store.tenants().await.map_err(store_error)?;
+    let mut usage = state.lifecycle.usage_by_tenant();
     let tenants = rows
         .iter()
-        .map(|row| tenant_view(row, state.lifecycle.tenant_usage(&row.id)))
+        .map(|row| tenant_view(row, usage.remove(&row.id).unwrap_or_default()))
         .collect();
     Ok(Json(TenantList { tenants }))
 }

@@ -161,12 +161,25 @@ impl Lifecycle {
 
     /// What `owner`'s containers use now, against its quotas.
     pub fn tenant_usage(&self, owner: &str) -> TenantUsage {
-        let mut usage = TenantUsage::default();
+        self.usage_where(|o| o == owner)
+            .remove(owner)
+            .unwrap_or_default()
+    }
+
+    /// What each owner's containers use now, in one pass over the table.
+    pub fn usage_by_tenant(&self) -> HashMap<String, TenantUsage> {
+        self.usage_where(|_| true)
+    }
+
+    fn usage_where(&self, counted: impl Fn(&str) -> bool) -> HashMap<String, TenantUsage> {
+        let mut by_owner: HashMap<String, TenantUsage> = HashMap::new();
         for route in self.ctx.table.all() {
-            if route.owner() != owner {
+            let owner = route.owner();
+            if !counted(&owner) {
                 continue;
             }
             let record = route.record();
+            let usage = by_owner.entry(owner).or_default();
             usage.containers += 1;
             if let Some(snapshot) = &record.snapshot {
                 usage.snapshot_bytes += snapshot.bytes;
@@ -179,7 +192,7 @@ impl Lifecycle {
                 usage.memory_bytes += record.spec.memory_bytes;
             }
         }
-        usage
+        by_owner
     }
 
     /// The container table, for the proxy to read.

@@ -96,4 +96,30 @@ mod tests {
             .unwrap();
         assert_eq!(version, MIGRATIONS.len());
     }
+
+    #[test]
+    fn containers_made_before_tenants_stay_the_admins() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..3] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 3).unwrap();
+        conn.execute(
+            "INSERT INTO containers (name, spec, state, owner, node, created_at, last_active_at)
+             VALUES ('old', '{}', 'asleep', 'admin', 'n', 1, 1)",
+            [],
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let owner: String = conn
+            .query_row("SELECT owner FROM containers WHERE name = 'old'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(owner, "admin");
+        let tenants: i64 = conn
+            .query_row("SELECT COUNT(*) FROM tenants", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(tenants, 0);
+    }
 }
