@@ -140,6 +140,21 @@ async fn tenants_see_only_their_own_within_quotas_and_tokens_can_be_revoked() {
     )
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{json}");
+    let (status, json) = dormant
+        .api(
+            Method::POST,
+            "/v1/containers",
+            Some(json!({"image": image, "tenant": tenant_id("nobody")})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{json}");
+    assert!(
+        json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not exist"),
+        "{json}"
+    );
 
     // Quotas: refused with 403 naming the quota, nothing made.
     let (status, json) = call(

@@ -38,13 +38,6 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<ContainerList>), ApiError> {
     let body = body.map_err(body_error)?;
     let request = create_request::parse(&body, &state.create_defaults, caller.principal.owner())?;
-    let is_tenant = state.lifecycle.quotas().get(&request.owner).is_some();
-    if request.owner != crate::tenant::ADMIN && !is_tenant {
-        return Err(ApiError::invalid(
-            "tenant",
-            format!("names no tenant: `{}` does not exist", request.owner),
-        ));
-    }
     let created = state.lifecycle.create(request).await?;
     let containers = created.iter().map(|r| view(&state, r)).collect();
     Ok((StatusCode::CREATED, Json(ContainerList { containers })))

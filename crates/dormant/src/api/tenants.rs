@@ -191,19 +191,24 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     admin_only(&caller, "delete tenants")?;
     visible_tenant(&state, &caller, &id).await?;
-    let containers = state.lifecycle.tenant_usage(&id).containers;
-    if containers > 0 {
-        return Err(ApiError::new(
+    let quotas = state.lifecycle.retire_tenant(&id).map_err(|containers| {
+        ApiError::new(
             StatusCode::CONFLICT,
             "tenant_has_containers",
             format!("tenant `{id}` still has {containers} containers; delete them first"),
-        ));
-    }
-    if !state.store.delete_tenant(&id).await.map_err(store_error)? {
-        return Err(no_tenant(&id));
+        )
+    })?;
+    match state.store.delete_tenant(&id).await {
+        Ok(true) => {}
+        Ok(false) => return Err(no_tenant(&id)),
+        Err(e) => {
+            if let Some(quotas) = quotas {
+                state.lifecycle.quotas().set(&id, quotas);
+            }
+            return Err(store_error(e));
+        }
     }
     state.tokens.remove_tenant(&id);
-    state.lifecycle.quotas().remove(&id);
     tracing::info!(tenant = %id, "tenant deleted");
     Ok(StatusCode::NO_CONTENT)
 }

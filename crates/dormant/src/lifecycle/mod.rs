@@ -159,6 +159,25 @@ impl Lifecycle {
         &self.ctx.quotas
     }
 
+    /// Forgets tenant `id`'s quotas, so that no container can be made for it
+    /// any more, unless it still has containers: then `Err` with how many.
+    /// Returns the quotas it had, for the caller to put back should
+    /// deleting the tenant from the store fail.
+    pub fn retire_tenant(&self, id: &str) -> Result<Option<crate::tenant::Quotas>, u64> {
+        let _admission = self
+            .ctx
+            .create_admission
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let containers = self.tenant_usage(id).containers;
+        if containers > 0 {
+            return Err(containers);
+        }
+        let quotas = self.ctx.quotas.get(id);
+        self.ctx.quotas.remove(id);
+        Ok(quotas)
+    }
+
     /// What `owner`'s containers use now, against its quotas.
     pub fn tenant_usage(&self, owner: &str) -> TenantUsage {
         self.usage_where(|o| o == owner)

@@ -95,6 +95,7 @@ async fn a_wake_with_none_of_its_own_to_put_to_sleep_is_refused_with_retry_after
     h.lifecycle().sleep("a1").await.unwrap();
     running_as(&h, "acme", "a2").await;
     h.lifecycle().sleep("a2").await.unwrap();
+    limit(&h, "beta", Quotas::default());
     running_as(&h, "beta", "b1").await;
     h.fake().script_image(
         IMAGE,
@@ -137,6 +138,11 @@ async fn the_admin_is_never_limited_by_tenants_quotas() {
     }
     running_as(&h, "acme", "a1").await;
     assert_eq!(h.lifecycle().tenant_usage("admin").running, 3);
+    let err = h
+        .create_with(&["z1"], |spec| spec.owner = "nobody".into())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("`nobody` does not exist"), "{err}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -184,6 +190,7 @@ async fn creates_past_max_containers_or_max_memory_are_refused_leaving_nothing()
 #[tokio::test(start_paused = true)]
 async fn quotas_changed_later_apply_to_the_next_start() {
     let h = Harness::new().await;
+    limit(&h, "acme", Quotas::default());
     running_as(&h, "acme", "a1").await;
     h.tick_wall_clock();
     running_as(&h, "acme", "a2").await;
@@ -213,6 +220,7 @@ async fn past_max_snapshot_bytes_its_containers_stay_asleep_instead_of_archived(
         running_as(&h, "acme", name).await;
         h.write_file(name, "/data/x", "the user's file");
     }
+    limit(&h, "beta", Quotas::default());
     running_as(&h, "beta", "b1").await;
     h.lifecycle().archive("a1").await.expect("below the quota");
     assert_eq!(h.state("a1"), Archived);
@@ -227,4 +235,23 @@ async fn past_max_snapshot_bytes_its_containers_stay_asleep_instead_of_archived(
         .await
         .expect("another tenant's quota");
     assert_eq!(h.state("b1"), Archived);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_tenant_with_containers_cannot_be_retired_and_a_retired_one_gets_none() {
+    let h = Harness::new().await;
+    limit(&h, "acme", max_running(3));
+    running_as(&h, "acme", "a1").await;
+    assert_eq!(h.lifecycle().retire_tenant("acme"), Err(1));
+    h.lifecycle().delete("a1").await.unwrap();
+    assert_eq!(
+        h.lifecycle().retire_tenant("acme"),
+        Ok(Some(max_running(3)))
+    );
+    let err = h
+        .create_with(&["a2"], |spec| spec.owner = "acme".into())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("does not exist"), "{err}");
+    assert!(h.record("a2").await.is_none());
 }
