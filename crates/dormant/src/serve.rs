@@ -34,6 +34,8 @@ use std::collections::HashMap;
 const ACTIVITY_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
 /// How often audit entries past `--audit-retention` are deleted.
 const AUDIT_PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
+/// Most audit entries kept, whatever their age: the oldest go first.
+const AUDIT_MAX_ENTRIES: u64 = 1_000_000;
 /// How often idle containers are looked for. Sleep happens at most this long
 /// after a container's idle timeout.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
@@ -267,7 +269,7 @@ async fn prune_audit_periodically(
         tokio::select! {
             _ = tick.tick() => {
                 let cutoff = crate::domain::now_millis().saturating_sub(retention_ms);
-                match store.prune_audit(cutoff).await {
+                match store.prune_audit(cutoff, AUDIT_MAX_ENTRIES).await {
                     Ok(0) => {}
                     Ok(pruned) => tracing::info!(pruned, "audit entries past the retention deleted"),
                     Err(e) => tracing::warn!(error = %e, "cannot prune the audit log"),

@@ -234,6 +234,9 @@ async fn tenants_see_only_their_own_within_quotas_and_tokens_can_be_revoked() {
     );
 
     // The audit log: the admin sees all, a tenant its own, newest first.
+    let heartbeat = format!("/v1/containers/{name}/heartbeat");
+    let (status, _) = call(&dormant, &spare, Method::POST, &heartbeat, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, audit) = dormant.api(Method::GET, "/v1/audit?limit=1000", None).await;
     assert_eq!(status, StatusCode::OK, "{audit}");
     let entries = audit["entries"].as_array().unwrap();
@@ -261,6 +264,10 @@ async fn tenants_see_only_their_own_within_quotas_and_tokens_can_be_revoked() {
     assert!(
         entries.iter().all(|e| e["method"] != "GET"),
         "reads are not audited"
+    );
+    assert!(
+        entries.iter().all(|e| e["path"] != heartbeat.as_str()),
+        "nor heartbeats"
     );
     let (_, own) = call(&dormant, &spare, Method::GET, "/v1/audit?limit=2", None).await;
     let own_entries = own["entries"].as_array().unwrap();

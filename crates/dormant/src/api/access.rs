@@ -19,7 +19,8 @@ const MAX_AUDIT_PATH: usize = 256;
 /// Resolves the bearer token (401 if unknown or revoked), hands the caller
 /// to the handler and, for a call that may change something (any method
 /// but GET, HEAD, OPTIONS), records it in the audit log once the handler
-/// has answered.
+/// has answered. Heartbeats are not recorded: they change nothing but the
+/// activity clock, and clients send them all the time.
 pub(super) async fn require_token(
     State(state): State<ApiState>,
     mut request: Request,
@@ -39,7 +40,7 @@ pub(super) async fn require_token(
     let audited = !matches!(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
-    );
+    ) && !request.uri().path().ends_with("/heartbeat");
     if !audited {
         request.extensions_mut().insert(caller);
         return next.run(request).await;

@@ -76,10 +76,25 @@ impl Store {
         .await
     }
 
-    /// Deletes the entries recorded before `cutoff`; returns how many.
-    pub async fn prune_audit(&self, cutoff: UnixMillis) -> Result<usize, StoreError> {
-        self.with(move |conn| Ok(conn.execute("DELETE FROM audit WHERE at < ?1", [cutoff])?))
-            .await
+    /// Deletes the entries recorded before `cutoff`, and the oldest past
+    /// the newest `keep_at_most`; returns how many.
+    pub async fn prune_audit(
+        &self,
+        cutoff: UnixMillis,
+        keep_at_most: u64,
+    ) -> Result<usize, StoreError> {
+        let keep = i64::try_from(keep_at_most).unwrap_or(i64::MAX);
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            let old = tx.execute("DELETE FROM audit WHERE at < ?1", [cutoff])?;
+            let over = tx.execute(
+                "DELETE FROM audit WHERE id <= (SELECT MAX(id) FROM audit) - ?1",
+                [keep],
+            )?;
+            tx.commit()?;
+            Ok(old + over)
+        })
+        .await
     }
 }
 
@@ -120,7 +135,14 @@ mod tests {
             .unwrap();
         assert_eq!(next.iter().map(|e| e.at).collect::<Vec<_>>(), [3, 2, 1]);
         assert!(next.iter().all(|e| e.principal == "acme"));
-        assert_eq!(store.prune_audit(3).await.unwrap(), 4);
+        assert_eq!(store.prune_audit(3, 100).await.unwrap(), 4);
         assert_eq!(store.audit_page(None, None, 100).await.unwrap().len(), 6);
+        assert_eq!(
+            store.prune_audit(0, 2).await.unwrap(),
+            4,
+            "the newest 2 kept"
+        );
+        let left = store.audit_page(None, None, 100).await.unwrap();
+        assert_eq!(left.iter().map(|e| e.at).collect::<Vec<_>>(), [5, 5]);
     }
 }
