@@ -414,3 +414,54 @@ async fn the_tenant_commands_create_list_rotate_and_remove() {
     let out = ok(client(&dormant, &["tenant", "ls"]));
     assert!(!out.contains(&id), "{out}");
 }
+
+/// A tenant at its `max_running` quota: a wake through the proxy puts its
+/// own least recently active container to sleep first. Two containers.
+#[tokio::test]
+async fn a_wake_past_max_running_puts_the_tenants_own_container_to_sleep() {
+    let image = demo_image();
+    let dormant = Dormant::start();
+    let acme = tenant_id("acme");
+    let (token, _) = create_tenant(&dormant, &acme, json!({"max_running": 1})).await;
+    let first = unique("tq");
+    let second = unique("tq");
+    for name in [&first, &second] {
+        let (status, json) = call(
+            &dormant,
+            &token,
+            Method::POST,
+            "/v1/containers",
+            Some(json!({"image": image, "name": name})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{json}\n{}", dormant.log());
+    }
+    let dormant = &dormant;
+    let state = |name: &str| {
+        let path = format!("/v1/containers/{name}");
+        async move { dormant.api(Method::GET, &path, None).await.1["state"].clone() }
+    };
+    assert_eq!(state(&first).await, "asleep", "the second made room");
+    assert_eq!(state(&second).await, "running");
+
+    let (status, body) = dormant.get(&first, "/").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(state(&first).await, "running");
+    assert_eq!(state(&second).await, "asleep");
+    let (_, tenant) = call(
+        &dormant,
+        &token,
+        Method::GET,
+        &format!("/v1/tenants/{acme}"),
+        None,
+    )
+    .await;
+    assert_eq!(tenant["usage"]["running"], 1, "{tenant}");
+    for name in [&first, &second] {
+        let (status, _) = dormant
+            .api(Method::DELETE, &format!("/v1/containers/{name}"), None)
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+    }
+    dormant.assert_nothing_left("after the test").await;
+}
