@@ -449,7 +449,7 @@ async fn a_wake_past_max_running_puts_the_tenants_own_container_to_sleep() {
     assert_eq!(state(&first).await, "running");
     assert_eq!(state(&second).await, "asleep");
     let (_, tenant) = call(
-        &dormant,
+        dormant,
         &token,
         Method::GET,
         &format!("/v1/tenants/{acme}"),
