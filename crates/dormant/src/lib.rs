@@ -17,12 +17,14 @@
 //! - [`store`]: SQLite, the durable truth about what should exist.
 //! - [`data_dir`]: the data dir on disk, private to dormant.
 //! - [`domain`]: the vocabulary: states, labels, the container record.
+//! - [`tenant`], [`auth`]: tenants and their quotas; who a bearer token is.
 //! - [`config`], [`cli`]: the command line and `dormant serve`'s settings.
 //! - [`demo_image`]: builds the demo workload into a local image.
 
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod data_dir;
@@ -40,5 +42,6 @@ pub mod runtime;
 pub mod serve;
 pub mod snapshot;
 pub mod store;
+pub mod tenant;
 pub mod token;
 pub mod units;

@@ -56,6 +56,9 @@ pub struct CreateContainers {
     /// SETPCAP and SYS_CHROOT.
     #[schema(example = json!(["NET_RAW"]))]
     pub cap_add: Option<Vec<String>>,
+    /// Admin only: the tenant the containers are for (default: the caller;
+    /// with a tenant token, the tenant itself).
+    pub tenant: Option<String>,
 }
 
 /// A container as the API shows it.
@@ -108,6 +111,13 @@ pub struct ContainerView {
     pub created_at: String,
     /// RFC 3339: the last request, open connection or heartbeat.
     pub last_active_at: String,
+    /// The tenant it belongs to (`admin` for the admin's).
+    #[serde(default = "admin_owner")]
+    pub tenant: String,
+}
+
+fn admin_owner() -> String {
+    crate::tenant::ADMIN.to_owned()
 }
 
 /// What an archived container's snapshot holds.
@@ -179,6 +189,7 @@ impl PublicAddress {
             last_wake_ms: record.last_wake_ms,
             created_at: rfc3339(record.created_at),
             last_active_at: rfc3339(record.last_active_at),
+            tenant: record.owner.clone(),
         }
     }
 }

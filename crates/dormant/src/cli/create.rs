@@ -55,6 +55,9 @@ pub struct CreateArgs {
     /// --allowed-capabilities lists. Repeat for more.
     #[arg(long = "cap-add", value_name = "CAPABILITY")]
     pub cap_add: Vec<String>,
+    /// Admin only: create them for this tenant (they count against its quotas).
+    #[arg(long, value_name = "TENANT")]
+    pub tenant: Option<String>,
     #[command(flatten)]
     pub client: ClientArgs,
     /// Command to run instead of the image's, after `--` (e.g. `-- --startup-delay 2s`).
@@ -85,6 +88,7 @@ impl CreateArgs {
         put("ready_path", self.ready_path.clone().map(Into::into));
         put("wake", self.wake.map(|w| w.as_str().into()));
         put("archive_after", self.archive_after.clone().map(Into::into));
+        put("tenant", self.tenant.clone().map(Into::into));
         put(
             "cap_add",
             (!self.cap_add.is_empty()).then(|| self.cap_add.clone().into()),
@@ -169,6 +173,8 @@ mod tests {
             "7d",
             "--cap-add",
             "NET_RAW",
+            "--tenant",
+            "acme",
             "--",
             "--startup-delay",
             "2s",
@@ -204,6 +210,7 @@ mod tests {
         assert_eq!(request.volumes, ["/data", "/home"]);
         assert_eq!(request.port, Some(8080));
         assert_eq!(request.cap_add, ["NET_RAW"]);
+        assert_eq!(request.owner, "acme");
     }
 
     #[test]

@@ -4,6 +4,7 @@ mod client;
 mod client_args;
 mod create;
 mod output;
+mod tenant;
 
 use clap::{Parser, Subcommand};
 use http::Method;
@@ -73,6 +74,9 @@ pub enum Command {
     },
     /// Show counts by state, memory against the budget, snapshot disk use and dormant's memory.
     Stats(ClientArgs),
+    /// Manage tenants and their API tokens.
+    #[command(subcommand)]
+    Tenant(tenant::TenantCommand),
     /// Build the demo workload into a local image `FROM scratch` (no registry needed): this
     /// `dormant` executable and the shared objects it loads, running `dormant demo-serve`.
     DemoImage {
@@ -110,6 +114,7 @@ pub async fn run_client(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Create(args) => create::create(*args).await,
+        Command::Tenant(command) => tenant::run(command).await,
         Command::Ls(client) => {
             let api = client.connect()?;
             let list: ContainerList = api.json(Method::GET, "/v1/containers", None).await?;

@@ -65,9 +65,10 @@ pub(super) async fn run(
     // Listen for "died" before starting, so a crash at start is never missed.
     let died = owner.died();
     if running {
-        ctx.capacity.note_running(name, record.spec.memory_bytes);
+        ctx.capacity
+            .note_running(name, &record.owner, record.spec.memory_bytes);
     } else {
-        capacity::admit(ctx, name, record.spec.memory_bytes, deadline)
+        capacity::admit(ctx, name, &record.owner, record.spec.memory_bytes, deadline)
             .await
             .map_err(|error| LifecycleError::Wake {
                 name: name.to_owned(),

@@ -4,7 +4,9 @@
 //! should exist. Calls are short and run on the blocking pool, never on the
 //! proxy's path.
 
+pub mod audit;
 mod migrations;
+pub mod tenants;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -17,6 +19,8 @@ use crate::domain::{now_millis, ContainerRecord, ContainerState, SnapshotRecord,
 pub enum StoreError {
     #[error("a container named `{0}` already exists")]
     NameTaken(String),
+    #[error("a tenant `{0}` already exists")]
+    TenantTaken(String),
     #[error("store (SQLite) failed: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("store row for `{name}` is unreadable: {detail}")]
