@@ -266,6 +266,11 @@ pub struct ServeConfig {
     #[arg(long, env = "DORMANT_DRAIN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub drain_timeout: Duration,
 
+    // Tenants and the audit log.
+    /// How long the audit log keeps an entry (one per API call that changed
+    /// something); older entries are pruned every hour.
+    #[arg(long, env = "DORMANT_AUDIT_RETENTION", default_value = "30d", value_parser = positive_duration, value_name = "DURATION")]
+    pub audit_retention: Duration,
     // --- Private container URLs ---
     /// Who may reach a container's URL unless its create request says:
     /// `public` (anyone who knows the hostname) or `private` (a container
@@ -429,6 +434,7 @@ mod tests {
         assert_eq!(c.wake_buffer, 1 << 20);
         assert_eq!(c.stop_grace, Duration::from_secs(10));
         assert_eq!(c.archive_after, Duration::from_secs(24 * 3600));
+        assert_eq!(c.audit_retention, Duration::from_secs(30 * 24 * 3600));
         assert_eq!(c.upstream, UpstreamMode::Auto);
         assert_eq!(c.docker_concurrency, 8);
         assert_eq!(c.docker_timeout, Duration::from_secs(60));

@@ -17,6 +17,13 @@ pub const LABEL_NAME: &str = "dormant.name";
 /// containers (and is the seed of the multi-host design).
 pub const LABEL_NODE: &str = "dormant.node";
 
+/// Label carrying the tenant a container belongs to (`admin` for the
+/// admin's own); each tenant's containers share a Docker network of their own.
+pub const LABEL_TENANT: &str = "dormant.tenant";
+
+/// The tenant id of containers made with the admin token.
+pub const ADMIN_TENANT: &str = "admin";
+
 /// Label carrying the container port the app listens on.
 pub const LABEL_PORT: &str = "dormant.port";
 

@@ -54,6 +54,13 @@ pub enum ErrorKind {
     UpstreamTimedOut,
     /// dormant holds as many waiting requests (or bytes) as it may.
     Overloaded,
+    /// A tenant's quota refuses a create (or an archive).
+    QuotaExceeded,
+    /// A tenant runs as many containers (or as much memory) as its quota
+    /// allows and none of its own could be put to sleep to make room.
+    RunningQuotaFull,
+    /// The token is valid but only the admin may do this.
+    Forbidden,
 }
 
 impl ErrorKind {
@@ -63,6 +70,8 @@ impl ErrorKind {
             Self::Invalid | Self::BadRequest | Self::ImageNotPresent => StatusCode::BAD_REQUEST,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::QuotaExceeded | Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::RunningQuotaFull => StatusCode::TOO_MANY_REQUESTS,
             Self::NameTaken | Self::Conflict | Self::ArchiveUnsupported | Self::DockerConflict => {
                 StatusCode::CONFLICT
             }
@@ -108,6 +117,9 @@ impl ErrorKind {
             Self::UpstreamFailed => "upstream_failed",
             Self::UpstreamTimedOut => "upstream_timed_out",
             Self::Overloaded => "overloaded",
+            Self::QuotaExceeded => "quota_exceeded",
+            Self::RunningQuotaFull => "running_quota_full",
+            Self::Forbidden => "forbidden",
         }
     }
 }
@@ -130,5 +142,7 @@ mod tests {
         assert_eq!(ErrorKind::TimedOut.status(), 504);
         assert_eq!(ErrorKind::NeverFits.status(), 422);
         assert_eq!(ErrorKind::ArchiveUnsupported.code(), "archive_unsupported");
+        assert_eq!(ErrorKind::QuotaExceeded.status(), 403);
+        assert_eq!(ErrorKind::RunningQuotaFull.status(), 429);
     }
 }

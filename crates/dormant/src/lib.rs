@@ -18,6 +18,7 @@
 //! - [`store`]: SQLite, the durable truth about what should exist.
 //! - [`data_dir`]: the data dir on disk, private to dormant.
 //! - [`domain`]: the vocabulary: states, labels, the container record.
+//! - [`tenant`], [`auth`]: tenants and their quotas; who a bearer token is.
 //! - [`config`], [`cli`]: the command line and `dormant serve`'s settings.
 //! - [`demo_image`]: builds the demo workload into a local image.
 
@@ -25,12 +26,14 @@
 
 pub mod access;
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod data_dir;
 pub mod demo_image;
 pub mod domain;
 pub mod error_kind;
+pub mod events;
 pub mod fault;
 pub mod lifecycle;
 pub mod listen;
@@ -41,5 +44,6 @@ pub mod runtime;
 pub mod serve;
 pub mod snapshot;
 pub mod store;
+pub mod tenant;
 pub mod token;
 pub mod units;

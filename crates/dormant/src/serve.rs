@@ -17,6 +17,7 @@ use crate::access::session::SessionSigner;
 use crate::access::tokens::ContainerTokens;
 use crate::access::{self, AccessControl};
 use crate::api::{self, ApiState, CreateDefaults};
+use crate::auth::TokenIndex;
 use crate::config::{ServeConfig, UpstreamMode};
 use crate::data_dir;
 use crate::domain::LABEL_MANAGED;
@@ -36,6 +37,10 @@ use std::collections::HashMap;
 
 /// How often in-memory activity is written to the store.
 const ACTIVITY_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
+/// How often audit entries past `--audit-retention` are deleted.
+const AUDIT_PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
+/// Most audit entries kept, whatever their age: the oldest go first.
+const AUDIT_MAX_ENTRIES: u64 = 1_000_000;
 /// How often idle containers are looked for. Sleep happens at most this long
 /// after a container's idle timeout.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
@@ -101,7 +106,18 @@ pub async fn run(
     let admin_token = admin_token(data_dir)?;
     let node = node_id(data_dir)?;
     let metrics = Arc::new(Metrics::new());
-    let lifecycle = build_lifecycle(&config, runtime, node.clone(), metrics.clone()).await?;
+    let store_path = config.data_dir.join("dormant.db");
+    let store = Store::open(&store_path)
+        .with_context(|| format!("cannot open the store {}", store_path.display()))?;
+    let lifecycle = build_lifecycle(
+        &config,
+        store.clone(),
+        runtime,
+        node.clone(),
+        metrics.clone(),
+    )
+    .await?;
+    let tokens = load_tenants(&store, &lifecycle, &admin_token).await?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = move || {
@@ -114,7 +130,7 @@ pub async fn run(
     // Follow Docker's events from before reconciling, so no death goes unheard.
     tasks.spawn(lifecycle.follow_docker_events(stopped()));
     lifecycle.reconcile().await?;
-    let access = access_control(&config, &lifecycle, &admin_token).await?;
+    let access = access_control(&config, &store, &tokens).await?;
 
     let api_listener = TcpListener::bind(config.api_addr).await.with_context(|| {
         format!(
@@ -133,7 +149,8 @@ pub async fn run(
     let state = api_state(
         &config,
         &lifecycle,
-        admin_token,
+        tokens.clone(),
+        store.clone(),
         access.clone(),
         proxy_addr.port(),
     );
@@ -143,6 +160,11 @@ pub async fn run(
     let api_task = tasks.spawn(async move { api_server.await });
     tasks.spawn(lifecycle.sweep_periodically(stopped()));
     tasks.spawn(flush_activity_periodically(lifecycle.clone(), stopped()));
+    tasks.spawn(prune_audit_periodically(
+        store,
+        config.audit_retention,
+        stopped(),
+    ));
     let proxy = proxy_parts(&config, &lifecycle, metrics, max_connections, access);
     let proxy_threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let proxy_task = proxy::serve_per_core(
@@ -185,13 +207,11 @@ pub async fn run(
 /// needs them.
 async fn build_lifecycle(
     config: &ServeConfig,
+    store: Store,
     runtime: Arc<dyn Runtime>,
     node: String,
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<Lifecycle> {
-    let store_path = config.data_dir.join("dormant.db");
-    let store = Store::open(&store_path)
-        .with_context(|| format!("cannot open the store {}", store_path.display()))?;
     let snapshot_dir = config.data_dir.join("snapshots");
     data_dir::create_private_dir(&snapshot_dir)
         .with_context(|| format!("cannot create the snapshot dir {}", snapshot_dir.display()))?;
@@ -222,8 +242,8 @@ async fn build_lifecycle(
 /// The session key, the container access tokens and the login codes.
 async fn access_control(
     config: &ServeConfig,
-    lifecycle: &Lifecycle,
-    admin_token: &str,
+    store: &Store,
+    api_tokens: &Arc<TokenIndex>,
 ) -> anyhow::Result<Arc<AccessControl>> {
     let (key, source) = access::key::load_or_create(&config.data_dir)?;
     match source {
@@ -232,7 +252,7 @@ async fn access_control(
             tracing::info!(path = %path.display(), "generated a session key")
         }
     }
-    let tokens = ContainerTokens::load(lifecycle.store().clone())
+    let tokens = ContainerTokens::load(store.clone())
         .await
         .context("cannot load the container access tokens")?;
     Ok(Arc::new(AccessControl {
@@ -240,20 +260,73 @@ async fn access_control(
         tokens,
         logins: LoginCodes::new(),
         session_ttl: config.session_ttl,
-        api_tokens: AccessControl::admin_only(admin_token.into()),
+        api_tokens: {
+            let index = api_tokens.clone();
+            Arc::new(move |presented: &str| index.owner_of(presented))
+        },
     }))
+}
+
+/// Gives lifecycle every tenant's quotas and returns the index of every
+/// live API token, the admin's included.
+async fn load_tenants(
+    store: &Store,
+    lifecycle: &Lifecycle,
+    admin_token: &str,
+) -> anyhow::Result<Arc<TokenIndex>> {
+    let tenants = store.tenants().await.context("cannot read the tenants")?;
+    for tenant in &tenants {
+        lifecycle.quotas().set(&tenant.id, tenant.quotas);
+    }
+    let live = store
+        .live_tokens()
+        .await
+        .context("cannot read the tenants' tokens")?;
+    tracing::info!(
+        tenants = tenants.len(),
+        tokens = live.len(),
+        "tenants loaded"
+    );
+    Ok(Arc::new(TokenIndex::new(admin_token, live)))
+}
+
+/// Deletes audit entries older than `retention`, at start and every hour.
+async fn prune_audit_periodically(
+    store: Store,
+    retention: Duration,
+    stopped: impl Future<Output = ()>,
+) {
+    tokio::pin!(stopped);
+    let mut tick = tokio::time::interval(AUDIT_PRUNE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let cutoff = crate::domain::now_millis().saturating_sub(retention_ms);
+                match store.prune_audit(cutoff, AUDIT_MAX_ENTRIES).await {
+                    Ok(0) => {}
+                    Ok(pruned) => tracing::info!(pruned, "audit entries past the retention deleted"),
+                    Err(e) => tracing::warn!(error = %e, "cannot prune the audit log"),
+                }
+            }
+            () = &mut stopped => return,
+        }
+    }
 }
 
 fn api_state(
     config: &ServeConfig,
     lifecycle: &Lifecycle,
-    admin_token: String,
+    tokens: Arc<TokenIndex>,
+    store: Store,
     access: Arc<AccessControl>,
     proxy_port: u16,
 ) -> ApiState {
     ApiState {
         lifecycle: Arc::new(lifecycle.clone()),
-        admin_token: admin_token.into(),
+        tokens,
+        store,
         access,
         public: Arc::new(api::model::PublicAddress::new(
             &config.base_domain,

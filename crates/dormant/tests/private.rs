@@ -19,6 +19,13 @@ async fn state(dormant: &Dormant, name: &str) -> String {
     json["state"].as_str().unwrap().to_owned()
 }
 
+async fn last_active(dormant: &Dormant, name: &str) -> String {
+    let (_, json) = dormant
+        .api(Method::GET, &format!("/v1/containers/{name}"), None)
+        .await;
+    json["last_active_at"].as_str().unwrap().to_owned()
+}
+
 /// The headers the demo app received, from its `/headers` answer.
 fn app_headers(body: &[u8]) -> Value {
     serde_json::from_slice(body)
@@ -56,6 +63,7 @@ async fn a_private_container_opens_only_with_dormants_credentials() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
+    let active_before = last_active(&dormant, &private).await;
     let stranger = dormant
         .proxy_response(Method::GET, &private, "/", &[])
         .await;
@@ -87,6 +95,11 @@ async fn a_private_container_opens_only_with_dormants_credentials() {
     assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(state(&dormant, &private).await, "asleep", "never woken");
+    assert_eq!(
+        last_active(&dormant, &private).await,
+        active_before,
+        "refused requests are no activity"
+    );
     assert_eq!(docker_running(&private), Some(false));
 
     // A container access token opens it (waking it) and is not forwarded.

@@ -23,11 +23,8 @@ use tokens::ContainerTokens;
 
 /// Recognises an API token presented to a private container's URL: the
 /// tenant it belongs to (`"admin"` for the admin token), or `None`. Wired to
-/// the API's own tokens at start-up.
+/// the API's token index (`auth::TokenIndex::owner_of`) at start-up.
 pub type ApiTokenCheck = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
-
-/// The tenant id of the admin, who may reach every container.
-pub const ADMIN: &str = "admin";
 
 /// What the API and the proxy share about private containers.
 pub struct AccessControl {
@@ -37,17 +34,6 @@ pub struct AccessControl {
     /// Lifetime of a session cookie (`--session-ttl`).
     pub session_ttl: Duration,
     pub api_tokens: ApiTokenCheck,
-}
-
-impl AccessControl {
-    /// The check that knows only the admin token (tenants' tokens are
-    /// recognised where tenants are wired in).
-    pub fn admin_only(admin_token: Arc<str>) -> ApiTokenCheck {
-        Arc::new(move |presented: &str| {
-            crate::token::constant_time_eq(presented.as_bytes(), admin_token.as_bytes())
-                .then(|| ADMIN.to_owned())
-        })
-    }
 }
 
 impl std::fmt::Debug for AccessControl {

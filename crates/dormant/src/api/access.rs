@@ -1,250 +1,112 @@
-//! Private container URLs in the API: a container's access (public or
-//! private), its access tokens, and one-time login links.
+//! Who may call the API and what they see: the bearer token resolved to a
+//! `Caller` (in the request's extensions), the audit record of every call
+//! that changes something, and the one visibility rule for containers.
 
-use std::time::{Duration, Instant};
+use axum::extract::{Request, State};
+use axum::http::{header, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::Json;
-use serde::de::DeserializeOwned;
+use super::{ApiError, ApiState};
+use crate::auth::{Caller, Principal};
+use crate::domain::{now_millis, ContainerRecord};
+use crate::lifecycle::LifecycleError;
+use crate::store::audit::AuditEntry;
 
-use super::error::{ApiError, ErrorBody};
-use super::model::{
-    ContainerTokenCreated, ContainerTokenList, ContainerTokenView, ContainerView, LoginLink,
-    LoginLinkRequest, SetAccess,
-};
-use super::ApiState;
-use crate::access::login::{check_redirect_path, TooManyPending, LOGIN_PATH};
-use crate::access::tokens::TokenError;
-use crate::domain::{now_millis, rfc3339, Access};
+/// Longest request path kept in the audit log; longer ones are cut.
+const MAX_AUDIT_PATH: usize = 256;
 
-/// A login link's lifetime when the request gives none.
-pub const DEFAULT_LINK_TTL: Duration = Duration::from_secs(60);
-/// The longest a login link may wait to be used.
-pub const MAX_LINK_TTL: Duration = Duration::from_secs(600);
-/// How long to wait when too many links are pending.
-const PENDING_FULL_RETRY: Duration = Duration::from_secs(60);
-
-/// Make a container's URL public or private. Takes effect at once: a
-/// private container's URL then answers only requests with a container
-/// access token, an API token or a login link's session cookie.
-#[utoipa::path(
-    post,
-    path = "/v1/containers/{name}/access",
-    params(("name" = String, Path, description = "Container name")),
-    request_body = SetAccess,
-    responses(
-        (status = 200, description = "Changed", body = ContainerView),
-        (status = 400, description = "`access` is missing or not `public`/`private`", body = ErrorBody),
-        (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody),
-    ),
-    security(("bearer" = []))
-)]
-pub async fn set_access(
+/// Resolves the bearer token (401 if unknown or revoked), hands the caller
+/// to the handler and, for a call that may change something (any method
+/// but GET, HEAD, OPTIONS), records it in the audit log once the handler
+/// has answered. Heartbeats are not recorded: they change nothing but the
+/// activity clock, and clients send them all the time.
+pub(super) async fn require_token(
     State(state): State<ApiState>,
-    Path(name): Path<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<ContainerView>, ApiError> {
-    let request: SetAccess = parse_body(&body.map_err(super::containers::body_error)?)?
-        .ok_or_else(|| {
-            ApiError::invalid(
-                "access",
-                "is missing; send {\"access\": \"private\"} or \"public\"",
-            )
-        })?;
-    state.lifecycle.set_access(&name, request.access).await?;
-    let record = state.lifecycle.get(&name).await?;
-    Ok(Json(state.public.view(&record)))
-}
-
-/// Make a container access token: send it as `Authorization: Bearer
-/// <token>` to the container's URL. The secret is shown only in this answer.
-#[utoipa::path(
-    post,
-    path = "/v1/containers/{name}/tokens",
-    params(("name" = String, Path, description = "Container name")),
-    responses(
-        (status = 201, description = "Made; the secret is shown this once", body = ContainerTokenCreated),
-        (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody),
-        (status = 409, description = "The container has as many tokens as it may (100)", body = ErrorBody),
-    ),
-    security(("bearer" = []))
-)]
-pub async fn create_token(
-    State(state): State<ApiState>,
-    Path(name): Path<String>,
-) -> Result<(StatusCode, Json<ContainerTokenCreated>), ApiError> {
-    let record = state.lifecycle.get(&name).await?;
-    let issued = state
-        .access
-        .tokens
-        .issue(&name, record.created_at)
-        .await
-        .map_err(|e| match e {
-            TokenError::TooMany(_) => {
-                ApiError::new(StatusCode::CONFLICT, "too_many_tokens", e.to_string())
-            }
-            TokenError::Store(e) => crate::lifecycle::LifecycleError::from(e).into(),
-        })?;
-    tracing::info!(container = %name, id = %issued.id, "container access token made");
-    Ok((
-        StatusCode::CREATED,
-        Json(ContainerTokenCreated {
-            id: issued.id,
-            token: issued.token,
-            container: name,
-            created_at: rfc3339(issued.created_at),
-        }),
-    ))
-}
-
-/// List a container's access tokens (ids only, never the secrets).
-#[utoipa::path(
-    get,
-    path = "/v1/containers/{name}/tokens",
-    params(("name" = String, Path, description = "Container name")),
-    responses((status = 200, body = ContainerTokenList), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
-    security(("bearer" = []))
-)]
-pub async fn list_tokens(
-    State(state): State<ApiState>,
-    Path(name): Path<String>,
-) -> Result<Json<ContainerTokenList>, ApiError> {
-    let record = state.lifecycle.get(&name).await?;
-    let tokens = state
-        .access
-        .tokens
-        .list(&name, record.created_at)
-        .into_iter()
-        .map(|t| ContainerTokenView {
-            id: t.id,
-            created_at: rfc3339(t.created_at),
-        })
-        .collect();
-    Ok(Json(ContainerTokenList { tokens }))
-}
-
-/// Revoke a container access token; it stops working at once.
-#[utoipa::path(
-    delete,
-    path = "/v1/containers/{name}/tokens/{id}",
-    params(
-        ("name" = String, Path, description = "Container name"),
-        ("id" = String, Path, description = "Token id, `tok_...`"),
-    ),
-    responses((status = 204, description = "Revoked"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
-    security(("bearer" = []))
-)]
-pub async fn revoke_token(
-    State(state): State<ApiState>,
-    Path((name, id)): Path<(String, String)>,
-) -> Result<StatusCode, ApiError> {
-    state.lifecycle.get(&name).await?;
-    let revoked = state
-        .access
-        .tokens
-        .revoke(&name, &id)
-        .await
-        .map_err(crate::lifecycle::LifecycleError::from)?;
-    if !revoked {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("container `{name}` has no access token `{id}`; see GET /v1/containers/{name}/tokens"),
-        ));
-    }
-    tracing::info!(container = %name, %id, "container access token revoked");
-    Ok(StatusCode::NO_CONTENT)
-}
-
-/// Make a one-time login link for a private container: opened in a browser
-/// within its time, it signs in to that container's hostname (a session
-/// cookie for `--session-ttl`) and goes on to `path`. It works once; links
-/// are kept in memory, so a restart of dormant voids those not yet used.
-#[utoipa::path(
-    post,
-    path = "/v1/containers/{name}/login-link",
-    params(("name" = String, Path, description = "Container name")),
-    request_body(content = Option<LoginLinkRequest>, description = "Optional"),
-    responses(
-        (status = 200, description = "The link", body = LoginLink),
-        (status = 400, description = "`ttl` or `path` is invalid", body = ErrorBody),
-        (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody),
-        (status = 409, description = "The container is public: its URL needs no login", body = ErrorBody),
-        (status = 503, description = "Too many links wait to be used; retry later", body = ErrorBody),
-    ),
-    security(("bearer" = []))
-)]
-pub async fn login_link(
-    State(state): State<ApiState>,
-    Path(name): Path<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<LoginLink>, ApiError> {
-    let request: LoginLinkRequest =
-        parse_body(&body.map_err(super::containers::body_error)?)?.unwrap_or_default();
-    let ttl = match &request.ttl {
-        None => DEFAULT_LINK_TTL,
-        Some(text) => humantime::parse_duration(text).map_err(|e| {
-            ApiError::invalid(
-                "ttl",
-                format!("`{text}` is not a duration ({e}); write e.g. `60s` or `5m`"),
-            )
-        })?,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        // The scheme is case-insensitive (RFC 9110 §11.1).
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
+    let Some(caller) = presented.and_then(|token| state.tokens.resolve(token)) else {
+        return ApiError::unauthorized().into_response();
     };
-    if ttl < Duration::from_secs(1) || ttl > MAX_LINK_TTL {
-        return Err(ApiError::invalid("ttl", "must be between 1s and 10m"));
+    let audited = !matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    ) && !request.uri().path().ends_with("/heartbeat");
+    if !audited {
+        request.extensions_mut().insert(caller);
+        return next.run(request).await;
     }
-    let path = request.path.as_deref().unwrap_or("/");
-    check_redirect_path(path).map_err(|why| ApiError::invalid("path", why))?;
-    let record = state.lifecycle.get(&name).await?;
-    if record.spec.access != Access::Private {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            format!("container `{name}` is public: its URL needs no login; make it private first (POST /v1/containers/{name}/access)"),
-        ));
+    let method = request.method().to_string();
+    // Nesting strips the prefix from what the handlers see.
+    let path = format!("{}{}", super::V1, request.uri().path());
+    let path = bounded(&path, MAX_AUDIT_PATH);
+    request.extensions_mut().insert(caller.clone());
+    let response = next.run(request).await;
+    let entry = AuditEntry {
+        id: 0,
+        at: now_millis(),
+        token_id: caller.token_id,
+        principal: caller.principal.owner().to_owned(),
+        method,
+        path,
+        status: response.status().as_u16(),
+    };
+    // In a task of its own: the change is made, so its record must be
+    // written even if the client hangs up now.
+    let store = state.store.clone();
+    let written = tokio::spawn(async move { store.record_audit(entry).await }).await;
+    match written {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "cannot write the audit log"),
+        Err(e) => tracing::error!(error = %e, "the audit log's write task failed"),
     }
-    let code = state
-        .access
-        .logins
-        .issue(&name, record.created_at, path, ttl, Instant::now())
-        .map_err(|e: TooManyPending| ApiError {
-            retry_after: Some(PENDING_FULL_RETRY),
-            ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", e.to_string())
-        })?;
-    let public = &state.public;
-    Ok(Json(LoginLink {
-        url: format!(
-            "http://{name}.{}{}{LOGIN_PATH}?code={code}",
-            public.base_domain, public.port_suffix
-        ),
-        expires_at: rfc3339(now_millis().saturating_add(ttl.as_millis() as i64)),
-    }))
+    response
 }
 
-/// An optional JSON body: `None` when empty; unknown or invalid fields
-/// refused by name.
-fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<Option<T>, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
+/// At most `max` bytes of `text`, cut at a character boundary.
+fn bounded(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
     }
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(&mut deserializer)
-        .map(Some)
-        .map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            if path == "." {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_field", inner.to_string())
-            } else {
-                ApiError::invalid(&path, inner)
-            }
-        })
+    text[..end].to_owned()
+}
+
+/// `name`'s record if `principal` may see it. Another tenant's container
+/// is answered exactly as a missing one, so names never leak.
+pub(super) async fn visible_container(
+    state: &ApiState,
+    principal: &Principal,
+    name: &str,
+) -> Result<ContainerRecord, ApiError> {
+    let record = state.lifecycle.get(name).await?;
+    if principal.sees(&record.owner) {
+        Ok(record)
+    } else {
+        Err(LifecycleError::NotFound(name.to_owned()).into())
+    }
+}
+
+/// 403 unless the caller is the admin.
+pub(super) fn admin_only(caller: &Caller, what: &str) -> Result<(), ApiError> {
+    if caller.principal.is_admin() {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("only the admin token may {what}"),
+        ))
+    }
 }
 
 #[cfg(test)]
@@ -252,24 +114,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bodies_are_optional_and_bad_fields_are_named() {
-        let empty: Option<LoginLinkRequest> = parse_body(b"").unwrap();
-        assert!(empty.is_none());
-        let given: LoginLinkRequest = parse_body(br#"{"ttl":"5m","path":"/x"}"#).unwrap().unwrap();
-        assert_eq!(
-            (given.ttl.as_deref(), given.path.as_deref()),
-            (Some("5m"), Some("/x"))
-        );
-        let err = parse_body::<LoginLinkRequest>(br#"{"ttl":5}"#).unwrap_err();
-        assert!(err.message.contains("`ttl`"), "{}", err.message);
-        let err = parse_body::<LoginLinkRequest>(br#"{"where":"/"}"#).unwrap_err();
-        assert!(
-            err.message.contains("unknown field `where`"),
-            "{}",
-            err.message
-        );
-        let err = parse_body::<SetAccess>(br#"{"access":"secret"}"#).unwrap_err();
-        assert!(err.message.contains("`access`"), "{}", err.message);
-        assert!(parse_body::<SetAccess>(b"not json").is_err());
+    fn audit_paths_are_cut_at_a_character_boundary() {
+        assert_eq!(bounded("/v1/containers", 256), "/v1/containers");
+        assert_eq!(bounded("abcdef", 3), "abc");
+        assert_eq!(bounded("aé", 2), "a");
     }
 }

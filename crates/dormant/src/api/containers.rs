@@ -4,14 +4,17 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
+use axum::{Extension, Json};
 
+use super::access::visible_container;
 use super::error::{ApiError, ErrorBody};
 use super::model::{ContainerList, ContainerView, CreateContainers};
-use super::{create_request, ApiState};
+use super::{body_error, create_request, ApiState};
+use crate::auth::Caller;
 use crate::domain::ContainerState;
 
-/// Create one or more containers (all or none), started and answering.
+/// Create one or more containers (all or none), started and answering. With
+/// a tenant token they are the tenant's, within its quotas.
 #[utoipa::path(
     post,
     path = "/v1/containers",
@@ -20,34 +23,43 @@ use crate::domain::ContainerState;
         (status = 201, description = "Created and answering", body = ContainerList),
         (status = 400, description = "A field is invalid, or the image is not present", body = ErrorBody),
         (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 403, description = "A quota of the tenant refuses it (`quota_exceeded`), or `tenant` was sent with a tenant token", body = ErrorBody),
         (status = 409, description = "A name is taken", body = ErrorBody),
         (status = 413, description = "The body is larger than the API accepts", body = ErrorBody),
         (status = 422, description = "The container could never fit this host's limits", body = ErrorBody),
         (status = 502, description = "Docker failed, or the container did not start", body = ErrorBody),
     ),
-    security(("bearer" = []))
+    security(("admin" = []), ("tenant" = []))
 )]
 pub async fn create(
     State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<ContainerList>), ApiError> {
     let body = body.map_err(body_error)?;
-    let request = create_request::parse(&body, &state.create_defaults, "admin")?;
+    let request = create_request::parse(&body, &state.create_defaults, caller.principal.owner())?;
     let created = state.lifecycle.create(request).await?;
     let containers = created.iter().map(|r| view(&state, r)).collect();
     Ok((StatusCode::CREATED, Json(ContainerList { containers })))
 }
 
-/// List every container.
+/// List the containers the caller may see: all for the admin, its own for a tenant.
 #[utoipa::path(
     get,
     path = "/v1/containers",
     responses((status = 200, body = ContainerList), (status = 401, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("admin" = []), ("tenant" = []))
 )]
-pub async fn list(State(state): State<ApiState>) -> Result<Json<ContainerList>, ApiError> {
+pub async fn list(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<ContainerList>, ApiError> {
     let records = state.lifecycle.list().await?;
-    let containers = records.iter().map(|r| view(&state, r)).collect();
+    let containers = records
+        .iter()
+        .filter(|r| caller.principal.sees(&r.owner))
+        .map(|r| view(&state, r))
+        .collect();
     Ok(Json(ContainerList { containers }))
 }
 
@@ -56,14 +68,15 @@ pub async fn list(State(state): State<ApiState>) -> Result<Json<ContainerList>, 
     get,
     path = "/v1/containers/{name}",
     params(("name" = String, Path, description = "Container name")),
-    responses((status = 200, body = ContainerView), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
-    security(("bearer" = []))
+    responses((status = 200, body = ContainerView), (status = 404, description = "No such container, or another tenant's", body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("admin" = []), ("tenant" = []))
 )]
 pub async fn get(
     State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Result<Json<ContainerView>, ApiError> {
-    let record = state.lifecycle.get(&name).await?;
+    let record = visible_container(&state, &caller.principal, &name).await?;
     Ok(Json(view(&state, &record)))
 }
 
@@ -74,16 +87,18 @@ pub async fn get(
     params(("name" = String, Path, description = "Container name")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 404, body = ErrorBody),
+        (status = 404, description = "No such container, or another tenant's", body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 502, description = "Docker failed to remove it", body = ErrorBody),
     ),
-    security(("bearer" = []))
+    security(("admin" = []), ("tenant" = []))
 )]
 pub async fn delete(
     State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    visible_container(&state, &caller.principal, &name).await?;
     state.lifecycle.delete(&name).await?;
     // The store's rows went with the container's; a token of it could
     // never open a later container of the name anyway (see `tokens.rs`).
@@ -98,16 +113,18 @@ pub async fn delete(
     params(("name" = String, Path, description = "Container name")),
     responses(
         (status = 200, description = "Asleep", body = ContainerView),
-        (status = 404, body = ErrorBody),
+        (status = 404, description = "No such container, or another tenant's", body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 502, description = "Docker failed to stop it", body = ErrorBody),
     ),
-    security(("bearer" = []))
+    security(("admin" = []), ("tenant" = []))
 )]
 pub async fn sleep(
     State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Result<Json<ContainerView>, ApiError> {
+    visible_container(&state, &caller.principal, &name).await?;
     state.lifecycle.sleep(&name).await?;
     let record = state.lifecycle.get(&name).await?;
     Ok(Json(view(&state, &record)))
@@ -120,18 +137,20 @@ pub async fn sleep(
     params(("name" = String, Path, description = "Container name")),
     responses(
         (status = 200, description = "Running and answering", body = ContainerView),
-        (status = 404, body = ErrorBody),
+        (status = 404, description = "No such container, or another tenant's", body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 502, description = "The wake failed; the message says why", body = ErrorBody),
         (status = 503, description = "A recent wake failed; retry later", body = ErrorBody),
         (status = 504, description = "Not ready within the wake timeout", body = ErrorBody),
     ),
-    security(("bearer" = []))
+    security(("admin" = []), ("tenant" = []))
 )]
 pub async fn wake(
     State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Result<Json<ContainerView>, ApiError> {
+    visible_container(&state, &caller.principal, &name).await?;
     state.lifecycle.wake(&name).await?;
     let record = state.lifecycle.get(&name).await?;
     Ok(Json(view(&state, &record)))
@@ -142,13 +161,15 @@ pub async fn wake(
     post,
     path = "/v1/containers/{name}/heartbeat",
     params(("name" = String, Path, description = "Container name")),
-    responses((status = 204, description = "Recorded"), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
-    security(("bearer" = []))
+    responses((status = 204, description = "Recorded"), (status = 404, description = "No such container, or another tenant's", body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("admin" = []), ("tenant" = []))
 )]
 pub async fn heartbeat(
     State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    visible_container(&state, &caller.principal, &name).await?;
     state.lifecycle.heartbeat(&name)?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -162,18 +183,20 @@ pub async fn heartbeat(
     params(("name" = String, Path, description = "Container name")),
     responses(
         (status = 200, description = "Archived", body = ContainerView),
-        (status = 404, body = ErrorBody),
+        (status = 404, description = "No such container, or another tenant's", body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 409, description = "Archiving is not available on this host, or the container is mid-transition", body = ErrorBody),
         (status = 500, description = "Writing the snapshot failed; the container stays asleep", body = ErrorBody),
         (status = 502, description = "Docker failed", body = ErrorBody),
     ),
-    security(("bearer" = []))
+    security(("admin" = []), ("tenant" = []))
 )]
 pub async fn archive(
     State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Result<Json<ContainerView>, ApiError> {
+    visible_container(&state, &caller.principal, &name).await?;
     state.lifecycle.archive(&name).await?;
     let record = state.lifecycle.get(&name).await?;
     Ok(Json(view(&state, &record)))
@@ -189,12 +212,6 @@ fn view(state: &ApiState, record: &crate::domain::ContainerRecord) -> ContainerV
         view.progress_bytes = state.lifecycle.progress(&record.name);
     }
     view
-}
-
-/// axum's own rejection of a body (too large, unreadable) is plain text;
-/// every API error is JSON.
-pub(super) fn body_error(rejection: BytesRejection) -> ApiError {
-    ApiError::new(rejection.status(), "bad_body", rejection.body_text())
 }
 
 #[cfg(test)]

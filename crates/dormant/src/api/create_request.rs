@@ -114,6 +114,7 @@ fn check(
     defaults: &CreateDefaults,
     owner: &str,
 ) -> Result<NewContainers, ApiError> {
+    let owner = owner_of(request.tenant.as_deref(), owner)?;
     let image = request.image.trim();
     super::image_ref::check(image).map_err(|why| {
         ApiError::invalid(
@@ -270,8 +271,26 @@ fn check(
         archive_after,
         cap_add,
         access: request.access.unwrap_or(defaults.default_access),
-        owner: owner.to_owned(),
+        owner,
     })
+}
+
+/// Whose the new containers are: the caller's, or (for the admin only) the
+/// tenant the body names. Whether that tenant exists is the handler's check.
+fn owner_of(tenant: Option<&str>, caller: &str) -> Result<String, ApiError> {
+    match tenant {
+        None => Ok(caller.to_owned()),
+        Some(own) if own == caller => Ok(own.to_owned()),
+        Some(tenant) if caller == crate::tenant::ADMIN => {
+            crate::tenant::check_id(tenant).map_err(|why| ApiError::invalid("tenant", why))?;
+            Ok(tenant.to_owned())
+        }
+        Some(_) => Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "forbidden",
+            "field `tenant`: only the admin may create containers for another tenant",
+        )),
+    }
 }
 
 /// Each capability must be a Linux capability the admin allows; returns
@@ -473,5 +492,38 @@ mod tests {
                 "{message}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tenant_tests {
+    use super::*;
+
+    fn defaults() -> CreateDefaults {
+        CreateDefaults {
+            memory_bytes: 256 << 20,
+            idle_timeout: std::time::Duration::from_secs(900),
+            max_cpus: 4.0,
+            allowed_capabilities: AllowedCapabilities::default(),
+            default_access: Access::Public,
+        }
+    }
+
+    #[test]
+    fn only_the_admin_creates_for_another_tenant() {
+        let body = br#"{"image":"demo","tenant":"acme"}"#;
+        assert_eq!(parse(body, &defaults(), "admin").unwrap().owner, "acme");
+        assert_eq!(parse(body, &defaults(), "acme").unwrap().owner, "acme");
+        let err = parse(body, &defaults(), "beta").unwrap_err();
+        assert_eq!((err.status.as_u16(), err.code), (403, "forbidden"));
+        let plain = br#"{"image":"demo"}"#;
+        assert_eq!(parse(plain, &defaults(), "beta").unwrap().owner, "beta");
+        let err = parse(
+            br#"{"image":"demo","tenant":"Bad_Id"}"#,
+            &defaults(),
+            "admin",
+        )
+        .unwrap_err();
+        assert!(err.message.contains("`tenant`"), "{}", err.message);
     }
 }

@@ -54,7 +54,7 @@ impl ApiError {
         Self::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
-            "missing or wrong bearer token; send `Authorization: Bearer <token>` (the admin token is in DORMANT_ADMIN_TOKEN or <data-dir>/admin-token)",
+            "missing, wrong or revoked bearer token; send `Authorization: Bearer <token>` with the admin token (DORMANT_ADMIN_TOKEN or <data-dir>/admin-token) or a tenant's `dmt_` token",
         )
     }
 }

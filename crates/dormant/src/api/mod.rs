@@ -2,35 +2,47 @@
 //! one shape. Handlers only translate; lifecycle does the work.
 
 mod access;
+mod audit;
 mod containers;
 pub mod create_request;
 mod error;
 mod image_ref;
 pub mod model;
 mod openapi;
+mod private_urls;
+pub mod tenant_model;
+mod tenants;
 
 use std::sync::Arc;
 
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Request, State};
 use axum::http::header;
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use utoipa::OpenApi;
 
 use crate::access::AccessControl;
+use crate::auth::{Caller, TokenIndex};
 use crate::lifecycle::Lifecycle;
-use crate::token::constant_time_eq;
+use crate::store::Store;
 pub use create_request::CreateDefaults;
 pub use error::ApiError;
 use model::PublicAddress;
+
+/// Where the versioned API is nested.
+const V1: &str = "/v1";
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct ApiState {
     pub lifecycle: Arc<Lifecycle>,
-    pub admin_token: Arc<str>,
+    /// Who each bearer token is: the admin or a tenant.
+    pub tokens: Arc<TokenIndex>,
+    /// Tenants, their tokens and the audit log.
+    pub store: Store,
     pub public: Arc<PublicAddress>,
     pub create_defaults: Arc<CreateDefaults>,
     /// Private containers' tokens, login links and sessions.
@@ -51,43 +63,52 @@ pub fn router(state: ApiState) -> Router {
         .route("/containers/{name}/wake", post(containers::wake))
         .route("/containers/{name}/archive", post(containers::archive))
         .route("/containers/{name}/heartbeat", post(containers::heartbeat))
-        .route("/containers/{name}/access", post(access::set_access))
+        .route("/containers/{name}/access", post(private_urls::set_access))
         .route(
             "/containers/{name}/tokens",
-            get(access::list_tokens).post(access::create_token),
+            get(private_urls::list_tokens).post(private_urls::create_token),
         )
         .route(
             "/containers/{name}/tokens/{id}",
-            axum::routing::delete(access::revoke_token),
+            axum::routing::delete(private_urls::revoke_token),
         )
-        .route("/containers/{name}/login-link", post(access::login_link))
+        .route(
+            "/containers/{name}/login-link",
+            post(private_urls::login_link),
+        )
+        .route("/tenants", get(tenants::list).post(tenants::create))
+        .route(
+            "/tenants/{id}",
+            get(tenants::get)
+                .patch(tenants::patch)
+                .delete(tenants::delete),
+        )
+        .route(
+            "/tenants/{id}/tokens",
+            get(tenants::list_tokens).post(tenants::create_token),
+        )
+        .route(
+            "/tenants/{id}/tokens/{token_id}",
+            axum::routing::delete(tenants::revoke_token),
+        )
+        .route(
+            "/tenants/{id}/tokens/{token_id}/rotate",
+            post(tenants::rotate_token),
+        )
+        .route("/audit", get(audit::list))
         .route("/stats", get(stats))
         .route("/openapi.json", get(openapi_json))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            access::require_token,
+        ));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .nest("/v1", v1)
+        .nest(V1, v1)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
-}
-
-async fn require_token(State(state): State<ApiState>, request: Request, next: Next) -> Response {
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        // The scheme is case-insensitive (RFC 9110 §11.1).
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim());
-    match presented {
-        Some(token) if constant_time_eq(token.as_bytes(), state.admin_token.as_bytes()) => {
-            next.run(request).await
-        }
-        _ => ApiError::unauthorized().into_response(),
-    }
 }
 
 async fn healthz() -> Json<serde_json::Value> {
@@ -109,13 +130,21 @@ async fn metrics(State(state): State<ApiState>) -> Response {
 }
 
 /// Counts by state, running containers against the limits, snapshot disk
-/// use and dormant's own memory.
-#[utoipa::path(get, path = "/v1/stats", responses((status = 200, body = model::Stats)), security(("bearer" = [])))]
-pub(crate) async fn stats(State(state): State<ApiState>) -> Json<model::Stats> {
+/// use and dormant's own memory (admin: it describes the whole host; a
+/// tenant reads its own usage at `/v1/tenants/{id}`).
+#[utoipa::path(get, path = "/v1/stats", responses((status = 200, body = model::Stats), (status = 403, body = error::ErrorBody)), security(("admin" = [])))]
+pub(crate) async fn stats(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<model::Stats>, ApiError> {
+    access::admin_only(
+        &caller,
+        "read host-wide stats; a tenant's own usage is at /v1/tenants/{id}",
+    )?;
     let lifecycle = &state.lifecycle;
     let usage = lifecycle.capacity_usage();
     let (snapshot_files, snapshot_bytes) = lifecycle.snapshot_disk_usage();
-    Json(model::Stats {
+    Ok(Json(model::Stats {
         containers: lifecycle
             .count_by_state()
             .into_iter()
@@ -129,7 +158,13 @@ pub(crate) async fn stats(State(state): State<ApiState>) -> Json<model::Stats> {
         snapshot_files,
         snapshot_bytes,
         dormant_rss_bytes: crate::lifecycle::own_rss_bytes().unwrap_or(0),
-    })
+    }))
+}
+
+/// axum's own rejection of a body (too large, unreadable) is plain text;
+/// every API error is JSON.
+fn body_error(rejection: BytesRejection) -> ApiError {
+    ApiError::new(rejection.status(), "bad_body", rejection.body_text())
 }
 
 async fn openapi_json() -> Response {

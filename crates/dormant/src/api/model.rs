@@ -60,6 +60,9 @@ pub struct CreateContainers {
     /// access token, an API token, or a login link's session cookie).
     /// Default: `--default-access`.
     pub access: Option<Access>,
+    /// Admin only: the tenant the containers are for (default: the caller;
+    /// with a tenant token, the tenant itself).
+    pub tenant: Option<String>,
 }
 
 /// A container as the API shows it.
@@ -114,6 +117,13 @@ pub struct ContainerView {
     pub created_at: String,
     /// RFC 3339: the last request, open connection or heartbeat.
     pub last_active_at: String,
+    /// The tenant it belongs to (`admin` for the admin's).
+    #[serde(default = "admin_owner")]
+    pub tenant: String,
+}
+
+fn admin_owner() -> String {
+    crate::tenant::ADMIN.to_owned()
 }
 
 /// What an archived container's snapshot holds.
@@ -186,6 +196,7 @@ impl PublicAddress {
             last_wake_ms: record.last_wake_ms,
             created_at: rfc3339(record.created_at),
             last_active_at: rfc3339(record.last_active_at),
+            tenant: record.owner.clone(),
         }
     }
 }

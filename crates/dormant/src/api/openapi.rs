@@ -3,12 +3,17 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use super::audit::{AuditPage, AuditView};
 use super::error::{ErrorBody, ErrorDetail};
 use super::model::{
     ContainerList, ContainerTokenCreated, ContainerTokenList, ContainerTokenView, ContainerView,
     CreateContainers, LoginLink, LoginLinkRequest, SetAccess, SnapshotView, Stats,
 };
-use super::{access, containers};
+use super::tenant_model::{
+    CreateTenant, NewTokenView, QuotasBody, QuotasView, TenantCreated, TenantList, TenantView,
+    TokenList, TokenView, UsageView,
+};
+use super::{audit, containers, private_urls, tenants};
 use crate::domain::{Access, ContainerState, WakeStrategy};
 
 #[derive(OpenApi)]
@@ -23,14 +28,26 @@ use crate::domain::{Access, ContainerState, WakeStrategy};
         containers::wake,
         containers::heartbeat,
         containers::archive,
-        access::set_access,
-        access::create_token,
-        access::list_tokens,
-        access::revoke_token,
-        access::login_link,
-        super::stats
+        private_urls::set_access,
+        private_urls::create_token,
+        private_urls::list_tokens,
+        private_urls::revoke_token,
+        private_urls::login_link,
+        super::stats,
+        tenants::create,
+        tenants::list,
+        tenants::get,
+        tenants::patch,
+        tenants::delete,
+        tenants::list_tokens,
+        tenants::create_token,
+        tenants::rotate_token,
+        tenants::revoke_token,
+        audit::list
     ),
-    components(schemas(CreateContainers, ContainerView, SnapshotView, Stats, ContainerList, ContainerState, WakeStrategy, Access, SetAccess, ContainerTokenCreated, ContainerTokenView, ContainerTokenList, LoginLinkRequest, LoginLink, ErrorBody, ErrorDetail)),
+    components(schemas(CreateContainers, ContainerView, SnapshotView, Stats, ContainerList, ContainerState, WakeStrategy, ErrorBody, ErrorDetail,
+        CreateTenant, QuotasBody, QuotasView, UsageView, TenantView, TenantList, TenantCreated, TokenView, TokenList, NewTokenView, AuditView, AuditPage,
+        Access, SetAccess, ContainerTokenCreated, ContainerTokenView, ContainerTokenList, LoginLinkRequest, LoginLink)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -40,9 +57,21 @@ struct BearerAuth;
 impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
+        let bearer = |what: &str| {
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(what))
+                    .build(),
+            )
+        };
         components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            "admin",
+            bearer("The admin token (DORMANT_ADMIN_TOKEN or <data-dir>/admin-token): sees and manages everything."),
+        );
+        components.add_security_scheme(
+            "tenant",
+            bearer("A tenant's API token (`dmt_...`, from POST /v1/tenants or its tokens): sees and manages only the tenant's own containers; another tenant's are 404."),
         );
         // Not for this API: what a private container's URL on the proxy takes.
         components.add_security_scheme(
@@ -74,19 +103,22 @@ mod tests {
             "{paths:?}"
         );
         for path in [
+            "/v1/tenants",
+            "/v1/tenants/{id}/tokens/{token_id}/rotate",
+            "/v1/audit",
             "/v1/containers/{name}/access",
             "/v1/containers/{name}/tokens",
             "/v1/containers/{name}/tokens/{id}",
             "/v1/containers/{name}/login-link",
         ] {
-            assert!(
-                paths.iter().any(|p| *p == path),
-                "{path} missing: {paths:?}"
-            );
+            assert!(paths.iter().any(|p| *p == path), "{path}: {paths:?}");
         }
         let json = doc.to_json().unwrap();
         assert!(json.contains("idle_timeout") && json.contains("bearer"));
+        let schemes = &doc.components.as_ref().unwrap().security_schemes;
+        assert!(schemes.contains_key("admin") && schemes.contains_key("tenant"));
+        assert!(schemes.contains_key("container_token"));
         assert!(json.contains("\"private\"") && json.contains("LoginLink"));
-        assert!(json.contains("container_token") && json.contains("dormant_session"));
+        assert!(json.contains("dormant_session"));
     }
 }

@@ -59,6 +59,9 @@ pub struct CreateArgs {
     /// an API token or a login link's cookie). Default: the server's --default-access.
     #[arg(long, value_enum, value_name = "ACCESS")]
     pub access: Option<Access>,
+    /// Admin only: create them for this tenant (they count against its quotas).
+    #[arg(long, value_name = "TENANT")]
+    pub tenant: Option<String>,
     #[command(flatten)]
     pub client: ClientArgs,
     /// Command to run instead of the image's, after `--` (e.g. `-- --startup-delay 2s`).
@@ -90,6 +93,7 @@ impl CreateArgs {
         put("wake", self.wake.map(|w| w.as_str().into()));
         put("archive_after", self.archive_after.clone().map(Into::into));
         put("access", self.access.map(|a| a.as_str().into()));
+        put("tenant", self.tenant.clone().map(Into::into));
         put(
             "cap_add",
             (!self.cap_add.is_empty()).then(|| self.cap_add.clone().into()),
@@ -176,6 +180,8 @@ mod tests {
             "NET_RAW",
             "--access",
             "private",
+            "--tenant",
+            "acme",
             "--",
             "--startup-delay",
             "2s",
@@ -213,6 +219,7 @@ mod tests {
         assert_eq!(request.port, Some(8080));
         assert_eq!(request.cap_add, ["NET_RAW"]);
         assert_eq!(request.access, Access::Private);
+        assert_eq!(request.owner, "acme");
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod client;
 mod client_args;
 mod create;
 mod output;
+mod tenant;
 
 use clap::{Parser, Subcommand};
 use http::Method;
@@ -89,6 +90,9 @@ pub enum Command {
     Token(access::TokenCommand),
     /// Print a one-time login link for a private container.
     LoginLink(Box<access::LoginLinkArgs>),
+    /// Manage tenants and their API tokens.
+    #[command(subcommand)]
+    Tenant(tenant::TenantCommand),
     /// Build the demo workload into a local image `FROM scratch` (no registry needed): this
     /// `dormant` executable and the shared objects it loads, running `dormant demo-serve`.
     DemoImage {
@@ -126,6 +130,7 @@ pub async fn run_client(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Create(args) => create::create(*args).await,
+        Command::Tenant(command) => tenant::run(command).await,
         Command::Ls(client) => {
             let api = client.connect()?;
             let list: ContainerList = api.json(Method::GET, "/v1/containers", None).await?;

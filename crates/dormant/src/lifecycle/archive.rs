@@ -27,6 +27,28 @@ pub enum ArchiveSupport {
     Unsupported(String),
 }
 
+/// A tenant whose snapshots take its `max_snapshot_bytes` or more keeps its
+/// containers asleep instead of archiving more of them: nothing is lost,
+/// they only keep their Docker containers (and disk) until it deletes some.
+fn snapshot_quota_allows(ctx: &Context, tenant: &str) -> Result<(), LifecycleError> {
+    let Some(max) = ctx.quotas.get(tenant).and_then(|q| q.max_snapshot_bytes) else {
+        return Ok(());
+    };
+    let used: u64 = ctx
+        .table
+        .all()
+        .iter()
+        .filter(|route| route.owner() == tenant)
+        .filter_map(|route| route.record().snapshot.map(|s| s.bytes))
+        .sum();
+    if used >= max {
+        return Err(LifecycleError::QuotaExceeded(format!(
+            "tenant `{tenant}`'s snapshots take {used} bytes, at or past its quota max_snapshot_bytes of {max}; the container stays asleep"
+        )));
+    }
+    Ok(())
+}
+
 /// Storage drivers whose containers have an overlay upper directory we can
 /// read and write on the host.
 const OVERLAY_DRIVERS: [&str; 2] = ["overlay2", "fuse-overlayfs"];
@@ -77,6 +99,9 @@ pub(super) async fn run(ctx: &Context, owner: &Owner) -> Result<(), LifecycleErr
         }
     }
     let record = owner.record();
+    if record.docker_id.is_some() {
+        snapshot_quota_allows(ctx, &record.owner)?;
+    }
     if record.docker_id.is_none() && record.snapshot.is_some() {
         // A failed restore: its snapshot is still the only copy.
         let archived = RouteStatus::not_serving(ContainerState::Archived, None);

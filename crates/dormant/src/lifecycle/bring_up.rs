@@ -11,7 +11,7 @@ use super::context::{docker_ref, volume_names, Change, Context};
 use super::table::Owner;
 use super::{capacity, readiness, LifecycleError};
 use crate::domain::{
-    docker_name, ContainerRecord, LABEL_MANAGED, LABEL_NAME, LABEL_NODE, LABEL_PORT,
+    docker_name, ContainerRecord, LABEL_MANAGED, LABEL_NAME, LABEL_NODE, LABEL_PORT, LABEL_TENANT,
 };
 use crate::runtime::{CreateParams, Inspection, RuntimeError};
 
@@ -65,9 +65,10 @@ pub(super) async fn run(
     // Listen for "died" before starting, so a crash at start is never missed.
     let died = owner.died();
     if running {
-        ctx.capacity.note_running(name, record.spec.memory_bytes);
+        ctx.capacity
+            .note_running(name, &record.owner, record.spec.memory_bytes);
     } else {
-        capacity::admit(ctx, name, record.spec.memory_bytes, deadline)
+        capacity::admit(ctx, name, &record.owner, record.spec.memory_bytes, deadline)
             .await
             .map_err(|error| LifecycleError::Wake {
                 name: name.to_owned(),
@@ -191,6 +192,7 @@ fn create_params(ctx: &Context, record: &ContainerRecord) -> CreateParams {
         (LABEL_NAME.to_owned(), record.name.clone()),
         (LABEL_NODE.to_owned(), ctx.config.node.clone()),
         (LABEL_PORT.to_owned(), record.spec.port.to_string()),
+        (LABEL_TENANT.to_owned(), record.owner.clone()),
     ]);
     let spec = &record.spec;
     CreateParams {
@@ -204,6 +206,7 @@ fn create_params(ctx: &Context, record: &ContainerRecord) -> CreateParams {
         pids_limit: ctx.config.pids_limit,
         cap_add: spec.cap_add.clone(),
         labels,
+        tenant: record.owner.clone(),
         volumes: volume_names(record)
             .into_iter()
             .zip(spec.volumes.iter().cloned())

@@ -5,6 +5,12 @@
 //! make room — one with an open connection only if no other will do. When no
 //! room can be made, starts wait in a fair (first come, first served) queue
 //! until room appears or their deadline passes.
+//!
+//! A tenant's quotas (`max_running`, `max_memory_bytes`) are kept here too,
+//! at the same moment as the host's limits: a start over them puts the
+//! tenant's own least recently active container to sleep (never another
+//! tenant's); when none can be, it is refused at once with 429 and
+//! `Retry-After` rather than queued.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
@@ -18,6 +24,7 @@ use super::sleep;
 use super::table::Route;
 use crate::domain::ContainerState;
 use crate::proxy::waker::{WakeError, WakeErrorKind};
+use crate::tenant::Quotas;
 
 /// The limits every start must fit within.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,10 +42,17 @@ pub(super) struct Capacity {
     changed: Notify,
 }
 
+/// A container holding room: whose it is and its memory limit.
+#[derive(Debug, Clone)]
+struct Holder {
+    owner: String,
+    memory: u64,
+}
+
 #[derive(Debug, Default)]
 struct Held {
-    /// Memory limit of each container holding room (running, starting or stopping).
-    running: HashMap<String, u64>,
+    /// Each container holding room (running, starting or stopping).
+    running: HashMap<String, Holder>,
     memory: u64,
     /// Tickets of waiting starts, first come first served.
     queue: VecDeque<u64>,
@@ -53,13 +67,50 @@ impl Held {
         count_ok && self.memory.saturating_add(memory) <= limits.memory_budget
     }
 
-    fn hold(&mut self, name: &str, memory: u64) {
-        if let Some(old) = self.running.insert(name.to_owned(), memory) {
-            self.memory -= old;
+    fn hold(&mut self, name: &str, owner: &str, memory: u64) {
+        let holder = Holder {
+            owner: owner.to_owned(),
+            memory,
+        };
+        if let Some(old) = self.running.insert(name.to_owned(), holder) {
+            self.memory -= old.memory;
         }
         self.memory += memory;
     }
+
+    /// What `owner` holds: containers and the sum of their memory limits.
+    fn held_by(&self, owner: &str) -> (u64, u64) {
+        self.running
+            .values()
+            .filter(|h| h.owner == owner)
+            .fold((0, 0), |(count, memory), h| {
+                (count + 1, memory.saturating_add(h.memory))
+            })
+    }
+
+    /// Why one more container of `owner` with `memory` would go past its
+    /// quotas, or `None` if it fits.
+    fn over_quota(&self, owner: &str, quotas: &Quotas, memory: u64) -> Option<String> {
+        let (running, used) = self.held_by(owner);
+        if let Some(max) = quotas.max_running.filter(|max| running + 1 > *max) {
+            return Some(format!(
+                "tenant `{owner}` has {running} containers running and its quota max_running is {max}"
+            ));
+        }
+        if let Some(max) = quotas
+            .max_memory_bytes
+            .filter(|max| used.saturating_add(memory) > *max)
+        {
+            return Some(format!(
+                "tenant `{owner}` runs containers with {used} bytes of memory limits; {memory} more would pass its quota max_memory_bytes of {max}"
+            ));
+        }
+        None
+    }
 }
+
+/// How long a start refused for a tenant's running quota is told to wait.
+pub(super) const QUOTA_RETRY: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Capacity {
     pub(super) fn new(limits: Limits) -> Self {
@@ -80,8 +131,8 @@ impl Capacity {
 
     /// Records that `name` runs, without checking limits: what Docker shows
     /// at start-up, or a start already admitted.
-    pub(super) fn note_running(&self, name: &str, memory: u64) {
-        self.held().hold(name, memory);
+    pub(super) fn note_running(&self, name: &str, owner: &str, memory: u64) {
+        self.held().hold(name, owner, memory);
         // A running container is someone a waiting start may evict.
         self.changed.notify_waiters();
     }
@@ -89,8 +140,8 @@ impl Capacity {
     /// Gives back `name`'s room (it stopped, failed or went away).
     pub(super) fn release(&self, name: &str) {
         let mut held = self.held();
-        if let Some(memory) = held.running.remove(name) {
-            held.memory -= memory;
+        if let Some(holder) = held.running.remove(name) {
+            held.memory -= holder.memory;
             drop(held);
             self.changed.notify_waiters();
         }
@@ -110,10 +161,11 @@ impl Capacity {
 /// Waits until `name` may start, making room by putting the least recently
 /// active containers to sleep if needed. Gives up at `deadline` with a 503
 /// and `Retry-After`. Idempotent: a container that holds room already is
-/// admitted at once.
+/// admitted at once. `owner`'s quotas are kept as well (see the top).
 pub(super) async fn admit(
     ctx: &Context,
     name: &str,
+    owner: &str,
     memory: u64,
     deadline: Instant,
 ) -> Result<(), WakeError> {
@@ -139,7 +191,7 @@ pub(super) async fn admit(
         ctx.metrics.wake_queue.set(held.queue.len() as i64);
         ticket
     };
-    let outcome = wait_for_room(ctx, name, memory, ticket, deadline).await;
+    let outcome = wait_for_room(ctx, name, owner, memory, ticket, deadline).await;
     let mut held = capacity.held();
     held.queue.retain(|t| *t != ticket);
     ctx.metrics.wake_queue.set(held.queue.len() as i64);
@@ -151,25 +203,44 @@ pub(super) async fn admit(
 async fn wait_for_room(
     ctx: &Context,
     name: &str,
+    owner: &str,
     memory: u64,
     ticket: u64,
     deadline: Instant,
 ) -> Result<(), WakeError> {
     let capacity = &ctx.capacity;
     loop {
+        // Read each time round: the admin may change them meanwhile.
+        let quotas = ctx.quotas.get(owner);
         // Listen before looking, so a release in between is not missed.
         let changed = capacity.changed.notified();
         tokio::pin!(changed);
         changed.as_mut().enable();
-        let first_in_line = {
+        let (first_in_line, over_quota) = {
             let mut held = capacity.held();
             let first = held.queue.front() == Some(&ticket);
-            if first && held.fits(&capacity.limits, memory) {
-                held.hold(name, memory);
+            let over_quota = quotas.and_then(|q| held.over_quota(owner, &q, memory));
+            if over_quota.is_none() && first && held.fits(&capacity.limits, memory) {
+                held.hold(name, owner, memory);
                 return Ok(());
             }
-            first
+            (first, over_quota)
         };
+        if let Some(why) = over_quota {
+            // Only the tenant's own containers may make room for it.
+            match tenant_eviction_candidate(ctx, owner, name) {
+                Some(victim) if evict(ctx, &victim).await => continue,
+                _ => {
+                    return Err(WakeError {
+                        kind: WakeErrorKind::QuotaFull,
+                        reason: format!(
+                            "{why}, and none of its containers could be put to sleep to make room"
+                        ),
+                        retry_after: Some(QUOTA_RETRY),
+                    })
+                }
+            }
+        }
         if first_in_line {
             if let Some(victim) = eviction_candidate(ctx, name) {
                 if evict(ctx, &victim).await {
@@ -203,6 +274,20 @@ fn eviction_candidate(ctx: &Context, except: &str) -> Option<Arc<Route>> {
         .awake()
         .into_iter()
         .filter(|route| route.name() != except && route.status().state == ContainerState::Running)
+        .min_by_key(|route| (route.in_use_count() > 0, route.last_active_ms()))
+}
+
+/// The tenant's own running container to put to sleep first, chosen as
+/// for the host.
+fn tenant_eviction_candidate(ctx: &Context, owner: &str, except: &str) -> Option<Arc<Route>> {
+    ctx.table
+        .awake()
+        .into_iter()
+        .filter(|route| {
+            route.name() != except
+                && route.status().state == ContainerState::Running
+                && route.owner() == owner
+        })
         .min_by_key(|route| (route.in_use_count() > 0, route.last_active_ms()))
 }
 
@@ -288,13 +373,42 @@ mod tests {
         };
         let mut held = Held::default();
         assert!(held.fits(&limits, 60));
-        held.hold("a", 60);
+        held.hold("a", "admin", 60);
         assert!(!held.fits(&limits, 50), "memory");
         assert!(held.fits(&limits, 40));
-        held.hold("b", 10);
+        held.hold("b", "admin", 10);
         assert!(!held.fits(&limits, 1), "count");
-        held.hold("b", 30); // re-holding replaces
+        held.hold("b", "admin", 30); // re-holding replaces
         assert_eq!(held.memory, 90);
+    }
+
+    #[test]
+    fn a_tenants_quota_counts_only_its_own_containers() {
+        let quotas = Quotas {
+            max_running: Some(2),
+            max_memory_bytes: Some(100),
+            ..Quotas::default()
+        };
+        let mut held = Held::default();
+        held.hold("x", "other", 1000);
+        held.hold("y", "admin", 1000);
+        assert_eq!(held.over_quota("acme", &quotas, 100), None);
+        held.hold("a", "acme", 40);
+        assert_eq!(held.held_by("acme"), (1, 40));
+        let memory = held.over_quota("acme", &quotas, 61).unwrap();
+        assert!(memory.contains("max_memory_bytes of 100"), "{memory}");
+        assert_eq!(held.over_quota("acme", &quotas, 60), None);
+        held.hold("b", "acme", 10);
+        let count = held.over_quota("acme", &quotas, 1).unwrap();
+        assert!(
+            count.contains("2 containers running") && count.contains("max_running is 2"),
+            "{count}"
+        );
+        let count_only = Quotas {
+            max_running: Some(2),
+            ..Quotas::default()
+        };
+        assert_eq!(held.over_quota("other", &count_only, 1), None, "its 1 of 2");
     }
 
     #[test]

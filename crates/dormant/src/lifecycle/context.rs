@@ -19,6 +19,7 @@ use crate::domain::{
 use crate::metrics::Metrics;
 use crate::runtime::{Runtime, RuntimeError};
 use crate::store::{RowChange, Store};
+use crate::tenant::QuotaBook;
 
 pub(super) struct Context {
     pub store: Store,
@@ -36,6 +37,11 @@ pub(super) struct Context {
     pub background: tokio::runtime::Handle,
     /// Every background task lifecycle starts, so shutdown can wait for them.
     pub tasks: tokio_util::task::TaskTracker,
+    /// Each tenant's quotas, kept in step with the store by the API.
+    pub quotas: QuotaBook,
+    /// Held while a create checks `max_containers` and enters its names in
+    /// the table, so two creates of one tenant cannot both squeeze in.
+    pub create_admission: std::sync::Mutex<()>,
 }
 
 /// What one transition changes about a container besides its status.
@@ -129,9 +135,11 @@ impl Context {
         // it back.
         use crate::domain::ContainerState::*;
         match status.state {
-            Running | Stopping => self
-                .capacity
-                .note_running(route.name(), route.config().memory_bytes),
+            Running | Stopping => self.capacity.note_running(
+                route.name(),
+                &route.owner(),
+                route.config().memory_bytes,
+            ),
             Creating | Restoring | Starting => {}
             Asleep | Archiving | Archived | Failed | Deleted => self.capacity.release(route.name()),
         }

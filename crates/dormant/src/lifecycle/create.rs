@@ -47,7 +47,14 @@ pub(super) async fn run(
         })
         .collect();
 
-    let owners = enter_table(ctx, &records)?;
+    let owners = {
+        let _admission = ctx
+            .create_admission
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        check_quotas(ctx, &request, spec.memory_bytes)?;
+        enter_table(ctx, &records)?
+    };
     if let Err(e) = ctx.store.insert_all(records.clone()).await {
         for record in &records {
             ctx.table.remove(&record.name);
@@ -85,6 +92,49 @@ pub(super) async fn run(
         .iter()
         .filter_map(|record| ctx.table.get(&record.name).map(|route| route.record()))
         .collect())
+}
+
+/// Refuses a batch that would take its tenant past `max_containers`, or a
+/// container that alone is larger than its `max_memory_bytes` (it could
+/// never run). The running quotas are kept when each one starts.
+fn check_quotas(ctx: &Context, request: &NewContainers, memory: u64) -> Result<(), LifecycleError> {
+    let tenant = &request.owner;
+    let Some(quotas) = ctx.quotas.get(tenant) else {
+        if tenant == crate::tenant::ADMIN {
+            return Ok(());
+        }
+        // Checked here, under the lock a tenant's deletion takes too, so
+        // no container is made for a tenant being deleted.
+        return Err(LifecycleError::Invalid {
+            field: "tenant",
+            message: format!("names no tenant: `{tenant}` does not exist"),
+        });
+    };
+    if let Some(max) = quotas.max_containers {
+        let have = ctx
+            .table
+            .all()
+            .iter()
+            .filter(|route| route.owner() == *tenant)
+            .count() as u64;
+        let more = request.names.len() as u64;
+        if have + more > max {
+            return Err(LifecycleError::QuotaExceeded(format!(
+                "tenant `{tenant}` has {have} containers and its quota max_containers is {max}; {more} more would pass it"
+            )));
+        }
+    }
+    if let Some(max) = quotas.max_memory_bytes.filter(|max| memory > *max) {
+        return Err(LifecycleError::QuotaExceeded(format!(
+            "memory limit {memory} bytes is larger than tenant `{tenant}`'s quota max_memory_bytes of {max}; ask for less memory"
+        )));
+    }
+    if quotas.max_running == Some(0) {
+        return Err(LifecycleError::QuotaExceeded(format!(
+            "tenant `{tenant}`'s quota max_running is 0: none of its containers may run"
+        )));
+    }
+    Ok(())
 }
 
 /// Puts every new name in the table, owned; none if one is taken.

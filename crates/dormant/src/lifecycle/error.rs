@@ -38,6 +38,9 @@ pub enum LifecycleError {
     ArchiveUnsupported(String),
     #[error("{0}")]
     Conflict(String),
+    /// A tenant's quota refuses it; the message names the quota and the numbers.
+    #[error("{0}")]
+    QuotaExceeded(String),
     #[error("container `{name}`: snapshot: {reason}")]
     Snapshot { name: String, reason: String },
     /// Not enough free disk to write a snapshot or restore one; nothing
@@ -70,6 +73,7 @@ impl LifecycleError {
             Self::NeverFits(_) => ErrorKind::NeverFits,
             Self::ArchiveUnsupported(_) => ErrorKind::ArchiveUnsupported,
             Self::Conflict(_) => ErrorKind::Conflict,
+            Self::QuotaExceeded(_) => ErrorKind::QuotaExceeded,
             Self::Snapshot { .. } => ErrorKind::SnapshotFailed,
             Self::NoSpace { .. } => ErrorKind::NoSpace,
             Self::Store(_) => ErrorKind::StoreFailed,

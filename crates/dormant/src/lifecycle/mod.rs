@@ -54,6 +54,7 @@ use crate::metrics::Metrics;
 use crate::proxy::waker::{WakeError, Waker};
 use crate::runtime::Runtime;
 use crate::store::Store;
+use crate::tenant::QuotaBook;
 pub use archive::{check_support as check_archive_support, ArchiveSupport};
 pub use capacity::{host_memory_bytes, own_rss_bytes, CapacityUsage, Limits};
 use context::Context;
@@ -111,6 +112,18 @@ pub struct NewContainers {
     pub owner: String,
 }
 
+/// What one tenant's containers use now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TenantUsage {
+    pub containers: u64,
+    /// Running, starting or stopping.
+    pub running: u64,
+    /// Sum of the memory limits of those running.
+    pub memory_bytes: u64,
+    /// Size of its recorded snapshots.
+    pub snapshot_bytes: u64,
+}
+
 /// Lifecycle's face to the API, the proxy and `serve`. Cheap to clone.
 #[derive(Clone)]
 pub struct Lifecycle {
@@ -138,19 +151,76 @@ impl Lifecycle {
             archive_turns: tokio::sync::Semaphore::new(1),
             background: tokio::runtime::Handle::current(),
             tasks: tokio_util::task::TaskTracker::new(),
+            quotas: QuotaBook::default(),
+            create_admission: std::sync::Mutex::new(()),
         };
         Self { ctx: Arc::new(ctx) }
+    }
+
+    /// Each tenant's quotas, as lifecycle keeps them; whoever changes a
+    /// tenant's quotas in the store changes them here too.
+    pub fn quotas(&self) -> &QuotaBook {
+        &self.ctx.quotas
+    }
+
+    /// Forgets tenant `id`'s quotas, so that no container can be made for it
+    /// any more, unless it still has containers: then `Err` with how many.
+    /// Returns the quotas it had, for the caller to put back should
+    /// deleting the tenant from the store fail.
+    pub fn retire_tenant(&self, id: &str) -> Result<Option<crate::tenant::Quotas>, u64> {
+        let _admission = self
+            .ctx
+            .create_admission
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let containers = self.tenant_usage(id).containers;
+        if containers > 0 {
+            return Err(containers);
+        }
+        let quotas = self.ctx.quotas.get(id);
+        self.ctx.quotas.remove(id);
+        Ok(quotas)
+    }
+
+    /// What `owner`'s containers use now, against its quotas.
+    pub fn tenant_usage(&self, owner: &str) -> TenantUsage {
+        self.usage_where(|o| o == owner)
+            .remove(owner)
+            .unwrap_or_default()
+    }
+
+    /// What each owner's containers use now, in one pass over the table.
+    pub fn usage_by_tenant(&self) -> HashMap<String, TenantUsage> {
+        self.usage_where(|_| true)
+    }
+
+    fn usage_where(&self, counted: impl Fn(&str) -> bool) -> HashMap<String, TenantUsage> {
+        let mut by_owner: HashMap<String, TenantUsage> = HashMap::new();
+        for route in self.ctx.table.all() {
+            let owner = route.owner();
+            if !counted(&owner) {
+                continue;
+            }
+            let record = route.record();
+            let usage = by_owner.entry(owner).or_default();
+            usage.containers += 1;
+            if let Some(snapshot) = &record.snapshot {
+                usage.snapshot_bytes += snapshot.bytes;
+            }
+            if matches!(
+                route.status().state,
+                ContainerState::Running | ContainerState::Starting | ContainerState::Stopping
+            ) {
+                usage.running += 1;
+                usage.memory_bytes += record.spec.memory_bytes;
+            }
+        }
+        by_owner
     }
 
     /// The container table, for the proxy to read.
     pub fn table(&self) -> &Arc<ContainerTable> {
         &self.ctx.table
-    }
-
-    /// The store, for what keeps its own tables beside the containers'
-    /// (container access tokens).
-    pub fn store(&self) -> &Store {
-        &self.ctx.store
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {

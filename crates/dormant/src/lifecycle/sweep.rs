@@ -56,8 +56,14 @@ pub(super) fn archive_due(ctx: &Arc<Context>) {
             if owner.status().state != ContainerState::Asleep {
                 return;
             }
-            if let Err(e) = archive::run(&task_ctx, &owner).await {
-                tracing::error!(container = %owner.name(), error = %e, "archive failed; it stays asleep");
+            match archive::run(&task_ctx, &owner).await {
+                Ok(()) => {}
+                Err(e @ super::LifecycleError::QuotaExceeded(_)) => {
+                    tracing::info!(container = %owner.name(), reason = %e, "not archived");
+                }
+                Err(e) => {
+                    tracing::error!(container = %owner.name(), error = %e, "archive failed; it stays asleep");
+                }
             }
         });
     }

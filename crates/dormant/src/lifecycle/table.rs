@@ -166,6 +166,15 @@ impl Route {
         self.status.subscribe()
     }
 
+    /// The tenant that owns it (`admin` for the admin's).
+    pub fn owner(&self) -> String {
+        self.record
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .owner
+            .clone()
+    }
+
     /// The record as last committed, with the freshest activity time.
     pub fn record(&self) -> ContainerRecord {
         let mut record = self

@@ -105,7 +105,9 @@ async fn run(ctx: &Context, owner: &Owner) -> WakeOutcome {
     let archived = record.snapshot.is_some() && record.docker_id.is_none();
     if archived {
         // Room first: a restore is wasted work for a container that cannot run.
-        if let Err(error) = capacity::admit(ctx, name, record.spec.memory_bytes, deadline).await {
+        let admitted =
+            capacity::admit(ctx, name, &record.owner, record.spec.memory_bytes, deadline).await;
+        if let Err(error) = admitted {
             return Err(no_room(ctx, owner, error).await);
         }
         match restore::run(ctx, owner).await {
@@ -131,7 +133,9 @@ async fn run(ctx: &Context, owner: &Owner) -> WakeOutcome {
             woke(ctx, owner, upstream, started).await;
             Ok(upstream)
         }
-        Err(LifecycleError::Wake { error, .. }) if error.kind == WakeErrorKind::NoRoom => {
+        Err(LifecycleError::Wake { error, .. })
+            if matches!(error.kind, WakeErrorKind::NoRoom | WakeErrorKind::QuotaFull) =>
+        {
             Err(no_room(ctx, owner, error).await)
         }
         Err(e) => {
@@ -183,8 +187,9 @@ async fn woke(ctx: &Context, owner: &Owner, upstream: SocketAddr, started: Insta
     tracing::info!(container = %name, took_ms = took.as_millis() as u64, %upstream, "woke");
 }
 
-/// No room (or no disk) could be had: not a failure of the container. It
-/// goes back to how it slept, and the waiters get 503 with `Retry-After`.
+/// No room (or no disk, or its tenant's running quota is full) could be
+/// had: not a failure of the container. It goes back to how it slept, and
+/// the waiters get 503 (429 for the quota) with `Retry-After`.
 async fn no_room(ctx: &Context, owner: &Owner, error: WakeError) -> WakeError {
     let record = owner.record();
     let state = if record.docker_id.is_none() && record.snapshot.is_some() {

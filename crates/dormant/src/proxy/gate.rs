@@ -23,12 +23,12 @@ use super::error::{NotAdmitted, ProxyError};
 use crate::access::login::{check_redirect_path, code_from_query, LOGIN_PATH};
 use crate::access::session::{set_cookie, strip_session_cookie};
 use crate::access::tokens::TOKEN_PREFIX;
-use crate::access::{AccessControl, ADMIN};
+use crate::access::AccessControl;
+// A tenant API token is dormant's too: never forwarded, even when unknown.
+use crate::auth::TENANT_TOKEN_PREFIX;
 use crate::domain::Access;
 use crate::lifecycle::table::Route;
-
-/// What a tenant API token starts with: dormant's, so never forwarded.
-const TENANT_TOKEN_PREFIX: &str = "dmt_";
+use crate::tenant::ADMIN;
 
 /// `Ok(None)`: forward the request (dormant's credentials taken out of it).
 /// `Ok(Some(answer))`: dormant answers itself (a login link's redirect).
@@ -198,7 +198,7 @@ mod tests {
             tokens: ContainerTokens::load(store).await.unwrap(),
             logins: LoginCodes::new(),
             session_ttl: Duration::from_secs(3600),
-            api_tokens: AccessControl::admin_only("admin-secret".into()),
+            api_tokens: Arc::new(|token: &str| (token == "admin-secret").then(|| ADMIN.to_owned())),
         }
     }
 

@@ -34,6 +34,9 @@ pub enum WakeErrorKind {
     NoRoom,
     /// Not enough free disk to restore it.
     NoSpace,
+    /// Its tenant's running quota is full and none of the tenant's own
+    /// containers could be put to sleep.
+    QuotaFull,
 }
 
 impl WakeErrorKind {
@@ -45,6 +48,7 @@ impl WakeErrorKind {
             Self::Deleted => ErrorKind::NotFound,
             Self::NoRoom => ErrorKind::NoRoom,
             Self::NoSpace => ErrorKind::NoSpace,
+            Self::QuotaFull => ErrorKind::RunningQuotaFull,
         }
     }
 }

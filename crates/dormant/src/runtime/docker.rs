@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -32,7 +33,10 @@ use crate::domain::LABEL_PORT;
 use futures_util::stream::BoxStream;
 
 mod events;
+mod networks;
 mod setup;
+
+use networks::Networks;
 
 pub use setup::{LogRotation, Reach};
 
@@ -40,9 +44,9 @@ pub use setup::{LogRotation, Reach};
 #[derive(Clone)]
 pub struct DockerRuntime {
     docker: Docker,
-    /// The id of the Docker network every container joins (`use_network`);
-    /// `None`: Docker's default bridge.
-    network: Option<String>,
+    /// The Docker networks containers join (`use_network`): dormant's own
+    /// and one per tenant. `None`: Docker's default bridge.
+    networks: Option<Arc<Networks>>,
     /// Whether the proxy reaches containers at a port published on
     /// 127.0.0.1 rather than at their address on `network`.
     publish_ports: bool,
@@ -65,6 +69,7 @@ enum Op<'a> {
     Stop(&'a str),
     Remove(&'a str),
     VolumeRemove(&'a str),
+    NetworkRemove(&'a str),
     Inspect(&'a str),
     VolumeInspect(&'a str),
     /// `docker ps` or `docker volume ls` filtered by `label=value`.
@@ -87,6 +92,7 @@ impl Op<'_> {
             Op::Stop(id) => format!("docker stop {id}"),
             Op::Remove(id) => format!("docker rm -f {id}"),
             Op::VolumeRemove(volume) => format!("docker volume rm {volume}"),
+            Op::NetworkRemove(network) => format!("docker network rm {network}"),
             Op::Inspect(id) => format!("docker inspect {id}"),
             Op::VolumeInspect(volume) => format!("docker volume inspect {volume}"),
             Op::List {
@@ -228,6 +234,18 @@ impl Runtime for DockerRuntime {
                 .await
                 .map_err(|e| runtime_error(Op::VolumeCreate(volume), e))?;
         }
+        let network_mode = match &self.networks {
+            Some(networks) => Some(
+                networks
+                    .id_for(&self.docker, &params.tenant)
+                    .await
+                    .map_err(|e| RuntimeError::Other {
+                        call: format!("preparing tenant `{}`'s network", params.tenant),
+                        source: e.into(),
+                    })?,
+            ),
+            None => None,
+        };
         let port_key = format!("{}/tcp", params.port);
         // On dormant's network the proxy reaches the container at its own
         // address; otherwise at an ephemeral port on loopback only.
@@ -250,7 +268,7 @@ impl Runtime for DockerRuntime {
             .collect();
         let host_config = HostConfig {
             port_bindings,
-            network_mode: self.network.clone(),
+            network_mode,
             memory: Some(params.memory_bytes as i64),
             // Swap equal to the memory limit means no swap at all: a
             // container's memory use stays what dormant's budget counts, and
@@ -348,6 +366,16 @@ impl Runtime for DockerRuntime {
         Ok(())
     }
 
+    async fn remove_tenant(&self, tenant: &str) -> RuntimeResult<()> {
+        match &self.networks {
+            Some(networks) if tenant != crate::domain::ADMIN_TENANT => networks
+                .remove(&self.docker, tenant)
+                .await
+                .map_err(|e| runtime_error(Op::NetworkRemove(&networks.name_for(tenant)), e)),
+            _ => Ok(()),
+        }
+    }
+
     async fn inspect(&self, id: &str) -> RuntimeResult<Option<Inspection>> {
         let inspect = match self
             .docker
@@ -367,17 +395,40 @@ impl Runtime for DockerRuntime {
             .and_then(|labels| labels.get(LABEL_PORT))
             .and_then(|p| p.parse().ok());
         let settings = inspect.network_settings.unwrap_or_default();
-        let on_network = self
-            .network
+        // Its address on the network dormant put it on; on any network if
+        // that one is not known yet (a tenant's network made by an earlier
+        // run, before this one made a container there).
+        let endpoints: Vec<_> = settings
+            .networks
             .as_ref()
-            .and_then(|network| {
-                settings
-                    .networks
-                    .as_ref()?
-                    .values()
-                    .find(|endpoint| endpoint.network_id.as_deref() == Some(network.as_str()))
+            .map(|networks| networks.values().collect())
+            .unwrap_or_default();
+        let ours = |endpoint: &&bollard::models::EndpointSettings| {
+            let networks = self.networks.as_ref();
+            match (networks, endpoint.network_id.as_deref()) {
+                (Some(networks), Some(id)) => networks.is_ours(id),
+                _ => false,
+            }
+        };
+        let address = |endpoint: &bollard::models::EndpointSettings| {
+            endpoint
+                .ip_address
+                .as_deref()
+                .filter(|ip| !ip.is_empty())?
+                .parse::<IpAddr>()
+                .ok()
+        };
+        let on_network = self
+            .networks
+            .as_ref()
+            .and_then(|_| {
+                endpoints
+                    .iter()
+                    .copied()
+                    .filter(ours)
+                    .find_map(address)
+                    .or_else(|| endpoints.iter().copied().find_map(address))
             })
-            .and_then(|endpoint| endpoint.ip_address.as_deref()?.parse::<IpAddr>().ok())
             .zip(port)
             .map(|(ip, port)| SocketAddr::new(ip, port));
         let published = settings.ports.and_then(|ports| {
@@ -586,7 +637,7 @@ mod tests {
                 .unwrap();
         let runtime = DockerRuntime {
             docker,
-            network: None,
+            networks: None,
             publish_ports: true,
             log_config: None,
         };

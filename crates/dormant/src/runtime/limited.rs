@@ -85,6 +85,9 @@ impl<R: Runtime> Runtime for Limited<R> {
     async fn remove_volumes(&self, volumes: &[String]) -> RuntimeResult<()> {
         limited!(self, "docker volume rm", self.inner.remove_volumes(volumes))
     }
+    async fn remove_tenant(&self, tenant: &str) -> RuntimeResult<()> {
+        limited!(self, "docker network rm", self.inner.remove_tenant(tenant))
+    }
     async fn inspect(&self, id: &str) -> RuntimeResult<Option<Inspection>> {
         limited!(self, "docker inspect", self.inner.inspect(id))
     }

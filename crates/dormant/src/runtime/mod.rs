@@ -44,6 +44,9 @@ pub struct CreateParams {
     /// `capabilities::DROPPED`; canonical names, already allowed.
     pub cap_add: Vec<String>,
     pub labels: HashMap<String, String>,
+    /// The tenant it belongs to: the admin's containers join dormant's
+    /// network, each other tenant's containers a network of the tenant's own.
+    pub tenant: String,
     /// (named volume, absolute path inside the container)
     pub volumes: Vec<(String, String)>,
 }
@@ -166,6 +169,9 @@ pub trait Runtime: Send + Sync + 'static {
     async fn remove(&self, id: &str) -> RuntimeResult<()>;
     /// Removes named volumes; missing ones are not an error.
     async fn remove_volumes(&self, volumes: &[String]) -> RuntimeResult<()>;
+    /// Removes what was made for `tenant` alone (its network), once it has
+    /// no container left; nothing there is not an error.
+    async fn remove_tenant(&self, tenant: &str) -> RuntimeResult<()>;
     /// `None` if the container does not exist.
     async fn inspect(&self, id: &str) -> RuntimeResult<Option<Inspection>>;
     /// Containers carrying `label=value`, running or not.

@@ -32,7 +32,37 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE containers ADD COLUMN snapshot_files INTEGER;
      ALTER TABLE containers ADD COLUMN snapshot_sha256 TEXT;
      ALTER TABLE containers ADD COLUMN snapshot_created_at INTEGER;",
-    // 4 (private container URLs): container access tokens, only their
+    // 4: tenants with their quotas (NULL = unlimited), their API tokens
+    // (only the SHA-256 of each is kept) and the audit log. Containers made
+    // before tenants keep owner `admin`: they belong to the admin.
+    "CREATE TABLE tenants (
+        id                  TEXT PRIMARY KEY,
+        created_at          INTEGER NOT NULL,
+        max_containers      INTEGER,
+        max_running         INTEGER,
+        max_memory_bytes    INTEGER,
+        max_snapshot_bytes  INTEGER
+    );
+    CREATE TABLE tenant_tokens (
+        id          TEXT PRIMARY KEY,
+        tenant      TEXT NOT NULL REFERENCES tenants(id),
+        sha256      TEXT NOT NULL UNIQUE,
+        created_at  INTEGER NOT NULL,
+        revoked_at  INTEGER
+    );
+    CREATE INDEX tenant_tokens_tenant ON tenant_tokens(tenant);
+    CREATE TABLE audit (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        at          INTEGER NOT NULL,
+        token_id    TEXT NOT NULL,
+        principal   TEXT NOT NULL,
+        method      TEXT NOT NULL,
+        path        TEXT NOT NULL,
+        status      INTEGER NOT NULL
+    );
+    CREATE INDEX audit_principal ON audit(principal, id);
+    CREATE INDEX audit_at ON audit(at);",
+    // 5 (private container URLs): container access tokens, only their
     // SHA-256 kept; `container_created_at` ties each to one container, not
     // to a later one of the same name.
     "CREATE TABLE container_tokens (
@@ -76,5 +106,31 @@ mod tests {
             .query_row("PRAGMA user_version", [], |row| row.get(0))
             .unwrap();
         assert_eq!(version, MIGRATIONS.len());
+    }
+
+    #[test]
+    fn containers_made_before_tenants_stay_the_admins() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..3] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 3).unwrap();
+        conn.execute(
+            "INSERT INTO containers (name, spec, state, owner, node, created_at, last_active_at)
+             VALUES ('old', '{}', 'asleep', 'admin', 'n', 1, 1)",
+            [],
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let owner: String = conn
+            .query_row("SELECT owner FROM containers WHERE name = 'old'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(owner, "admin");
+        let tenants: i64 = conn
+            .query_row("SELECT COUNT(*) FROM tenants", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(tenants, 0);
     }
 }

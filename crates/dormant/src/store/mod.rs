@@ -4,8 +4,10 @@
 //! should exist. Calls are short and run on the blocking pool, never on the
 //! proxy's path.
 
+pub mod audit;
 mod container_tokens;
 mod migrations;
+pub mod tenants;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -22,6 +24,8 @@ use crate::domain::{
 pub enum StoreError {
     #[error("a container named `{0}` already exists")]
     NameTaken(String),
+    #[error("a tenant `{0}` already exists")]
+    TenantTaken(String),
     #[error("store (SQLite) failed: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("store row for `{name}` is unreadable: {detail}")]

@@ -179,3 +179,26 @@ async fn a_container_that_crashes_at_start_fails_create_quickly() {
     assert!(started.elapsed() < WAKE_TIMEOUT, "not at the timeout");
     assert!(h.fake().container("a").is_none());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_tenants_container_is_made_on_its_tenants_network_and_made_there_again() {
+    let h = Harness::new().await;
+    h.create_with(&["t"], |spec| spec.owner = "acme".into())
+        .await
+        .unwrap();
+    h.create(&["a"]).await.unwrap();
+    let tenant = |name: &str| h.fake().container(name).unwrap().tenant;
+    assert_eq!(tenant("t").as_deref(), Some("acme"));
+    assert_eq!(tenant("a").as_deref(), Some("admin"));
+    if !h.can_archive() {
+        return;
+    }
+    h.lifecycle().archive("t").await.unwrap();
+    assert!(h.fake().container("t").is_none(), "archived: removed");
+    h.served("t").await;
+    assert_eq!(
+        tenant("t").as_deref(),
+        Some("acme"),
+        "restored on its network"
+    );
+}

@@ -22,4 +22,5 @@ mod reconcile;
 mod restore;
 mod sleep;
 mod store_failures;
+mod tenants;
 mod wake;

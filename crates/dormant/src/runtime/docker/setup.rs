@@ -5,11 +5,14 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bollard::errors::Error as BollardError;
-use bollard::models::{HostConfigLogConfig, NetworkCreateRequest};
+use std::sync::Arc;
+
+use bollard::models::HostConfigLogConfig;
 use bollard::Docker;
 use tokio::time::Instant;
 
-use super::{is_not_found, DockerRuntime};
+use super::networks::Networks;
+use super::DockerRuntime;
 
 /// How the proxy reaches a container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +68,7 @@ impl DockerRuntime {
                     }
                     return Ok(Self {
                         docker,
-                        network: None,
+                        networks: None,
                         publish_ports: true,
                         log_config: None,
                     });
@@ -150,9 +153,11 @@ impl DockerRuntime {
 
     /// From now on, containers are created on the network `name` (made if
     /// missing; containers on it cannot talk to each other, whichever way
-    /// the proxy reaches them). `Reach::Address`: the proxy reaches them at
-    /// their address there, with no published port and so no `docker-proxy`;
-    /// `Reach::PublishedPort`: at a port published on 127.0.0.1.
+    /// the proxy reaches them), or, for a tenant's, on that tenant's own
+    /// network `<name>-t-<tenant>`. `Reach::Address`: the proxy reaches them
+    /// at their address there, with no published port and so no
+    /// `docker-proxy`; `Reach::PublishedPort`: at a port published on
+    /// 127.0.0.1.
     pub async fn use_network(
         &mut self,
         name: &str,
@@ -160,61 +165,8 @@ impl DockerRuntime {
         reach: Reach,
     ) -> anyhow::Result<()> {
         self.publish_ports = reach == Reach::PublishedPort;
-        if self.networks_named(name).await?.is_empty() {
-            let request = NetworkCreateRequest {
-                name: name.to_owned(),
-                driver: Some("bridge".into()),
-                labels: Some(labels),
-                options: Some(HashMap::from([(
-                    // Users' containers never reach each other.
-                    "com.docker.network.bridge.enable_icc".to_owned(),
-                    "false".to_owned(),
-                )])),
-                ..Default::default()
-            };
-            self.docker
-                .create_network(request)
-                .await
-                .map_err(|e| anyhow::anyhow!("docker network create {name} failed: {e}"))?;
-        }
-        // Docker lets two dormants starting at once both create `name`.
-        // Every one of them keeps the network with the lowest id and removes
-        // the others, so they all end up on the same one.
-        let mut ids = self.networks_named(name).await?;
-        ids.sort();
-        for duplicate in ids.iter().skip(1) {
-            match self.docker.remove_network(duplicate).await {
-                Ok(()) => {}
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => {
-                    tracing::warn!(network = %duplicate, error = %e, "cannot remove a duplicate network")
-                }
-            }
-        }
-        let id = ids.into_iter().next().ok_or_else(|| {
-            anyhow::anyhow!("docker network {name} vanished right after it was made")
-        })?;
-        // By id: a name another dormant is still deduplicating is ambiguous.
-        self.network = Some(id);
+        self.networks = Some(Arc::new(Networks::new(&self.docker, name, labels).await?));
         Ok(())
-    }
-
-    /// Ids of the networks whose name is exactly `name`.
-    async fn networks_named(&self, name: &str) -> anyhow::Result<Vec<String>> {
-        let options = bollard::query_parameters::ListNetworksOptions {
-            filters: Some(HashMap::from([("name".to_owned(), vec![name.to_owned()])])),
-        };
-        let networks = self
-            .docker
-            .list_networks(Some(options))
-            .await
-            .map_err(|e| anyhow::anyhow!("docker network ls failed: {e}"))?;
-        // The name filter matches substrings.
-        Ok(networks
-            .into_iter()
-            .filter(|n| n.name.as_deref() == Some(name))
-            .filter_map(|n| n.id)
-            .collect())
     }
 
     /// The bollard client, for the few callers that need Docker itself

@@ -184,6 +184,11 @@ impl Runtime for FakeRuntime {
         Ok(())
     }
 
+    async fn remove_tenant(&self, tenant: &str) -> RuntimeResult<()> {
+        let call = format!("docker network rm dormant-t-{tenant}");
+        self.call(Call::RemoveTenant, &call, tenant).await
+    }
+
     async fn remove_volumes(&self, volumes: &[String]) -> RuntimeResult<()> {
         let Some(first) = volumes.first() else {
             return Ok(());

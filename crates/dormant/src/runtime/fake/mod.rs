@@ -40,6 +40,7 @@ pub enum Call {
     Stop,
     Remove,
     RemoveVolumes,
+    RemoveTenant,
     Inspect,
     ListLabelled,
     ListLabelledVolumes,
@@ -105,6 +106,8 @@ pub struct Seen {
     pub running: bool,
     pub upstream: Option<SocketAddr>,
     pub upper_dir: PathBuf,
+    /// Its `dormant.tenant` label: the tenant whose network it was made on.
+    pub tenant: Option<String>,
 }
 
 pub struct FakeRuntime {
@@ -242,6 +245,7 @@ impl FakeRuntime {
             running: c.running,
             upstream: c.upstream,
             upper_dir: c.upper_dir.clone(),
+            tenant: c.labels.get(crate::domain::LABEL_TENANT).cloned(),
         })
     }
 
