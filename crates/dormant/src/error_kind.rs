@@ -52,8 +52,11 @@ pub enum ErrorKind {
     UpstreamFailed,
     /// The running container did not send its response head in time.
     UpstreamTimedOut,
-    /// dormant holds as many waiting requests (or bytes) as it may.
+    /// dormant holds as many waiting requests (or bytes) as it may, or
+    /// starts as many wakes per second as it may.
     Overloaded,
+    /// The client sent more requests of a limited kind than its rate allows.
+    RateLimited,
 }
 
 impl ErrorKind {
@@ -76,6 +79,7 @@ impl ErrorKind {
             | Self::DockerUnavailable
             | Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Self::TimedOut | Self::UpstreamTimedOut => StatusCode::GATEWAY_TIMEOUT,
+            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::SnapshotFailed | Self::StoreFailed => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -108,6 +112,7 @@ impl ErrorKind {
             Self::UpstreamFailed => "upstream_failed",
             Self::UpstreamTimedOut => "upstream_timed_out",
             Self::Overloaded => "overloaded",
+            Self::RateLimited => "rate_limited",
         }
     }
 }
