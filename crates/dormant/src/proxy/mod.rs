@@ -17,6 +17,8 @@ pub mod host;
 pub mod no_wake;
 pub mod rate_limit;
 pub mod target;
+#[cfg(test)]
+mod tests;
 pub mod wake_filter;
 pub mod waker;
 mod waking;
@@ -250,10 +252,12 @@ impl Proxy {
             .visitor(&parts.method, path.path(), &parts.headers);
         // Activity first, then the state: see `Route::touch`. Bots and
         // monitors don't keep a container awake.
-        if visitor.counts_as_activity() {
+        let in_use = if visitor.counts_as_activity() {
             route.touch();
-        }
-        let in_use = route.in_use();
+            route.in_use()
+        } else {
+            route.in_use_quietly()
+        };
         let status = route.status();
         // A bot's answer, or a rate limit's refusal, instead of a wake.
         if let Some(answer) = self.wake_filter.before_wake(
