@@ -214,6 +214,13 @@ impl Route {
         (rx, Some(tx))
     }
 
+    /// Whether a wake is under way (registered, no verdict yet): a request
+    /// now joins it rather than starting one.
+    pub fn wake_in_flight(&self) -> bool {
+        let slot = self.wake.lock().unwrap_or_else(|p| p.into_inner());
+        slot.as_ref().is_some_and(|rx| rx.borrow().is_none())
+    }
+
     /// Counts a failed wake; returns how many in a row.
     pub(super) fn note_wake_failure(&self) -> u32 {
         self.wake_failures.fetch_add(1, Ordering::Relaxed) + 1

@@ -260,14 +260,10 @@ impl Proxy {
         };
         let status = route.status();
         // A bot's answer, or a rate limit's refusal, instead of a wake.
-        if let Some(answer) = self.wake_filter.before_wake(
-            route.name(),
-            &status,
-            visitor,
-            &parts,
-            client_addr,
-            trusted,
-        )? {
+        if let Some(answer) =
+            self.wake_filter
+                .before_wake(&route, &status, visitor, &parts, client_addr, trusted)?
+        {
             return Ok(answer.map(Either::Right));
         }
         let (upstream, body) = match (status.state, status.upstream) {

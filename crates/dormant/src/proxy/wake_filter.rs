@@ -19,8 +19,9 @@ use super::rate_limit::{ClientLimiter, HostLimiter, Rate};
 use super::waking::accepts_html;
 use crate::domain::ContainerState;
 use crate::error_kind::ErrorKind;
-use crate::lifecycle::table::RouteStatus;
+use crate::lifecycle::table::{Route, RouteStatus};
 use crate::metrics::Metrics;
+use tokio::time::Instant;
 
 /// `dormant serve`'s settings for the filter.
 #[derive(Debug, Clone)]
@@ -150,14 +151,14 @@ impl WakeFilter {
     /// `None` to go on and wake it.
     pub fn before_wake(
         &self,
-        name: &str,
+        route: &Route,
         status: &RouteStatus,
         visitor: Visitor,
         parts: &Parts,
         peer: SocketAddr,
         trusted: bool,
     ) -> Result<Option<Response<Full<Bytes>>>, ProxyError> {
-        if !starts_a_wake(status) {
+        if !starts_a_wake(route, status) {
             return Ok(None);
         }
         let no_wake = visitor.by_path.or_else(|| {
@@ -168,7 +169,9 @@ impl WakeFilter {
         });
         if let Some(reason) = no_wake {
             self.answered[reason as usize].inc();
-            return Ok(Some(reason.answer(name, accepts_html(&parts.headers))));
+            return Ok(Some(
+                reason.answer(route.name(), accepts_html(&parts.headers)),
+            ));
         }
         if let Some(limiter) = &self.wakes_per_client {
             let client = self.client(peer, trusted, &parts.headers);
@@ -216,18 +219,21 @@ impl WakeFilter {
     }
 }
 
-/// Whether a request for a container in `status` would start a wake (or a
-/// restore). Requests for one running, or already on its way up, start
-/// nothing, so neither the bot answer nor the limits apply to them.
-fn starts_a_wake(status: &RouteStatus) -> bool {
-    if status.state == ContainerState::Running && status.upstream.is_some() {
-        return false;
-    }
-    !matches!(
-        status.state,
+/// Whether a request for `route`, in `status`, would start a wake (or a
+/// restore). One for a container running, on its way up, or backing off
+/// after a failed wake starts nothing (it is served, joins the wake under
+/// way, or is refused at once), so neither the bot answer nor the limits
+/// apply to it: a page's many requests while its container wakes are one
+/// wake, not many.
+fn starts_a_wake(route: &Route, status: &RouteStatus) -> bool {
+    let on_its_way = match status.state {
+        ContainerState::Running => status.upstream.is_some(),
         ContainerState::Creating
-            | ContainerState::Starting
-            | ContainerState::Restoring
-            | ContainerState::Deleted
-    )
+        | ContainerState::Starting
+        | ContainerState::Restoring
+        | ContainerState::Deleted => true,
+        _ => false,
+    };
+    let backing_off = status.retry_at.is_some_and(|at| at > Instant::now());
+    !on_its_way && !backing_off && !route.wake_in_flight()
 }

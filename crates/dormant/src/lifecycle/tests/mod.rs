@@ -22,3 +22,4 @@ mod restore;
 mod sleep;
 mod store_failures;
 mod wake;
+mod wake_filter;
