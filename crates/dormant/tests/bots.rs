@@ -109,6 +109,42 @@ async fn a_client_over_its_wake_rate_gets_429_and_wakes_nothing() {
 }
 
 #[tokio::test]
+async fn a_herd_from_one_client_during_one_wake_costs_one_token() {
+    // The default limits (the harness turns them off).
+    let dormant = std::sync::Arc::new(Dormant::start_with(&[
+        "--wake-rate",
+        "20/m",
+        "--wake-burst",
+        "10",
+        "--max-wake-rate",
+        "10/s",
+    ]));
+    let name = unique("herd");
+    dormant
+        .create(json!({"image": demo_image(), "name": name}))
+        .await;
+    sleep_now(&dormant, &name).await;
+    let mut requests = tokio::task::JoinSet::new();
+    for _ in 0..100 {
+        let (dormant, name) = (dormant.clone(), name.clone());
+        requests.spawn(async move { dormant.get(&name, "/").await });
+    }
+    let mut refused = 0;
+    while let Some(outcome) = requests.join_next().await {
+        let (status, body) = outcome.unwrap();
+        match status {
+            StatusCode::OK => {}
+            StatusCode::TOO_MANY_REQUESTS => refused += 1,
+            other => panic!("{other}: {body}"),
+        }
+    }
+    // Only the requests that raced the wake's start (one proxy thread per
+    // core) can have paid a token; never the burst's worth.
+    assert!(refused == 0, "{refused} of 100 refused");
+    assert_eq!(view(&dormant, &name).await["wakes"], 1);
+}
+
+#[tokio::test]
 async fn a_flood_of_unknown_hostnames_gets_429() {
     let dormant =
         Dormant::start_with(&["--unknown-host-rate", "60/m", "--unknown-host-burst", "5"]);
