@@ -17,9 +17,9 @@ pub mod host;
 pub mod no_wake;
 pub mod rate_limit;
 pub mod target;
-#[cfg(test)]
-mod tests;
 pub mod wake_filter;
+#[cfg(test)]
+mod wake_filter_tests;
 pub mod waker;
 mod waking;
 

@@ -139,7 +139,10 @@ impl fmt::Display for AgentList {
 }
 
 /// Finds the listed agents in a `User-Agent`, ignoring ASCII case, in one
-/// pass over at most [`AGENT_SCAN_LIMIT`] bytes.
+/// pass over at most [`AGENT_SCAN_LIMIT`] bytes. Measured with the default
+/// list: 0.2-0.4 µs for a desktop browser's `User-Agent`, 0.04 µs for
+/// curl's, against some 27 µs of CPU per proxied request (bench/RESULTS.md).
+/// Lowercasing first to let a prefilter work was no faster.
 #[derive(Debug, Clone)]
 pub struct AgentMatcher(Option<AhoCorasick>);
 

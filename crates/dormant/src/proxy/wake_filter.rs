@@ -101,6 +101,9 @@ impl Visitor {
     }
 }
 
+/// Shared by every proxy thread; its limiters are the only shared state
+/// a request may write, and only one that would start a wake (or names an
+/// unknown host) does.
 pub struct WakeFilter {
     agents: AgentMatcher,
     activity_ignores_agents: bool,
@@ -146,9 +149,9 @@ impl WakeFilter {
         }
     }
 
-    /// For a container that is not running (else at once `None`): dormant's own answer when the
-    /// request must not wake it, an error when a rate limit refuses it, or
-    /// `None` to go on and wake it.
+    /// For a request that would start a wake (else at once `None`):
+    /// dormant's own answer when it must not wake the container, an error
+    /// when a rate limit refuses it, or `None` to go on and wake it.
     pub fn before_wake(
         &self,
         route: &Route,
@@ -179,6 +182,9 @@ impl WakeFilter {
                 .check(client)
                 .map_err(|after| self.refuse(Limit::Wake, after))?;
         }
+        // The client's limit first: a client past its own rate must not use
+        // up the host's. (One refused by the host's cap has spent a token of
+        // its own: a retry during a host-wide flood costs it that much.)
         if let Some(limiter) = &self.wakes_started {
             limiter
                 .check()
