@@ -93,7 +93,8 @@ const MAX_AGENTS: usize = 500;
 pub const NO_WAKE_RETRY_AFTER: Duration = Duration::from_secs(600);
 
 /// `--no-wake-agents`: `default` stands for [`DEFAULT_NO_WAKE_AGENTS`], so
-/// `default,MyMonitor` extends it; an empty list turns the matching off.
+/// `default,MyMonitor` extends it; `none` (or an empty list) turns the
+/// matching off (an empty environment variable counts as unset).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentList(Vec<String>);
 
@@ -108,6 +109,9 @@ impl FromStr for AgentList {
 
     fn from_str(list: &str) -> Result<Self, String> {
         let mut agents = Vec::new();
+        if list.trim().eq_ignore_ascii_case("none") {
+            return Ok(Self(agents));
+        }
         for agent in list.split(',').map(str::trim).filter(|a| !a.is_empty()) {
             if agent.eq_ignore_ascii_case("default") {
                 agents.extend(DEFAULT_NO_WAKE_AGENTS.iter().map(|a| a.to_string()));
@@ -319,8 +323,11 @@ mod tests {
         assert!(matcher.matches(&with_agent("Googlebot")));
         let only: AgentList = "MyMonitor".parse().unwrap();
         assert!(!AgentMatcher::new(&only).matches(&with_agent("Googlebot")));
-        let none: AgentList = "".parse().unwrap();
-        assert!(!AgentMatcher::new(&none).matches(&with_agent("Googlebot")));
+        for off in ["", "none", " NONE "] {
+            let none: AgentList = off.parse().unwrap();
+            assert!(none.as_slice().is_empty(), "{off:?}");
+            assert!(!AgentMatcher::new(&none).matches(&with_agent("Googlebot")));
+        }
         assert!("x".repeat(MAX_AGENT_LEN + 1).parse::<AgentList>().is_err());
         assert!("bad\u{7f}agent".parse::<AgentList>().is_err());
         assert!(vec!["a"; MAX_AGENTS + 1]
