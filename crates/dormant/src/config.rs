@@ -273,7 +273,7 @@ pub struct ServeConfig {
     /// previewers and uptime monitors: their requests never wake a container
     /// (dormant answers 503 with `Retry-After` while it sleeps). `default` is
     /// the built-in list (see the README), so `default,MyMonitor` extends it;
-    /// `none` turns this off.
+    /// `none` (or an empty value) turns this off.
     #[arg(
         long,
         env = "DORMANT_NO_WAKE_AGENTS",

@@ -93,8 +93,8 @@ const MAX_AGENTS: usize = 500;
 pub const NO_WAKE_RETRY_AFTER: Duration = Duration::from_secs(600);
 
 /// `--no-wake-agents`: `default` stands for [`DEFAULT_NO_WAKE_AGENTS`], so
-/// `default,MyMonitor` extends it; `none` (or an empty list) turns the
-/// matching off (an empty environment variable counts as unset).
+/// `default,MyMonitor` extends it; `none` (or an empty value) turns the
+/// matching off.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentList(Vec<String>);
 
