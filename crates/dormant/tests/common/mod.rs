@@ -105,6 +105,12 @@ impl Dormant {
             .args(&self.extra_args)
             .env("DORMANT_ADMIN_TOKEN", &self.token)
             .env("DORMANT_LOG", "dormant=debug,info")
+            // Tests drive many wakes, and some unknown hostnames, from one
+            // loopback address: what the rate limits exist to refuse. They
+            // are off unless a test turns them on (flags beat these).
+            .env("DORMANT_WAKE_RATE", "off")
+            .env("DORMANT_UNKNOWN_HOST_RATE", "off")
+            .env("DORMANT_MAX_WAKE_RATE", "off")
             .env_remove("DORMANT_CONFIG")
             .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())

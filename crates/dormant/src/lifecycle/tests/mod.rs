@@ -23,3 +23,4 @@ mod sleep;
 mod store_failures;
 mod tenants;
 mod wake;
+mod wake_filter;
