@@ -375,6 +375,22 @@ impl Drop for Dormant {
                     .stdout(Stdio::null())
                     .status();
             }
+            // Tenants' networks this dormant made (once their containers are gone).
+            let networks = docker_lines(&[
+                "network",
+                "ls",
+                "--quiet",
+                "--filter",
+                &format!("label=dormant.node={}", self.node),
+            ]);
+            if !networks.is_empty() {
+                let _ = Command::new("docker")
+                    .args(["network", "rm"])
+                    .args(&networks)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
             let volumes = self.docker_volumes();
             if !volumes.is_empty() {
                 let _ = Command::new("docker")
