@@ -172,10 +172,13 @@ api() { # MODE METHOD PATH [curl args...]: JSON on stdout, fails on HTTP errors
 start_dormant() { # MODE: net (--upstream network) or pub (--upstream published)
   local mode=$1 upstream=(--upstream network --network "$NET")
   [[ $mode == pub ]] && upstream=(--upstream published)
+  # The wake limits are off: the wake, restore and density runs wake
+  # containers from one address as fast as they can, on purpose.
   say "starting dormant ${upstream[*]} on ${API[$mode]} (proxy :${PROXY[$mode]})"
   DORMANT_ADMIN_TOKEN="$TOKEN" DORMANT_LOG=warn "$BIN" serve \
     --data-dir "$WORK/$mode" --api-addr "${API[$mode]}" --proxy-addr "127.0.0.1:${PROXY[$mode]}" \
-    --default-memory "$MEMORY" "${upstream[@]}" >"$WORK/dormant-$mode.log" 2>&1 &
+    --default-memory "$MEMORY" "${upstream[@]}" \
+    --wake-rate off --max-wake-rate off >"$WORK/dormant-$mode.log" 2>&1 &
   PID[$mode]=$!
   for _ in $(seq 1 300); do
     curl -sf --max-time 1 "http://${API[$mode]}/healthz" >/dev/null 2>&1 && return 0

@@ -11,6 +11,8 @@ use clap::{Args, CommandFactory};
 
 use crate::domain::{Access, WakeStrategy};
 use crate::proxy::forwarded::Cidr;
+use crate::proxy::no_wake::AgentList;
+use crate::proxy::rate_limit::Rate;
 use crate::runtime::capabilities::AllowedCapabilities;
 use crate::units::parse_memory;
 
@@ -271,6 +273,68 @@ pub struct ServeConfig {
     /// something); older entries are pruned every hour.
     #[arg(long, env = "DORMANT_AUDIT_RETENTION", default_value = "30d", value_parser = positive_duration, value_name = "DURATION")]
     pub audit_retention: Duration,
+
+    // What may wake a container: bots and monitors, floods.
+    /// `User-Agent` substrings (comma-separated, any case) of crawlers, link
+    /// previewers and uptime monitors: their requests never wake a container
+    /// (dormant answers 503 with `Retry-After` while it sleeps). `default` is
+    /// the built-in list (see the README), so `default,MyMonitor` extends it;
+    /// `none` (or an empty value) turns this off.
+    #[arg(
+        long,
+        env = "DORMANT_NO_WAKE_AGENTS",
+        default_value = "default",
+        value_name = "LIST"
+    )]
+    pub no_wake_agents: AgentList,
+
+    /// Whether requests from `--no-wake-agents`, and for `/robots.txt` and
+    /// `/favicon.ico`, leave a container's activity clock alone, so an
+    /// uptime monitor does not keep it awake.
+    #[arg(long, env = "DORMANT_ACTIVITY_IGNORES_AGENTS", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub activity_ignores_agents: bool,
+
+    /// Requests per client address (IPv6: per /64) that may wake or restore
+    /// a container: `N/s`, `N/m` or `N/h`, or `off`. Past it (and
+    /// `--wake-burst`) such requests get 429 with `Retry-After`.
+    #[arg(
+        long,
+        env = "DORMANT_WAKE_RATE",
+        default_value = "20/m",
+        value_name = "RATE"
+    )]
+    pub wake_rate: Rate,
+
+    /// Requests per client address that may wake containers at once before
+    /// `--wake-rate` applies.
+    #[arg(long, env = "DORMANT_WAKE_BURST", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100_000), value_name = "N")]
+    pub wake_burst: u32,
+
+    /// Requests per client address for hostnames with no container (`N/m`,
+    /// or `off`); past it (and `--unknown-host-burst`) they get 429.
+    #[arg(
+        long,
+        env = "DORMANT_UNKNOWN_HOST_RATE",
+        default_value = "60/m",
+        value_name = "RATE"
+    )]
+    pub unknown_host_rate: Rate,
+
+    /// Requests per client address for unknown hostnames at once before
+    /// `--unknown-host-rate` applies.
+    #[arg(long, env = "DORMANT_UNKNOWN_HOST_BURST", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100_000), value_name = "N")]
+    pub unknown_host_burst: u32,
+
+    /// Wakes (and restores) the proxy may start per second, from all clients
+    /// together (`N/s`, or `off`); past it requests that would start one get
+    /// 503 with `Retry-After`.
+    #[arg(
+        long,
+        env = "DORMANT_MAX_WAKE_RATE",
+        default_value = "10/s",
+        value_name = "RATE"
+    )]
+    pub max_wake_rate: Rate,
     // --- Private container URLs ---
     /// Who may reach a container's URL unless its create request says:
     /// `public` (anyone who knows the hostname) or `private` (a container
@@ -458,8 +522,55 @@ mod tests {
         assert_eq!(c.max_request_headers.get(), 100);
         assert_eq!(c.max_request_head, 64 << 10);
         assert!(c.trusted_proxies.is_empty());
+        assert_eq!(
+            c.no_wake_agents.as_slice().len(),
+            crate::proxy::no_wake::DEFAULT_NO_WAKE_AGENTS.len()
+        );
+        assert!(c.activity_ignores_agents);
+        assert_eq!(c.wake_rate, Rate::per_minute(20));
+        assert_eq!(c.wake_burst, 10);
+        assert_eq!(c.unknown_host_rate, Rate::per_minute(60));
+        assert_eq!(c.unknown_host_burst, 20);
+        assert_eq!(c.max_wake_rate, Rate::per_second(10));
         assert_eq!(c.default_access, Access::Public);
         assert_eq!(c.session_ttl, Duration::from_secs(12 * 3600));
+    }
+
+    #[test]
+    fn wake_filter_flags_parse_and_refuse_nonsense() {
+        let c = Cli::try_parse_from([
+            "dormant",
+            "--no-wake-agents",
+            "default,MyMonitor",
+            "--activity-ignores-agents",
+            "false",
+            "--wake-rate",
+            "off",
+            "--max-wake-rate",
+            "5/s",
+        ])
+        .unwrap()
+        .config;
+        assert!(c
+            .no_wake_agents
+            .as_slice()
+            .contains(&"MyMonitor".to_owned()));
+        assert!(!c.activity_ignores_agents);
+        assert!(c.wake_rate.is_off());
+        assert_eq!(c.max_wake_rate, Rate::per_second(5));
+        let none = Cli::try_parse_from(["dormant", "--no-wake-agents", ""]).unwrap();
+        assert!(none.config.no_wake_agents.as_slice().is_empty());
+        for bad in [
+            ["--wake-rate", "20"],
+            ["--wake-burst", "0"],
+            ["--unknown-host-rate", "1/d"],
+            ["--activity-ignores-agents", "maybe"],
+        ] {
+            assert!(
+                Cli::try_parse_from(["dormant", bad[0], bad[1]]).is_err(),
+                "{bad:?} was accepted"
+            );
+        }
     }
 
     #[test]

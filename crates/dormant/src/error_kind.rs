@@ -52,7 +52,8 @@ pub enum ErrorKind {
     UpstreamFailed,
     /// The running container did not send its response head in time.
     UpstreamTimedOut,
-    /// dormant holds as many waiting requests (or bytes) as it may.
+    /// dormant holds as many waiting requests (or bytes) as it may, or
+    /// starts as many wakes per second as it may.
     Overloaded,
     /// A tenant's quota refuses a create (or an archive).
     QuotaExceeded,
@@ -61,6 +62,8 @@ pub enum ErrorKind {
     RunningQuotaFull,
     /// The token is valid but only the admin may do this.
     Forbidden,
+    /// The client sent more requests of a limited kind than its rate allows.
+    RateLimited,
 }
 
 impl ErrorKind {
@@ -85,6 +88,7 @@ impl ErrorKind {
             | Self::DockerUnavailable
             | Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Self::TimedOut | Self::UpstreamTimedOut => StatusCode::GATEWAY_TIMEOUT,
+            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::SnapshotFailed | Self::StoreFailed => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -120,6 +124,7 @@ impl ErrorKind {
             Self::QuotaExceeded => "quota_exceeded",
             Self::RunningQuotaFull => "running_quota_full",
             Self::Forbidden => "forbidden",
+            Self::RateLimited => "rate_limited",
         }
     }
 }

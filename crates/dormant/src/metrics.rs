@@ -41,6 +41,11 @@ pub struct Metrics {
     pub refused_holds: Counter,
     /// Wakes waiting for room (capacity limits).
     pub wake_queue: Gauge,
+    /// Requests for containers not running that dormant answered itself
+    /// instead of waking them, by reason (see `proxy::no_wake`).
+    no_wake_answers: Family<ReasonLabel, Counter>,
+    /// Requests refused by a rate limit, by limit (see `proxy::wake_filter`).
+    rate_limited: Family<LimitLabel, Counter>,
     containers: Family<StateLabel, Gauge>,
 }
 
@@ -58,6 +63,16 @@ impl EncodeLabelValue for StatusClass {
         use std::fmt::Write;
         write!(encoder, "{}xx", self.0)
     }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabel {
+    limit: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -100,6 +115,8 @@ impl Metrics {
             refused_connections: Counter::default(),
             refused_holds: Counter::default(),
             wake_queue: Gauge::default(),
+            no_wake_answers: Family::default(),
+            rate_limited: Family::default(),
             containers: Family::default(),
             registry: Registry::default(),
         };
@@ -187,6 +204,16 @@ impl Metrics {
             metrics.wake_queue.clone(),
         );
         registry.register(
+            "proxy_no_wake_answers",
+            "Requests for containers not running answered by dormant without a wake: listed agents, robots.txt, favicon.ico",
+            metrics.no_wake_answers.clone(),
+        );
+        registry.register(
+            "proxy_rate_limited",
+            "Requests refused by a rate limit: per client on wakes or unknown hosts, or the host's --max-wake-rate",
+            metrics.rate_limited.clone(),
+        );
+        registry.register(
             "containers",
             "Containers by state",
             metrics.containers.clone(),
@@ -207,6 +234,25 @@ impl Metrics {
                 })
                 .clone()
         })
+    }
+
+    /// The counter of requests answered without a wake for `reason`, to keep
+    /// (one map lookup at start, none per request).
+    pub fn no_wake_answer_counter(&self, reason: &str) -> Counter {
+        self.no_wake_answers
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
+            })
+            .clone()
+    }
+
+    /// The counter of requests refused by `limit`, to keep.
+    pub fn rate_limited_counter(&self, limit: &str) -> Counter {
+        self.rate_limited
+            .get_or_create(&LimitLabel {
+                limit: limit.to_owned(),
+            })
+            .clone()
     }
 
     /// The metrics in Prometheus/OpenMetrics text, with the containers-by-
@@ -242,6 +288,8 @@ mod tests {
                 class: StatusClass::of(204),
             })
             .inc();
+        metrics.no_wake_answer_counter("robots").inc();
+        metrics.rate_limited_counter("wake").inc();
         let text = metrics.render(&[(ContainerState::Asleep, 3)]);
         for expected in [
             "dormant_wakes_total 1",
@@ -249,6 +297,8 @@ mod tests {
             "dormant_archived_bytes_total 10",
             "dormant_proxy_requests_total{class=\"2xx\"} 1",
             "dormant_containers{state=\"asleep\"} 3",
+            "dormant_proxy_no_wake_answers_total{reason=\"robots\"} 1",
+            "dormant_proxy_rate_limited_total{limit=\"wake\"} 1",
         ] {
             assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
         }

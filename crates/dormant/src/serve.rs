@@ -27,6 +27,7 @@ use crate::lifecycle::{
 use crate::listen::{size_connections, CappedListener};
 use crate::metrics::Metrics;
 use crate::proxy::forwarded::TrustedProxies;
+use crate::proxy::wake_filter::{WakeFilter, WakeFilterConfig};
 use crate::proxy::{self, ConnectionLimit, EdgeLimits, HoldBudget, ProxyParts};
 use crate::runtime::docker::{DockerRuntime, LogRotation, Reach};
 use crate::runtime::limited::Limited;
@@ -354,6 +355,7 @@ fn proxy_parts(
     let bytes = |size: u64| usize::try_from(size).unwrap_or(usize::MAX);
     let connections = ConnectionLimit::new(max_connections, metrics.open_connections.clone());
     tracing::info!(max_connections, "proxy limits");
+    let wake_filter = wake_filter(config, &metrics);
     ProxyParts {
         routes: lifecycle.table().clone(),
         waker: Arc::new(lifecycle.clone()),
@@ -371,8 +373,35 @@ fn proxy_parts(
         },
         connections,
         holds: HoldBudget::new(config.max_held_requests, bytes(config.wake_buffer_total)),
+        wake_filter,
         access,
     }
+}
+
+/// What may wake a container: the no-wake agents and the rate limits.
+fn wake_filter(config: &ServeConfig, metrics: &Metrics) -> Arc<WakeFilter> {
+    tracing::info!(
+        no_wake_agents = config.no_wake_agents.as_slice().len(),
+        activity_ignores_agents = config.activity_ignores_agents,
+        wake_rate = %config.wake_rate,
+        wake_burst = config.wake_burst,
+        unknown_host_rate = %config.unknown_host_rate,
+        max_wake_rate = %config.max_wake_rate,
+        "wake filter"
+    );
+    Arc::new(WakeFilter::new(
+        WakeFilterConfig {
+            no_wake_agents: config.no_wake_agents.clone(),
+            activity_ignores_agents: config.activity_ignores_agents,
+            wake_rate: config.wake_rate,
+            wake_burst: config.wake_burst,
+            unknown_host_rate: config.unknown_host_rate,
+            unknown_host_burst: config.unknown_host_burst,
+            max_wake_rate: config.max_wake_rate,
+            trusted_proxies: TrustedProxies::new(config.trusted_proxies.clone()),
+        },
+        metrics,
+    ))
 }
 
 fn lifecycle_config(

@@ -1,6 +1,7 @@
 //! Containers are hardened by default, as Docker records it and as the
 //! process inside sees it; and from inside a container, dormant's API, the
-//! host's loopback services and other containers are out of reach.
+//! host's loopback services and other containers (another tenant's on a
+//! network of their own) are out of reach.
 
 mod common;
 
@@ -246,4 +247,107 @@ async fn isolated_with_upstream(upstream: &str) {
         assert_ne!(seen, "connected", "the container reached {what} at {addr}");
     }
     drop(loopback_service);
+}
+
+/// Makes tenant `id`; returns its API token.
+async fn make_tenant(dormant: &Dormant, id: &str) -> String {
+    let (status, body) = dormant
+        .api(Method::POST, "/v1/tenants", Some(json!({ "id": id })))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body["token"]["token"].as_str().unwrap().to_owned()
+}
+
+/// The address of `dormant-<name>` on its (only) network, and that network's name.
+fn address_and_network(name: &str) -> (String, String) {
+    let networks = inspect(name)["NetworkSettings"]["Networks"].clone();
+    let (network, endpoint) = networks.as_object().unwrap().iter().next().unwrap();
+    let ip = endpoint["IPAddress"].as_str().unwrap().to_owned();
+    (ip, network.clone())
+}
+
+#[tokio::test]
+async fn a_tenants_container_reaches_no_other_tenants_container() {
+    let (tenant_a, tenant_b) = (unique("ta"), unique("tb"));
+    let dormant = Dormant::start_with(&["--upstream", "network"]);
+    let (inside, other, admins) = (unique("iso"), unique("iso"), unique("iso"));
+    for (tenant, name) in [(&tenant_a, &inside), (&tenant_b, &other)] {
+        let token = make_tenant(&dormant, tenant).await;
+        let body = json!({"image": image(), "name": name}).to_string();
+        let (status, created) = dormant
+            .api_raw(Method::POST, "/v1/containers", Some(&token), body.into())
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+    }
+    dormant
+        .create(json!({"image": image(), "name": admins}))
+        .await;
+
+    let (_, inside_network) = address_and_network(&inside);
+    let (other_ip, other_network) = address_and_network(&other);
+    let (admins_ip, admins_network) = address_and_network(&admins);
+    assert!(
+        inside_network.ends_with(&format!("-t-{tenant_a}")),
+        "{inside_network}"
+    );
+    assert!(
+        other_network.ends_with(&format!("-t-{tenant_b}")),
+        "{other_network}"
+    );
+    assert_ne!(inside_network, admins_network);
+    let gateway = inspect(&inside)["NetworkSettings"]["Networks"]
+        .as_object()
+        .unwrap()
+        .values()
+        .find_map(|endpoint| endpoint["Gateway"].as_str().filter(|g| !g.is_empty()))
+        .unwrap()
+        .to_owned();
+    let loopback_service = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let loopback_port = loopback_service.local_addr().unwrap().port();
+
+    // Both apps answer through the proxy, so a refusal below is isolation.
+    assert_eq!(
+        reach(&dormant, &inside, "127.0.0.1:8080").await,
+        "connected"
+    );
+    assert_eq!(reach(&dormant, &other, "127.0.0.1:8080").await, "connected");
+    let targets = [
+        ("tenant B's container", format!("{other_ip}:8080")),
+        ("the admin's container", format!("{admins_ip}:8080")),
+        ("dormant's API", format!("{gateway}:{}", dormant.api.port())),
+        (
+            "a host loopback service",
+            format!("{gateway}:{loopback_port}"),
+        ),
+    ];
+    for (what, addr) in &targets {
+        let seen = reach(&dormant, &inside, addr).await;
+        println!("tenant A's container: {what} at {addr}: {seen}");
+        assert_ne!(
+            seen, "connected",
+            "tenant A's container reached {what} at {addr}"
+        );
+    }
+    drop(loopback_service);
+
+    // A tenant that is gone leaves no network behind.
+    let (status, body) = dormant
+        .api(Method::DELETE, &format!("/v1/containers/{other}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (status, body) = dormant
+        .api(Method::DELETE, &format!("/v1/tenants/{tenant_b}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let left = docker_lines(&[
+        "network",
+        "ls",
+        "--quiet",
+        "--filter",
+        &format!("name={other_network}"),
+    ]);
+    assert!(
+        left.is_empty(),
+        "tenant B's network {other_network} is still there"
+    );
 }

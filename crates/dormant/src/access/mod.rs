@@ -36,6 +36,24 @@ pub struct AccessControl {
     pub api_tokens: ApiTokenCheck,
 }
 
+impl AccessControl {
+    /// Sessions signed with a fixed key, tokens in a store in memory, the
+    /// admin token `admin-secret`; for tests of what reads it.
+    #[cfg(test)]
+    pub async fn for_test() -> Self {
+        let store = crate::store::Store::open_in_memory().expect("a store in memory");
+        Self {
+            sessions: SessionSigner::new(&[1; 32]),
+            tokens: ContainerTokens::load(store).await.expect("no tokens yet"),
+            logins: LoginCodes::new(),
+            session_ttl: Duration::from_secs(3600),
+            api_tokens: Arc::new(|token: &str| {
+                (token == "admin-secret").then(|| crate::tenant::ADMIN.to_owned())
+            }),
+        }
+    }
+}
+
 impl std::fmt::Debug for AccessControl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AccessControl")

@@ -209,6 +209,7 @@ pub async fn delete(
         }
     }
     state.tokens.remove_tenant(&id);
+    state.lifecycle.remove_tenant_resources(&id).await;
     tracing::info!(tenant = %id, "tenant deleted");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -182,6 +182,15 @@ impl Lifecycle {
         Ok(quotas)
     }
 
+    /// Removes what Docker holds for a deleted tenant alone (its network).
+    /// A failure is logged, not returned: the tenant is gone either way,
+    /// and an empty network costs nothing but an address range.
+    pub async fn remove_tenant_resources(&self, id: &str) {
+        if let Err(e) = self.ctx.runtime.remove_tenant(id).await {
+            tracing::warn!(tenant = %id, error = %e, "cannot remove a deleted tenant's network; remove it by hand");
+        }
+    }
+
     /// What `owner`'s containers use now, against its quotas.
     pub fn tenant_usage(&self, owner: &str) -> TenantUsage {
         self.usage_where(|o| o == owner)

@@ -215,7 +215,20 @@ impl Route {
     /// flight, an open tunnel, a streaming response).
     pub fn in_use(self: &Arc<Self>) -> InUse {
         self.in_use.fetch_add(1, Ordering::SeqCst);
-        InUse(self.clone())
+        InUse {
+            route: self.clone(),
+            activity: true,
+        }
+    }
+
+    /// Like [`Route::in_use`], but its end is no activity: for requests that
+    /// must not keep the container awake (an uptime monitor's).
+    pub fn in_use_quietly(self: &Arc<Self>) -> InUse {
+        self.in_use.fetch_add(1, Ordering::SeqCst);
+        InUse {
+            route: self.clone(),
+            activity: false,
+        }
     }
 
     pub fn in_use_count(&self) -> usize {
@@ -237,6 +250,13 @@ impl Route {
         let (tx, rx) = watch::channel(None);
         *slot = Some(rx.clone());
         (rx, Some(tx))
+    }
+
+    /// Whether a wake is under way (registered, no verdict yet): a request
+    /// now joins it rather than starting one.
+    pub fn wake_in_flight(&self) -> bool {
+        let slot = self.wake.lock().unwrap_or_else(|p| p.into_inner());
+        slot.as_ref().is_some_and(|rx| rx.borrow().is_none())
     }
 
     /// Counts a failed wake; returns how many in a row.
@@ -298,16 +318,22 @@ impl std::ops::Deref for Owner {
     }
 }
 
-/// Keeps its route in use, and counts as activity, until dropped.
+/// Keeps its route in use, and (unless quiet) counts as activity, until
+/// dropped.
 #[derive(Debug)]
-pub struct InUse(Arc<Route>);
+pub struct InUse {
+    route: Arc<Route>,
+    activity: bool,
+}
 
 impl Drop for InUse {
     fn drop(&mut self) {
         // The end of a long response or connection is activity too: the idle
         // clock starts when the last use ends.
-        self.0.touch();
-        self.0.in_use.fetch_sub(1, Ordering::SeqCst);
+        if self.activity {
+            self.route.touch();
+        }
+        self.route.in_use.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -475,6 +501,33 @@ pub fn route_for_test_from(
         .insert(record, config, status)
         .expect("an empty table");
     (*owner).clone()
+}
+
+/// Adds containers to a table as a test says, for tests of what reads the
+/// table (the proxy).
+#[cfg(test)]
+impl ContainerTable {
+    pub fn insert_for_test(
+        &self,
+        name: &str,
+        config: RouteConfig,
+        status: RouteStatus,
+    ) -> Arc<Route> {
+        self.insert_record_for_test(crate::domain::sample_record(name, 0), config, status)
+    }
+
+    /// Adds a route made from `record`, for tests of what reads the table.
+    pub fn insert_record_for_test(
+        &self,
+        record: ContainerRecord,
+        config: RouteConfig,
+        status: RouteStatus,
+    ) -> Arc<Route> {
+        let owner = self
+            .insert(record, config, status)
+            .expect("a name not in the table");
+        (*owner).clone()
+    }
 }
 
 /// Asleep containers by the time they are due for archiving: the archive

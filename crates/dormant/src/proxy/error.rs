@@ -12,6 +12,7 @@ use http::{header, HeaderValue, Method, Response, StatusCode};
 use http_body_util::Full;
 
 use super::budget::HoldRefused;
+use super::wake_filter::Limit;
 use super::waker::WakeError;
 use crate::error_kind::{whole_seconds, ErrorKind};
 
@@ -56,6 +57,8 @@ pub enum ProxyError {
         HoldRefused::TooManyBytes => "the requests waiting for wakes already hold all the memory allowed",
     })]
     HoldFull { name: String, refused: HoldRefused },
+    #[error("{}; try again in {} s", limit.reason(), whole_seconds(*retry_after))]
+    RateLimited { limit: Limit, retry_after: Duration },
     #[error("container `{name}`: reading the request body failed: {cause}")]
     ClientBody { name: String, cause: String },
     #[error("container `{name}` did not answer: {}", if *connect {
@@ -90,6 +93,7 @@ impl ProxyError {
             Self::Unauthorized { .. } => ErrorKind::Unauthorized,
             Self::Wake { error, .. } => error.kind.error_kind(),
             Self::HoldFull { .. } => ErrorKind::Overloaded,
+            Self::RateLimited { limit, .. } => limit.error_kind(),
             Self::Upstream { .. } => ErrorKind::UpstreamFailed,
             Self::UpstreamTimeout { .. } => ErrorKind::UpstreamTimedOut,
         }
@@ -99,6 +103,7 @@ impl ProxyError {
         match self {
             Self::Wake { error, .. } => error.retry_after,
             Self::HoldFull { .. } => Some(HOLD_FULL_RETRY_AFTER),
+            Self::RateLimited { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
     }

@@ -135,6 +135,57 @@ pub fn set_forwarded_headers(headers: &mut HeaderMap, peer: SocketAddr, trusted:
     }
 }
 
+/// Most `X-Forwarded-For` hops looked at for the client's address: a chain
+/// of trusted proxies longer than this is not a real set-up.
+const MAX_CLIENT_HOPS: usize = 16;
+
+/// The address a request comes from, for limits: the peer; or, when the
+/// peer is a trusted proxy, the first hop of `X-Forwarded-For` that is not
+/// a trusted proxy, reading from the right (the hops a trusted proxy added
+/// are true, what the client wrote to the left of them may not be). A hop
+/// that is not an address ends the walk at the last trusted one: whatever
+/// sent it is behind that proxy.
+pub fn client_ip(
+    peer: SocketAddr,
+    trusted: bool,
+    proxies: &TrustedProxies,
+    headers: &HeaderMap,
+) -> IpAddr {
+    let mut client = peer.ip().to_canonical();
+    if !trusted {
+        return client;
+    }
+    // Later header lines are later hops (RFC 9110 §5.3).
+    let hops = headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .rev()
+        .flat_map(|line| line.as_bytes().rsplit(|&b| b == b','))
+        .take(MAX_CLIENT_HOPS);
+    for hop in hops {
+        let Some(ip) = parse_hop(hop) else {
+            break;
+        };
+        client = ip;
+        if !proxies.trusts(ip) {
+            break;
+        }
+    }
+    client
+}
+
+/// One `X-Forwarded-For` entry: an address, maybe with a port
+/// (`1.2.3.4:5`, `[2001:db8::1]:5`).
+fn parse_hop(hop: &[u8]) -> Option<IpAddr> {
+    let text = std::str::from_utf8(hop).ok()?.trim();
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Some(ip.to_canonical());
+    }
+    text.parse::<SocketAddr>()
+        .ok()
+        .map(|addr| addr.ip().to_canonical())
+}
+
 /// An address as text, on the stack: the request path allocates nothing
 /// for it.
 fn format_ip(ip: IpAddr) -> StackText {
@@ -247,6 +298,65 @@ mod tests {
         assert_eq!(headers[X_FORWARDED_FOR], "10.0.0.2");
         assert_eq!(headers[X_FORWARDED_HOST], "a.localhost");
         assert_eq!(headers[X_FORWARDED_PROTO], "http");
+    }
+
+    #[test]
+    fn the_client_is_the_first_untrusted_hop_from_the_right() {
+        let proxies = TrustedProxies::new(vec![cidr("10.0.0.0/8")]);
+        let peer: SocketAddr = "10.0.0.2:5000".parse().unwrap();
+        let with = |lines: &[&str]| {
+            let mut headers = HeaderMap::new();
+            for line in lines {
+                headers.append(X_FORWARDED_FOR, HeaderValue::from_str(line).unwrap());
+            }
+            headers
+        };
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        // An untrusted peer's claims are ignored.
+        let stranger: SocketAddr = "203.0.113.9:1".parse().unwrap();
+        assert_eq!(
+            client_ip(stranger, false, &proxies, &with(&["1.1.1.1"])),
+            ip("203.0.113.9")
+        );
+        // The client wrote a fake hop; the trusted proxies added the rest.
+        assert_eq!(
+            client_ip(
+                peer,
+                true,
+                &proxies,
+                &with(&["6.6.6.6, 198.51.100.4, 10.0.0.7"])
+            ),
+            ip("198.51.100.4")
+        );
+        assert_eq!(
+            client_ip(
+                peer,
+                true,
+                &proxies,
+                &with(&["6.6.6.6", "198.51.100.4", "10.0.0.7"])
+            ),
+            ip("198.51.100.4")
+        );
+        assert_eq!(
+            client_ip(peer, true, &proxies, &with(&["[2001:db8::1]:443"])),
+            ip("2001:db8::1")
+        );
+        // No chain, or only trusted hops: the nearest trusted address.
+        assert_eq!(client_ip(peer, true, &proxies, &with(&[])), ip("10.0.0.2"));
+        assert_eq!(
+            client_ip(peer, true, &proxies, &with(&["10.0.0.9"])),
+            ip("10.0.0.9")
+        );
+        // Garbage ends the walk at the last trusted hop.
+        assert_eq!(
+            client_ip(
+                peer,
+                true,
+                &proxies,
+                &with(&["198.51.100.4, junk, 10.0.0.7"])
+            ),
+            ip("10.0.0.7")
+        );
     }
 
     #[test]

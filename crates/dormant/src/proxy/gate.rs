@@ -165,12 +165,8 @@ fn unix_now() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::access::login::LoginCodes;
-    use crate::access::session::SessionSigner;
-    use crate::access::tokens::ContainerTokens;
     use crate::domain::{sample_record, ContainerState, WakeStrategy};
     use crate::lifecycle::table::{route_for_test_from, RouteConfig, RouteStatus};
-    use crate::store::Store;
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -187,19 +183,6 @@ mod tests {
         record.owner = owner.into();
         let asleep = RouteStatus::not_serving(ContainerState::Asleep, None);
         route_for_test_from(record, CONFIG, asleep)
-    }
-
-    async fn control(names: &[&str]) -> AccessControl {
-        let store = Store::open_in_memory().unwrap();
-        let records = names.iter().map(|n| sample_record(n, 7)).collect();
-        store.insert_all(records).await.unwrap();
-        AccessControl {
-            sessions: SessionSigner::new(&[1; 32]),
-            tokens: ContainerTokens::load(store).await.unwrap(),
-            logins: LoginCodes::new(),
-            session_ttl: Duration::from_secs(3600),
-            api_tokens: Arc::new(|token: &str| (token == "admin-secret").then(|| ADMIN.to_owned())),
-        }
     }
 
     fn request(path: &str, headers: &[(&str, &str)]) -> (Parts, PathAndQuery) {
@@ -224,7 +207,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_public_container_is_untouched() {
-        let access = control(&["pub"]).await;
+        let access = AccessControl::for_test().await;
         let route = route("pub", Access::Public, "admin");
         let headers = [
             ("authorization", "Bearer dmc_whatever"),
@@ -240,7 +223,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_private_container_refuses_strangers() {
-        let access = control(&["a"]).await;
+        let access = AccessControl::for_test().await;
         let route = route("a", Access::Private, "admin");
         for headers in [
             &[][..],
@@ -260,7 +243,7 @@ mod tests {
 
     #[tokio::test]
     async fn tokens_admit_and_are_taken_out() {
-        let access = control(&["a", "b"]).await;
+        let access = AccessControl::for_test().await;
         let a = route("a", Access::Private, "t1");
         let b = route("b", Access::Private, "t1");
         let token = access.tokens.issue("a", 7).await.unwrap().token;
@@ -302,7 +285,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_tenants_api_token_opens_only_its_own_containers() {
-        let mut access = control(&["mine", "theirs"]).await;
+        let mut access = AccessControl::for_test().await;
         access.api_tokens = Arc::new(|token: &str| (token == "dmt_t1").then(|| "t1".to_owned()));
         let mine = route("mine", Access::Private, "t1");
         let theirs = route("theirs", Access::Private, "t2");
@@ -319,7 +302,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_login_link_sets_a_cookie_once_and_redirects_on_the_same_host() {
-        let access = control(&["a"]).await;
+        let access = AccessControl::for_test().await;
         let a = route("a", Access::Private, "admin");
         let b = route("b", Access::Private, "admin");
         let code = access
@@ -376,7 +359,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_cookie_is_secure_when_a_trusted_proxy_says_https() {
-        let access = control(&["a"]).await;
+        let access = AccessControl::for_test().await;
         let a = route("a", Access::Private, "admin");
         let https = [("x-forwarded-proto", "https")];
         for (trusted, secure) in [(true, true), (false, false)] {

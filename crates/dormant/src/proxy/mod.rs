@@ -15,7 +15,12 @@ pub mod forwarded;
 mod gate;
 mod head_timer;
 pub mod host;
+pub mod no_wake;
+pub mod rate_limit;
 pub mod target;
+pub mod wake_filter;
+#[cfg(test)]
+mod wake_filter_tests;
 pub mod waker;
 mod waking;
 
@@ -42,6 +47,7 @@ pub use error::{NotAdmitted, ProxyError};
 use forward::{forward, upstream_client, Hop, UpstreamClient};
 use forwarded::TrustedProxies;
 use target::{classify, RouteTarget};
+use wake_filter::WakeFilter;
 use waker::Waker;
 
 /// What the proxy answers with: the upstream's streamed body, or dormant's own
@@ -79,6 +85,9 @@ pub struct ProxyParts {
     /// What held requests of all threads may keep (`--max-held-requests`,
     /// `--wake-buffer-total`).
     pub holds: Arc<HoldBudget>,
+    /// Which requests may wake a container or count as activity; its rate
+    /// limits are shared by all threads.
+    pub wake_filter: Arc<WakeFilter>,
     /// Who may reach private containers.
     pub access: Arc<AccessControl>,
 }
@@ -153,6 +162,7 @@ pub struct Proxy {
     limits: EdgeLimits,
     connections: Arc<ConnectionLimit>,
     holds: Arc<HoldBudget>,
+    wake_filter: Arc<WakeFilter>,
     access: Arc<AccessControl>,
     metrics: Arc<Metrics>,
     /// Requests answered, by status class (`1xx` at 0 .. `5xx` at 4).
@@ -170,6 +180,7 @@ impl Proxy {
             limits: parts.limits,
             connections: parts.connections,
             holds: parts.holds,
+            wake_filter: parts.wake_filter,
             access: parts.access,
             answered: parts.metrics.proxy_request_counters(),
             metrics: parts.metrics,
@@ -220,31 +231,51 @@ impl Proxy {
         req: Request<Incoming>,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let (mut parts, body) = req.into_parts();
-        let (route, path) = match classify(
+        let found = classify(
             &parts.method,
             &parts.uri,
             parts.headers.get_all(header::HOST),
             &self.base_domain,
-        )? {
-            RouteTarget::ServerOptions => return Ok(server_options().map(Either::Right)),
-            RouteTarget::Container { name, path } => {
-                let route = self
-                    .routes
-                    .get(&name)
-                    .ok_or_else(|| ProxyError::UnknownContainer {
-                        name: name.into_owned(),
-                    })?;
-                (route, path)
-            }
+        )
+        .and_then(|target| match target {
+            RouteTarget::ServerOptions => Ok(None),
+            RouteTarget::Container { name, path } => match self.routes.get(&name) {
+                Some(route) => Ok(Some((route, path))),
+                None => Err(ProxyError::UnknownContainer {
+                    name: name.into_owned(),
+                }),
+            },
+        })
+        .map_err(|error| {
+            self.wake_filter
+                .unknown_host(error, client_addr, trusted, &parts.headers)
+        })?;
+        let Some((route, path)) = found else {
+            return Ok(server_options().map(Either::Right));
         };
         // Before anything wakes it or counts as activity.
         if let Some(answer) = gate::admit(&self.access, &route, &mut parts, &path, trusted)? {
             return Ok(answer.map(Either::Right));
         }
-        // Activity first, then the state: see `Route::touch`.
-        route.touch();
-        let in_use = route.in_use();
+        let visitor = self
+            .wake_filter
+            .visitor(&parts.method, path.path(), &parts.headers);
+        // Activity first, then the state: see `Route::touch`. Bots and
+        // monitors don't keep a container awake.
+        let in_use = if visitor.counts_as_activity() {
+            route.touch();
+            route.in_use()
+        } else {
+            route.in_use_quietly()
+        };
         let status = route.status();
+        // A bot's answer, or a rate limit's refusal, instead of a wake.
+        if let Some(answer) =
+            self.wake_filter
+                .before_wake(&route, &status, visitor, &parts, client_addr, trusted)?
+        {
+            return Ok(answer.map(Either::Right));
+        }
         let (upstream, body) = match (status.state, status.upstream) {
             (ContainerState::Running, Some(upstream)) => (upstream, RequestBody::streaming(body)),
             (state, _) => match route.config().wake {

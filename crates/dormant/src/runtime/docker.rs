@@ -237,7 +237,14 @@ impl Runtime for DockerRuntime {
         let network_mode = match &self.networks {
             Some(networks) => Some(
                 networks
-                    .id_for(&self.docker, &params.tenant)
+                    .id_for(
+                        &self.docker,
+                        &params.tenant,
+                        params
+                            .labels
+                            .get(crate::domain::LABEL_NODE)
+                            .map(String::as_str),
+                    )
                     .await
                     .map_err(|e| RuntimeError::Other {
                         call: format!("preparing tenant `{}`'s network", params.tenant),

@@ -105,6 +105,12 @@ impl Dormant {
             .args(&self.extra_args)
             .env("DORMANT_ADMIN_TOKEN", &self.token)
             .env("DORMANT_LOG", "dormant=debug,info")
+            // Tests drive many wakes, and some unknown hostnames, from one
+            // loopback address: what the rate limits exist to refuse. They
+            // are off unless a test turns them on (flags beat these).
+            .env("DORMANT_WAKE_RATE", "off")
+            .env("DORMANT_UNKNOWN_HOST_RATE", "off")
+            .env("DORMANT_MAX_WAKE_RATE", "off")
             .env_remove("DORMANT_CONFIG")
             .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
@@ -367,6 +373,22 @@ impl Drop for Dormant {
                     .args(["rm", "-f", "-v"])
                     .args(&containers)
                     .stdout(Stdio::null())
+                    .status();
+            }
+            // Tenants' networks this dormant made (once their containers are gone).
+            let networks = docker_lines(&[
+                "network",
+                "ls",
+                "--quiet",
+                "--filter",
+                &format!("label=dormant.node={}", self.node),
+            ]);
+            if !networks.is_empty() {
+                let _ = Command::new("docker")
+                    .args(["network", "rm"])
+                    .args(&networks)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
                     .status();
             }
             let volumes = self.docker_volumes();

@@ -183,6 +183,9 @@ async fn a_container_that_crashes_at_start_fails_create_quickly() {
 #[tokio::test(start_paused = true)]
 async fn a_tenants_container_is_made_on_its_tenants_network_and_made_there_again() {
     let h = Harness::new().await;
+    h.lifecycle()
+        .quotas()
+        .set("acme", crate::tenant::Quotas::default());
     h.create_with(&["t"], |spec| spec.owner = "acme".into())
         .await
         .unwrap();

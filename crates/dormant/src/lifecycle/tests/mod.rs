@@ -24,3 +24,4 @@ mod sleep;
 mod store_failures;
 mod tenants;
 mod wake;
+mod wake_filter;

@@ -10,7 +10,7 @@ use bollard::models::NetworkCreateRequest;
 use bollard::Docker;
 
 use super::is_not_found;
-use crate::domain::{ADMIN_TENANT, LABEL_TENANT};
+use crate::domain::{ADMIN_TENANT, LABEL_NODE, LABEL_TENANT};
 
 /// Dormant's network and the tenants' networks it has made or found.
 pub struct Networks {
@@ -53,8 +53,14 @@ impl Networks {
         }
     }
 
-    /// The id of the network `tenant`'s containers join, made if missing.
-    pub async fn id_for(&self, docker: &Docker, tenant: &str) -> anyhow::Result<String> {
+    /// The id of the network `tenant`'s containers join, made if missing
+    /// and then labelled with the `node` that made it.
+    pub async fn id_for(
+        &self,
+        docker: &Docker,
+        tenant: &str,
+        node: Option<&str>,
+    ) -> anyhow::Result<String> {
         if tenant == ADMIN_TENANT {
             return Ok(self.base_id.clone());
         }
@@ -67,6 +73,9 @@ impl Networks {
         }
         let mut labels = self.labels.clone();
         labels.insert(LABEL_TENANT.to_owned(), tenant.to_owned());
+        if let Some(node) = node {
+            labels.insert(LABEL_NODE.to_owned(), node.to_owned());
+        }
         let id = ensure(docker, &self.name_for(tenant), labels).await?;
         self.tenants
             .lock()
