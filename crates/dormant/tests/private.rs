@@ -435,3 +435,75 @@ async fn the_command_line_makes_containers_private_and_hands_out_tokens_and_link
     let (status, _) = dormant.get(&name, "/").await;
     assert_eq!(status, StatusCode::OK);
 }
+
+/// Makes tenant `id` as the admin; returns its API token.
+async fn tenant_token(dormant: &Dormant, id: &str) -> String {
+    let (status, json) = dormant
+        .api(Method::POST, "/v1/tenants", Some(json!({"id": id})))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{json}");
+    json["token"]["token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_tenants_api_token_opens_its_own_private_containers_only() {
+    let image = demo_image();
+    let dormant = Dormant::start();
+    let (acme, beta) = (unique("acme"), unique("beta"));
+    let (acme_token, beta_token) = (
+        tenant_token(&dormant, &acme).await,
+        tenant_token(&dormant, &beta).await,
+    );
+    let name = unique("acme-app");
+    let (status, json) = dormant
+        .api_raw(
+            Method::POST,
+            "/v1/containers",
+            Some(&acme_token),
+            json!({"image": image, "name": name, "access": "private"})
+                .to_string()
+                .into(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{json}");
+
+    let acme_bearer = format!("Bearer {acme_token}");
+    let beta_bearer = format!("Bearer {beta_token}");
+    let own = dormant
+        .proxy_response(
+            Method::GET,
+            &name,
+            "/headers",
+            &[("authorization", &acme_bearer)],
+        )
+        .await;
+    assert_eq!(own.status(), StatusCode::OK);
+    assert!(
+        app_headers(own.body()).get("authorization").is_none(),
+        "a tenant token is dormant's: not forwarded"
+    );
+    let other = dormant
+        .proxy_response(Method::GET, &name, "/", &[("authorization", &beta_bearer)])
+        .await;
+    assert_eq!(
+        other.status(),
+        StatusCode::UNAUTHORIZED,
+        "another tenant's token"
+    );
+
+    // Its private-URL calls see only its own containers: another tenant's is 404.
+    let path = format!("/v1/containers/{name}/login-link");
+    let (status, _) = dormant
+        .api_raw(Method::POST, &path, Some(&beta_token), Default::default())
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, link) = dormant
+        .api_raw(Method::POST, &path, Some(&acme_token), Default::default())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{link}");
+    let path = format!("/v1/containers/{name}/tokens");
+    let (status, _) = dormant
+        .api_raw(Method::POST, &path, Some(&beta_token), Default::default())
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
