@@ -9,6 +9,8 @@
 #   cookie   a private container, each request with a valid session cookie (from a
 #            login link) among the app's own cookies: the HMAC is verified and
 #            dormant's cookie taken out of the Cookie header before forwarding
+#            (public and base send the very same Cookie header, forwarded as it is,
+#            so the requests differ only in the check)
 #   token    the same private container with `Authorization: Bearer dmc_...`: a
 #            SHA-256 and an index lookup, the header taken out
 #   base     with BASE_DORMANT_BIN: a public container on a dormant built without
@@ -98,13 +100,13 @@ access_main() {
   cookie=$(session_cookie "$RUN-priv")
   token=$(api new POST "/v1/containers/$RUN-priv/tokens" | jq -r .token)
   HOST=([public]=$RUN-pub.localhost [cookie]=$RUN-priv.localhost [token]=$RUN-priv.localhost)
-  HEADER=([cookie]="Cookie: theme=dark; $cookie; lang=en" [token]="Authorization: Bearer $token")
+  HEADER=([public]="Cookie: theme=dark; $cookie; lang=en" [cookie]="Cookie: theme=dark; $cookie; lang=en" [token]="Authorization: Bearer $token")
   DORMANT=([public]=new [cookie]=new [token]=new)
   local targets=(public cookie token)
   if [[ -n $BASE_BIN ]]; then
     BIN=$BASE_BIN start_dormant base
     create base "$RUN-base"
-    HOST[base]=$RUN-base.localhost DORMANT[base]=base
+    HOST[base]=$RUN-base.localhost DORMANT[base]=base HEADER[base]=${HEADER[public]}
     targets+=(base)
   fi
   [[ $(status_of "$RUN-priv.localhost") == 401 ]] || die "the private container answers a stranger"
@@ -131,7 +133,7 @@ access_main() {
     what=$(for r in $(seq 1 "$ROUNDS"); do printf '%s / %s, ' "${R[${target}_r${r}_rps]}" "${R[${target}_r${r}_p99]}"; done)
     R[${target}_rps]=$rps R[${target}_p99]=$p99 R[${target}_cpu]=$cpu
     case $target in
-      public) label="public container" ;;
+      public) label="public container (same Cookie header, forwarded)" ;;
       cookie) label="private container, session cookie" ;;
       token) label="private container, access token" ;;
       base) label="public container, no access check (\`$BASE_BIN\`)" ;;
