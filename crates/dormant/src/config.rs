@@ -268,6 +268,11 @@ pub struct ServeConfig {
     #[arg(long, env = "DORMANT_DRAIN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub drain_timeout: Duration,
 
+    /// Container transitions kept for event-stream clients that reconnect
+    /// (`Last-Event-ID`); one that missed more starts over with `reset`.
+    #[arg(long, env = "DORMANT_EVENT_BUFFER", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000), value_name = "N")]
+    pub event_buffer: u64,
+
     // Tenants and the audit log.
     /// How long the audit log keeps an entry (one per API call that changed
     /// something); older entries are pruned every hour.

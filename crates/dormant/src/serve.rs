@@ -382,6 +382,7 @@ fn lifecycle_config(
         snapshot_dir,
         min_free_disk: config.min_free_disk,
         limits,
+        event_buffer: config.event_buffer as usize,
     }
 }
 
