@@ -147,6 +147,7 @@ pub async fn run(
         tokens,
         store.clone(),
         proxy_addr.port(),
+        stop_tx.subscribe(),
     );
     let api_listener = CappedListener::new(api_listener, config.api_max_connections.get());
     let api_server =
@@ -287,8 +288,10 @@ fn api_state(
     tokens: Arc<TokenIndex>,
     store: Store,
     proxy_port: u16,
+    stopping: watch::Receiver<bool>,
 ) -> ApiState {
     ApiState {
+        stopping,
         lifecycle: Arc::new(lifecycle.clone()),
         tokens,
         store,

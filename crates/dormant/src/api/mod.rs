@@ -6,6 +6,7 @@ mod audit;
 mod containers;
 pub mod create_request;
 mod error;
+mod events;
 mod image_ref;
 pub mod model;
 mod openapi;
@@ -43,6 +44,9 @@ pub struct ApiState {
     pub store: Store,
     pub public: Arc<PublicAddress>,
     pub create_defaults: Arc<CreateDefaults>,
+    /// Turns true when dormant begins to shut down: long-lived calls (the
+    /// event stream) end then rather than hold up the drain.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -79,6 +83,7 @@ pub fn router(state: ApiState) -> Router {
             post(tenants::rotate_token),
         )
         .route("/audit", get(audit::list))
+        .route("/events", get(events::stream))
         .route("/stats", get(stats))
         .route("/openapi.json", get(openapi_json))
         .route_layer(middleware::from_fn_with_state(

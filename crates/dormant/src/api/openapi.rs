@@ -10,7 +10,7 @@ use super::tenant_model::{
     CreateTenant, NewTokenView, QuotasBody, QuotasView, TenantCreated, TenantList, TenantView,
     TokenList, TokenView, UsageView,
 };
-use super::{audit, containers, tenants};
+use super::{audit, containers, events, tenants};
 use crate::domain::{ContainerState, WakeStrategy};
 
 #[derive(OpenApi)]
@@ -35,10 +35,12 @@ use crate::domain::{ContainerState, WakeStrategy};
         tenants::create_token,
         tenants::rotate_token,
         tenants::revoke_token,
-        audit::list
+        audit::list,
+        events::stream
     ),
     components(schemas(CreateContainers, ContainerView, SnapshotView, Stats, ContainerList, ContainerState, WakeStrategy, ErrorBody, ErrorDetail,
-        CreateTenant, QuotasBody, QuotasView, UsageView, TenantView, TenantList, TenantCreated, TokenView, TokenList, NewTokenView, AuditView, AuditPage)),
+        CreateTenant, QuotasBody, QuotasView, UsageView, TenantView, TenantList, TenantCreated, TokenView, TokenList, NewTokenView, AuditView, AuditPage,
+        crate::events::Event, crate::events::EventKind)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
