@@ -47,3 +47,4 @@ pub mod store;
 pub mod tenant;
 pub mod token;
 pub mod units;
+pub mod webhooks;

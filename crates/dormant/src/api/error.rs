@@ -41,6 +41,12 @@ impl ApiError {
         }
     }
 
+    /// Sends `Retry-After` with the error.
+    pub fn with_retry_after(mut self, after: std::time::Duration) -> Self {
+        self.retry_after = Some(after);
+        self
+    }
+
     /// 400 naming the field at fault.
     pub fn invalid(field: &str, why: impl std::fmt::Display) -> Self {
         Self::new(

@@ -6,12 +6,14 @@ mod audit;
 mod containers;
 pub mod create_request;
 mod error;
+mod events;
 mod image_ref;
 pub mod model;
 mod openapi;
 mod private_urls;
 pub mod tenant_model;
 mod tenants;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -47,6 +49,11 @@ pub struct ApiState {
     pub create_defaults: Arc<CreateDefaults>,
     /// Private containers' tokens, login links and sessions.
     pub access: Arc<AccessControl>,
+    /// Turns true when dormant begins to shut down: long-lived calls (the
+    /// event stream) end then rather than hold up the drain.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// The registered webhooks and their delivery workers.
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -96,6 +103,9 @@ pub fn router(state: ApiState) -> Router {
             post(tenants::rotate_token),
         )
         .route("/audit", get(audit::list))
+        .route("/events", get(events::stream))
+        .route("/webhooks", get(webhooks::list).post(webhooks::create))
+        .route("/webhooks/{id}", axum::routing::delete(webhooks::delete))
         .route("/stats", get(stats))
         .route("/openapi.json", get(openapi_json))
         .route_layer(middleware::from_fn_with_state(

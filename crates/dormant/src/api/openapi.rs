@@ -13,7 +13,7 @@ use super::tenant_model::{
     CreateTenant, NewTokenView, QuotasBody, QuotasView, TenantCreated, TenantList, TenantView,
     TokenList, TokenView, UsageView,
 };
-use super::{audit, containers, private_urls, tenants};
+use super::{audit, containers, events, private_urls, tenants, webhooks};
 use crate::domain::{Access, ContainerState, WakeStrategy};
 
 #[derive(OpenApi)]
@@ -43,10 +43,16 @@ use crate::domain::{Access, ContainerState, WakeStrategy};
         tenants::create_token,
         tenants::rotate_token,
         tenants::revoke_token,
-        audit::list
+        audit::list,
+        events::stream,
+        webhooks::create,
+        webhooks::list,
+        webhooks::delete
     ),
     components(schemas(CreateContainers, ContainerView, SnapshotView, Stats, ContainerList, ContainerState, WakeStrategy, ErrorBody, ErrorDetail,
         CreateTenant, QuotasBody, QuotasView, UsageView, TenantView, TenantList, TenantCreated, TokenView, TokenList, NewTokenView, AuditView, AuditPage,
+        crate::events::Event, crate::events::EventKind,
+        webhooks::CreateWebhook, webhooks::WebhookView, webhooks::WebhookCreated, webhooks::WebhookList,
         Access, SetAccess, ContainerTokenCreated, ContainerTokenView, ContainerTokenList, LoginLinkRequest, LoginLink)),
     modifiers(&BearerAuth)
 )]

@@ -107,6 +107,18 @@ impl TokenIndex {
             .map(|caller| caller.principal.owner().to_owned())
     }
 
+    /// Whether `caller`'s token is still live: a long-lived call (the event
+    /// stream) ends once its token is revoked.
+    pub fn still_live(&self, caller: &Caller) -> bool {
+        match &caller.principal {
+            Principal::Admin => true,
+            Principal::Tenant(tenant) => self
+                .read()
+                .values()
+                .any(|t| t.id == caller.token_id && t.tenant == *tenant),
+        }
+    }
+
     /// Adds a live token.
     pub fn insert(&self, row: &TokenRow) {
         if row.revoked_at.is_some() {

@@ -16,6 +16,7 @@ use super::{ArchiveSupport, LifecycleConfig, LifecycleError};
 use crate::domain::{
     now_millis, volume_name, ContainerRecord, ContainerSpec, SnapshotRecord, UnixMillis,
 };
+use crate::events::{EventBus, Transition};
 use crate::metrics::Metrics;
 use crate::runtime::{Runtime, RuntimeError};
 use crate::store::{RowChange, Store};
@@ -37,6 +38,8 @@ pub(super) struct Context {
     pub background: tokio::runtime::Handle,
     /// Every background task lifecycle starts, so shutdown can wait for them.
     pub tasks: tokio_util::task::TaskTracker,
+    /// Where every transition is told, as it is published.
+    pub events: Arc<EventBus>,
     /// Each tenant's quotas, kept in step with the store by the API.
     pub quotas: QuotaBook,
     /// Held while a create checks `max_containers` and enters its names in
@@ -134,6 +137,19 @@ impl Context {
         // whatever room was admitted; running ones hold room; the rest give
         // it back.
         use crate::domain::ContainerState::*;
+        let before = route.status().state;
+        let told = (before != status.state).then(|| Transition {
+            container: route.name().to_owned(),
+            tenant: route.owner(),
+            state: status.state,
+            reason: status.reason.as_deref().map(str::to_owned),
+            wake_ms: change.wake_ms,
+            snapshot_bytes: match (status.state, &change.snapshot) {
+                (Archived, Some(Some(snapshot))) => Some(snapshot.bytes),
+                (Archived, _) => route.record().snapshot.map(|s| s.bytes),
+                _ => None,
+            },
+        });
         match status.state {
             Running | Stopping => self.capacity.note_running(
                 route.name(),
@@ -157,6 +173,22 @@ impl Context {
             if let Some(spec) = change.spec {
                 record.spec = spec;
             }
+        });
+        if let Some(transition) = told {
+            self.events.publish(transition);
+        }
+    }
+
+    /// Tells the event stream about a container that was just made (it
+    /// enters the table as `creating`, without a publish).
+    pub fn announce_created(&self, record: &ContainerRecord) {
+        self.events.publish(Transition {
+            container: record.name.clone(),
+            tenant: record.owner.clone(),
+            state: record.state,
+            reason: None,
+            wake_ms: None,
+            snapshot_bytes: None,
         });
     }
 

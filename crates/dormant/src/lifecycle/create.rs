@@ -64,6 +64,9 @@ pub(super) async fn run(
             other => other.into(),
         });
     }
+    for record in &records {
+        ctx.announce_created(record);
+    }
 
     // Each owner is let go as soon as its container runs: from then on it
     // may be evicted to make room for the rest of the batch.

@@ -50,6 +50,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::domain::{Access, ContainerRecord, ContainerState, WakeStrategy};
+use crate::events::EventBus;
 use crate::metrics::Metrics;
 use crate::proxy::waker::{WakeError, Waker};
 use crate::runtime::Runtime;
@@ -60,6 +61,10 @@ pub use capacity::{host_memory_bytes, own_rss_bytes, CapacityUsage, Limits};
 use context::Context;
 pub use error::LifecycleError;
 use table::{ContainerTable, Route};
+
+/// How far one event-stream reader may fall behind the live stream before
+/// it is told to start over: a slow reader never slows the lifecycle.
+const EVENTS_PER_SUBSCRIBER: usize = 4096;
 
 /// Settings lifecycle needs from the configuration.
 #[derive(Debug, Clone)]
@@ -87,6 +92,9 @@ pub struct LifecycleConfig {
     pub min_free_disk: u64,
     /// How much may run at once.
     pub limits: Limits,
+    /// Transitions kept for event-stream clients that reconnect
+    /// (`--event-buffer`).
+    pub event_buffer: usize,
 }
 
 /// A validated request for one or more containers of the same image.
@@ -140,6 +148,7 @@ impl Lifecycle {
         archive_support: ArchiveSupport,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let event_buffer = config.event_buffer;
         let ctx = Context {
             store,
             runtime,
@@ -153,8 +162,14 @@ impl Lifecycle {
             tasks: tokio_util::task::TaskTracker::new(),
             quotas: QuotaBook::default(),
             create_admission: std::sync::Mutex::new(()),
+            events: Arc::new(EventBus::new(event_buffer, EVENTS_PER_SUBSCRIBER)),
         };
         Self { ctx: Arc::new(ctx) }
+    }
+
+    /// Every transition of every container, as it happens.
+    pub fn events(&self) -> &Arc<EventBus> {
+        &self.ctx.events
     }
 
     /// Each tenant's quotas, as lifecycle keeps them; whoever changes a

@@ -18,6 +18,17 @@ pub(super) enum Why {
     Evicted,
 }
 
+impl Why {
+    /// Recorded as the reason of `asleep`, and told to the event stream.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Idle => "idle",
+            Self::Asked => "asked",
+            Self::Evicted => "evicted",
+        }
+    }
+}
+
 /// Puts the owned container to sleep; a no-op unless it runs.
 pub(super) async fn run(ctx: &Context, owner: &Owner, why: Why) -> Result<(), LifecycleError> {
     let name = owner.name();
@@ -44,7 +55,7 @@ pub(super) async fn run(ctx: &Context, owner: &Owner, why: Why) -> Result<(), Li
             .await;
         return Err(LifecycleError::runtime(name, e));
     }
-    let asleep = RouteStatus::not_serving(ContainerState::Asleep, None);
+    let asleep = RouteStatus::not_serving(ContainerState::Asleep, Some(why.as_str()));
     ctx.commit_or_publish(owner, asleep).await;
     ctx.metrics.sleeps.inc();
     tracing::info!(container = %name, ?why, "asleep");

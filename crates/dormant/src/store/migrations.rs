@@ -62,7 +62,19 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX audit_principal ON audit(principal, id);
     CREATE INDEX audit_at ON audit(at);",
-    // 5 (private container URLs): container access tokens, only their
+    // 5: webhooks: where each owner's container events are sent, and the
+    // secret its deliveries are signed with.
+    "CREATE TABLE webhooks (
+        id          TEXT PRIMARY KEY,
+        owner       TEXT NOT NULL,
+        url         TEXT NOT NULL,
+        events      TEXT NOT NULL,
+        container   TEXT,
+        secret      TEXT NOT NULL,
+        created_at  INTEGER NOT NULL
+    );
+    CREATE INDEX webhooks_owner ON webhooks(owner);",
+    // 6 (private container URLs): container access tokens, only their
     // SHA-256 kept; `container_created_at` ties each to one container, not
     // to a later one of the same name.
     "CREATE TABLE container_tokens (

@@ -8,6 +8,7 @@ pub mod audit;
 mod container_tokens;
 mod migrations;
 pub mod tenants;
+pub mod webhooks;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};

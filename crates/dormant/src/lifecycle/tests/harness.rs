@@ -409,6 +409,7 @@ fn boot(
             max_running: options.max_running,
             memory_budget: options.memory_budget,
         },
+        event_buffer: 1000,
     };
     let lifecycle = Arc::new(Lifecycle::new(
         store.clone(),

@@ -15,6 +15,7 @@ mod backoff;
 mod capacity;
 mod create;
 mod delete;
+mod event_stream;
 mod events;
 mod herd;
 mod races;
