@@ -12,6 +12,8 @@
 //! - [`access`]: private container URLs: tokens, login links, session cookies.
 //! - [`lifecycle`]: the only place a container's state changes; it owns the
 //!   container table the proxy reads, one owner per container.
+//! - [`events`]: every container transition, numbered, for the event
+//!   stream and [`webhooks`].
 //! - [`error_kind`]: one mapping from what went wrong to an HTTP status.
 //! - [`listen`]: the open-file limit and the API's connection cap.
 //! - [`runtime`]: the container engine as a small trait; Docker via bollard.

@@ -306,3 +306,63 @@ async fn client_commands_with_a_wrong_token_fail_saying_so() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains(&closed.to_string()), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dormant_events_prints_one_line_per_transition_as_it_happens() {
+    use std::io::{BufRead, BufReader};
+    let dormant = Dormant::start();
+    let name = unique("cli");
+    let mut follower = dormant_command()
+        .args(["events", "--name", &name, "--url"])
+        .arg(format!("http://{}", dormant.api))
+        .args(["--token", &dormant.token])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = follower.stdout.take().unwrap();
+    // It says on stderr once it follows the stream: from then on nothing is missed.
+    let mut connected = String::new();
+    BufReader::new(follower.stderr.take().unwrap())
+        .read_line(&mut connected)
+        .unwrap();
+    assert!(connected.starts_with("following events"), "{connected}");
+    let lines = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            let done = line.contains(" asleep ");
+            seen.push(line);
+            if done {
+                break;
+            }
+        }
+        seen
+    });
+    dormant
+        .create(json!({"image": demo_image(), "name": name}))
+        .await;
+    let (status, _) = dormant
+        .api(Method::POST, &format!("/v1/containers/{name}/sleep"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !lines.is_finished() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = follower.kill();
+    let _ = follower.wait();
+    let seen = lines.join().unwrap();
+    let kinds: Vec<&str> = seen
+        .iter()
+        .map(|line| line.split_whitespace().nth(1).unwrap_or(""))
+        .collect();
+    assert_eq!(
+        kinds,
+        ["created", "ready", "sleeping", "asleep"],
+        "{seen:#?}"
+    );
+    assert!(seen.iter().all(|line| line.contains(&name)), "{seen:#?}");
+    assert!(seen[3].contains("(asked)"), "{}", seen[3]);
+}

@@ -26,6 +26,11 @@ impl ApiClient {
         })
     }
 
+    /// The API's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     /// Sends a request and returns the status and body; a non-2xx answer
     /// becomes an error carrying the API's own message.
     pub async fn send(
@@ -61,6 +66,38 @@ impl ApiClient {
             anyhow::bail!("{method} {path}: {status}: {message}");
         }
         Ok((status, bytes))
+    }
+
+    /// Opens a long-lived GET (the event stream), sending `Last-Event-ID`
+    /// when resuming; a non-2xx answer is an error with the API's message.
+    pub async fn open_stream(
+        &self,
+        path: &str,
+        last_event_id: Option<u64>,
+    ) -> anyhow::Result<hyper::body::Incoming> {
+        let url = format!("{}{path}", self.base);
+        let mut request = Request::builder()
+            .uri(&url)
+            .header(header::AUTHORIZATION, format!("Bearer {}", self.token))
+            .header(header::ACCEPT, "text/event-stream");
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id.to_string());
+        }
+        let response = self
+            .http
+            .request(request.body(Full::new(Bytes::new()))?)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot reach dormant at {}: {e}", self.base))?;
+        let status = response.status();
+        if !status.is_success() {
+            let bytes = response.into_body().collect().await?.to_bytes();
+            let message = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
+            anyhow::bail!("GET {path}: {status}: {message}");
+        }
+        Ok(response.into_body())
     }
 
     pub async fn json<T: DeserializeOwned>(

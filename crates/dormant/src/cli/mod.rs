@@ -4,6 +4,7 @@ mod access;
 mod client;
 mod client_args;
 mod create;
+mod events;
 mod output;
 mod tenant;
 
@@ -32,7 +33,22 @@ pub enum Command {
     /// Create one or more containers.
     Create(Box<CreateArgs>),
     /// List containers.
-    Ls(ClientArgs),
+    Ls {
+        /// Redraw the table whenever a container changes (until Ctrl-C).
+        #[arg(long)]
+        watch: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Follow container events as they happen, one line each (until Ctrl-C);
+    /// `--json` prints each event as JSON.
+    Events {
+        /// Only this container's events.
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Show one container.
     Get {
         /// Container name.
@@ -131,7 +147,12 @@ pub async fn run_client(command: Command) -> anyhow::Result<()> {
         }
         Command::Create(args) => create::create(*args).await,
         Command::Tenant(command) => tenant::run(command).await,
-        Command::Ls(client) => {
+        Command::Ls {
+            watch: true,
+            client,
+        } => events::watch_list(client).await,
+        Command::Events { name, client } => events::follow(client, name).await,
+        Command::Ls { client, .. } => {
             let api = client.connect()?;
             let list: ContainerList = api.json(Method::GET, "/v1/containers", None).await?;
             if client.json {
