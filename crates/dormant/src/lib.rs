@@ -45,3 +45,4 @@ pub mod store;
 pub mod tenant;
 pub mod token;
 pub mod units;
+pub mod wake_history;

@@ -5,7 +5,9 @@ use utoipa::{Modify, OpenApi};
 
 use super::audit::{AuditPage, AuditView};
 use super::error::{ErrorBody, ErrorDetail};
-use super::model::{ContainerList, ContainerView, CreateContainers, SnapshotView, Stats};
+use super::model::{
+    ContainerList, ContainerView, CreateContainers, SnapshotView, Stats, WakeMinute,
+};
 use super::tenant_model::{
     CreateTenant, NewTokenView, QuotasBody, QuotasView, TenantCreated, TenantList, TenantView,
     TokenList, TokenView, UsageView,
@@ -38,7 +40,7 @@ use crate::domain::{ContainerState, WakeStrategy};
         audit::list,
         events::stream
     ),
-    components(schemas(CreateContainers, ContainerView, SnapshotView, Stats, ContainerList, ContainerState, WakeStrategy, ErrorBody, ErrorDetail,
+    components(schemas(CreateContainers, ContainerView, SnapshotView, Stats, WakeMinute, ContainerList, ContainerState, WakeStrategy, ErrorBody, ErrorDetail,
         CreateTenant, QuotasBody, QuotasView, UsageView, TenantView, TenantList, TenantCreated, TokenView, TokenList, NewTokenView, AuditView, AuditPage,
         crate::events::Event, crate::events::EventKind)),
     modifiers(&BearerAuth)

@@ -167,6 +167,9 @@ impl Context {
                 record.last_wake_ms = Some(ms);
             }
         });
+        if let Some(ms) = change.wake_ms {
+            self.metrics.wake_history.record(since, ms);
+        }
         if let Some(transition) = told {
             self.events.publish(transition);
         }
