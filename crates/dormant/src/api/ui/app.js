@@ -330,9 +330,9 @@
   }
 
   function drawChart(minutes) {
-    const width = 600;
-    const height = 140;
-    const pad = { left: 34, right: 40, top: 10, bottom: 20 };
+    const width = 900;
+    const height = 150;
+    const pad = { left: 34, right: 64, top: 10, bottom: 20 };
     const plotW = width - pad.left - pad.right;
     const plotH = height - pad.top - pad.bottom;
     const maxWakes = Math.max(1, ...minutes.map((m) => m.wakes));
@@ -573,18 +573,22 @@
 
   async function create(form) {
     clearError();
-    const body = { image: form.image.value.trim() };
-    if (form.name.value.trim()) body.name = form.name.value.trim();
-    if (form.memory.value.trim()) body.memory = form.memory.value.trim();
-    const count = Number(form.count.value || 1);
+    const field = (id) => $(id).value.trim();
+    const body = { image: field("create-image") };
+    if (field("create-name")) body.name = field("create-name");
+    if (field("create-memory")) body.memory = field("create-memory");
+    const count = Number(field("create-count") || 1);
     if (count !== 1) body.count = count;
     const submit = form.querySelector("button[type=submit]");
     submit.disabled = true;
     try {
       const created = await api("POST", "/v1/containers", body);
-      for (const c of created.containers) if (!containers.has(c.name) || containers.get(c.name).placeholder) containers.set(c.name, c);
+      for (const c of created.containers) {
+        const known = containers.get(c.name);
+        if (!known || known.placeholder) containers.set(c.name, c);
+      }
       scheduleDraw();
-      form.name.value = "";
+      $("create-name").value = "";
     } catch (error) {
       showError(error);
     } finally {
