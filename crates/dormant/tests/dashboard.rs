@@ -306,3 +306,182 @@ async fn ui_headers(dormant: &Dormant, path: &str) -> std::collections::HashMap<
         })
         .collect()
 }
+
+/// Rows in the measured table.
+const LOAD_ROWS: usize = 1_000;
+
+/// Stands in for the API inside the page: a list of [`LOAD_ROWS`]
+/// containers, their re-reads, and an event stream the test writes into
+/// (`window.loadTest.push`). Creating a thousand real containers would take
+/// minutes; the page's own code is what is measured.
+const FAKE_API: &str = r#"
+const n = arguments[0];
+const now = new Date().toISOString();
+const byName = new Map();
+for (let i = 0; i < n; i++) {
+  const name = 'load-' + String(i).padStart(4, '0');
+  byName.set(name, {
+    name, host: name + '.localhost', url: 'http://' + name + '.localhost/',
+    state: i % 3 === 0 ? 'asleep' : 'running', image: 'demo', port: 8080,
+    memory: (128 << (i % 4)) + 'm', idle_timeout: '15m', volumes: [], env: {},
+    wakes: 1, last_wake_ms: 100 + (i * 37) % 900, created_at: now,
+    last_active_at: now, tenant: 'admin',
+  });
+}
+let push = null;
+window.loadTest = { push: (text) => push(new TextEncoder().encode(text)), byName };
+// Resolves once the frame holding a change has been drawn: the second
+// animation frame after it starts after the first one was painted.
+window.painted = (t0, done) =>
+  requestAnimationFrame(() => requestAnimationFrame(() => done(performance.now() - t0)));
+const realFetch = window.fetch.bind(window);
+const json = (value) => Promise.resolve(new Response(JSON.stringify(value),
+  { status: 200, headers: { 'content-type': 'application/json' } }));
+window.fetch = (url, options) => {
+  if (url === '/v1/containers') return json({ containers: [...byName.values()] });
+  if (url.startsWith('/v1/containers/')) return json(byName.get(decodeURIComponent(url.slice(15))));
+  if (url === '/v1/events') {
+    const body = new ReadableStream({ start(controller) { push = (b) => controller.enqueue(b); } });
+    return Promise.resolve(new Response(body, { status: 200, headers: { 'content-type': 'text/event-stream' } }));
+  }
+  return realFetch(url, options);
+};
+return true;
+"#;
+
+/// Signs in and resolves with the milliseconds until all rows are in the
+/// table and drawn.
+const TIME_FIRST_TABLE: &str = r#"
+const [n, token, done] = arguments;
+const t0 = performance.now();
+document.getElementById('token').value = token;
+document.querySelector('#sign-in button[type=submit]').click();
+(function poll() {
+  if (document.querySelectorAll('#containers tbody tr').length === n) painted(t0, done);
+  else requestAnimationFrame(poll);
+})();
+"#;
+
+/// Sends one event and resolves with the milliseconds until its row's
+/// badge shows it, drawn.
+const TIME_ONE_UPDATE: &str = r#"
+const [name, state, id, done] = arguments;
+const kind = state === 'running' ? 'ready' : state;
+const known = window.loadTest.byName.get(name);
+window.loadTest.byName.set(name, Object.assign({}, known, { state }));
+const event = { id, at: new Date().toISOString(), kind, container: name, tenant: 'admin', state };
+const t0 = performance.now();
+window.loadTest.push(`id: ${id}\nevent: ${kind}\ndata: ${JSON.stringify(event)}\n\n`);
+(function poll() {
+  const row = document.querySelector(`#containers tbody tr[data-name="${name}"]`);
+  if (row && row.querySelector('.badge').textContent === state) painted(t0, done);
+  else requestAnimationFrame(poll);
+})();
+"#;
+
+/// Types into the filter and resolves with the milliseconds until the
+/// table shows `expected` rows.
+const TIME_FILTER: &str = r#"
+const [text, expected, done] = arguments;
+const filter = document.getElementById('filter');
+const t0 = performance.now();
+filter.value = text;
+filter.dispatchEvent(new Event('input'));
+(function poll() {
+  if (document.querySelectorAll('#containers tbody tr').length === expected) painted(t0, done);
+  else requestAnimationFrame(poll);
+})();
+"#;
+
+/// Measures, and prints, how the page copes with a thousand containers:
+/// time to the first full table, per live update, to filter and to sort.
+/// Nothing is asserted about the numbers (they depend on the machine); the
+/// table must fill and each update must show.
+#[tokio::test]
+async fn the_dashboard_with_a_thousand_rows() {
+    let Some(browsers) = browsers_or_skip("the_dashboard_with_a_thousand_rows") else {
+        return;
+    };
+    let dormant = Dormant::start();
+    let browser = Browser::start(&browsers, 1280, 900, &shots_dir()).await;
+    let ui = format!("http://{}/ui", dormant.api);
+    browser.check("open /ui", browser.goto(&ui).await).await;
+    let faked = browser.script(FAKE_API, json!([LOAD_ROWS])).await;
+    browser.check("stand in for the API", faked).await;
+
+    let first = browser
+        .script_async(TIME_FIRST_TABLE, json!([LOAD_ROWS, dormant.token]))
+        .await;
+    let first_ms = browser
+        .check("first table", first)
+        .await
+        .as_f64()
+        .unwrap_or(f64::NAN);
+    let live = browser
+        .wait_for(
+            "the (stand-in) event stream",
+            "return document.getElementById('live').dataset.state === 'live';",
+            json!([]),
+            Duration::from_secs(10),
+        )
+        .await;
+    browser.check("stream live", live).await;
+
+    let mut updates = Vec::new();
+    for i in 0..20u64 {
+        let name = format!("load-{:04}", (i * 97) % LOAD_ROWS as u64);
+        let state = if i % 2 == 0 { "archived" } else { "failed" };
+        let took = browser
+            .script_async(TIME_ONE_UPDATE, json!([name, state, i + 1]))
+            .await;
+        let took = browser.check("one update", took).await;
+        updates.push(took.as_f64().unwrap_or(f64::NAN));
+    }
+    updates.sort_by(f64::total_cmp);
+
+    let filtered = browser
+        .script_async(TIME_FILTER, json!(["load-09", 100]))
+        .await;
+    let filter_ms = browser
+        .check("filter", filtered)
+        .await
+        .as_f64()
+        .unwrap_or(f64::NAN);
+    let cleared = browser
+        .script_async(TIME_FILTER, json!(["", LOAD_ROWS]))
+        .await;
+    let clear_ms = browser
+        .check("clear the filter", cleared)
+        .await
+        .as_f64()
+        .unwrap_or(f64::NAN);
+    let sort_start = Instant::now();
+    browser
+        .check(
+            "sort by last wake",
+            browser.click("th[data-sort=wake]").await,
+        )
+        .await;
+    let sorted = browser
+        .wait_for(
+            "the table sorted by last wake",
+            "const first = document.querySelector('#containers tbody tr td:nth-child(4)');
+             return document.querySelector('th[data-sort=wake]').getAttribute('aria-sort') === 'ascending'
+                 && !!first && first.textContent === '100 ms';",
+            json!([]),
+            Duration::from_secs(10),
+        )
+        .await;
+    browser.check("sorted", sorted).await;
+    let sort_wall = sort_start.elapsed();
+
+    println!(
+        "dashboard with {LOAD_ROWS} rows (headless Chromium, this machine): first table {first_ms:.0} ms \
+         from sign-in; one live update, median {:.1} ms, slowest {:.1} ms of {}; filter to 100 rows {filter_ms:.0} ms, \
+         back to {LOAD_ROWS} {clear_ms:.0} ms; sort by a column click {} ms including the WebDriver round trips",
+        updates[updates.len() / 2],
+        updates[updates.len() - 1],
+        updates.len(),
+        sort_wall.as_millis(),
+    );
+}

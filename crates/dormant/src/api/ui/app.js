@@ -439,7 +439,10 @@
       }
       return row.tr;
     });
-    tbody.replaceChildren(...trs);
+    // Moving rows costs a layout of the whole table: only when the order
+    // or the set of rows changed.
+    const current = tbody.children;
+    if (current.length !== trs.length || trs.some((tr, i) => current[i] !== tr)) tbody.replaceChildren(...trs);
     const total = containers.size;
     $("count").textContent = shown.length === total ? `(${total})` : `(${shown.length} of ${total})`;
     $("empty").hidden = shown.length > 0;
