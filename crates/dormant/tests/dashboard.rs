@@ -119,6 +119,30 @@ async fn the_dashboard_signs_in_follows_events_and_acts_on_containers() {
         )
         .await;
 
+    // Sorting works from the keyboard: Enter on a focused column header.
+    let focused = browser
+        .script(
+            "const th = document.querySelector('th[data-sort=state]'); th.focus(); return document.activeElement === th;",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        browser.check("focus a header", focused).await,
+        Value::Bool(true)
+    );
+    browser
+        .check("press Enter", browser.press_key("\u{E007}").await)
+        .await;
+    let sorted = browser
+        .wait_for(
+            "the table sorted by state from the keyboard",
+            "return document.querySelector('th[data-sort=state]').getAttribute('aria-sort') === 'ascending';",
+            json!([]),
+            Duration::from_secs(5),
+        )
+        .await;
+    browser.check("keyboard sort", sorted).await;
+
     // Sleep: the row follows the event stream (the page does not patch it
     // from the answer to its POST).
     let sleep = format!("#containers tr[data-name=\"{name}\"] button[data-action=sleep]");
@@ -274,6 +298,40 @@ async fn the_dashboard_signs_in_follows_events_and_acts_on_containers() {
         Value::Bool(true),
         "the page was reloaded"
     );
+
+    // Delete asks first; cancelling keeps the row, confirming removes it.
+    let delete = format!("#containers tr[data-name=\"{made}\"] button[data-action=delete]");
+    browser
+        .check("click delete", browser.click(&delete).await)
+        .await;
+    browser
+        .check(
+            "cancel",
+            browser.click("#confirm-delete button[value=cancel]").await,
+        )
+        .await;
+    let (status, _) = dormant
+        .api(Method::GET, &format!("/v1/containers/{made}"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "a cancelled delete deleted {made}");
+    browser
+        .check("click delete again", browser.click(&delete).await)
+        .await;
+    browser
+        .check(
+            "confirm",
+            browser.click("#confirm-delete button[value=delete]").await,
+        )
+        .await;
+    let gone = browser
+        .wait_for(
+            "the deleted container's row to go",
+            "return !document.querySelector(`#containers tbody tr[data-name=\"${arguments[0]}\"]`);",
+            json!([made]),
+            Duration::from_secs(20),
+        )
+        .await;
+    browser.check("deleted", gone).await;
 
     // On a phone's width the table turns into cards: nothing sticks out
     // sideways.

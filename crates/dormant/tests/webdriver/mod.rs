@@ -264,6 +264,23 @@ impl Browser {
         Err(format!("{what}: not within {limit:?} (last: {last})"))
     }
 
+    /// Presses and releases `key` (a WebDriver key code, e.g. `"\u{E007}"`
+    /// for Enter) on whatever has the focus.
+    pub async fn press_key(&self, key: &str) -> Result<(), String> {
+        self.session_call(
+            Method::POST,
+            "/actions",
+            Some(
+                json!({"actions": [{"type": "key", "id": "keyboard", "actions": [
+                    {"type": "keyDown", "value": key},
+                    {"type": "keyUp", "value": key},
+                ]}]}),
+            ),
+        )
+        .await
+        .map(drop)
+    }
+
     /// Resizes the browser window (the viewport follows).
     pub async fn resize(&self, width: u32, height: u32) -> Result<(), String> {
         self.session_call(
