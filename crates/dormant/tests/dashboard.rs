@@ -354,6 +354,49 @@ async fn the_dashboard_signs_in_follows_events_and_acts_on_containers() {
         )
         .await;
     println!("phone screenshot: {}", phone.display());
+    // Sign out, then in as a tenant: no host totals, none of the admin's
+    // containers.
+    let tenant = unique("t");
+    let (status, made_tenant) = dormant
+        .api(Method::POST, "/v1/tenants", Some(json!({"id": tenant})))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{made_tenant}");
+    let tenant_token = made_tenant["token"]["token"].as_str().unwrap().to_owned();
+    browser
+        .check("sign out", browser.click("#sign-out").await)
+        .await;
+    let cleared = browser
+        .script("return sessionStorage.getItem('dormant.token') === null && !document.getElementById('sign-in-panel').hidden;", json!([]))
+        .await;
+    assert_eq!(
+        browser.check("signed out", cleared).await,
+        Value::Bool(true)
+    );
+    browser
+        .check(
+            "type the tenant's token",
+            browser.type_into("#token", &tenant_token).await,
+        )
+        .await;
+    browser
+        .check(
+            "sign in as the tenant",
+            browser.click("#sign-in button[type=submit]").await,
+        )
+        .await;
+    let tenant_view = browser
+        .wait_for(
+            "the tenant's view: live, no host totals, no rows",
+            "return document.getElementById('live').dataset.state === 'live'
+                 && document.getElementById('host').hidden
+                 && document.querySelectorAll('#containers tbody tr').length === 0
+                 && !document.getElementById('empty').hidden;",
+            json!([]),
+            Duration::from_secs(10),
+        )
+        .await;
+    browser.check("tenant view", tenant_view).await;
+
     println!("browser test took {:?}", started.elapsed());
 }
 

@@ -239,6 +239,10 @@
         setLive("stream ended; reconnecting…", "connecting");
       } catch (error) {
         if (mine !== session || error.name === "AbortError") return;
+        if (error instanceof ApiError && error.status === 401) {
+          signOut("the token was refused");
+          return;
+        }
         setLive("disconnected; retrying in " + Math.round(backoff / 1000) + " s", "off");
         console.warn("dormant: event stream", error);
       }
@@ -636,10 +640,13 @@
       e.preventDefault();
       create(e.target);
     });
+    // Idle times move on with the clock: only their cells are redrawn.
     setInterval(() => {
       if (!session) return;
-      for (const row of rows.values()) row.drawn = null; // idle times moved on
-      scheduleDraw();
+      for (const [name, row] of rows) {
+        const c = containers.get(name);
+        if (c && c.state === "running") row.tr.children[2].textContent = duration(idleMs(c));
+      }
     }, IDLE_REDRAW_MS);
     const saved = sessionStorage.getItem(TOKEN_KEY);
     if (saved) signIn(saved);
