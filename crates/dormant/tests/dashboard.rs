@@ -4,8 +4,8 @@
 //! stream without a reload, create one from the form. Screenshots land under
 //! the test's target directory, on failure named in the message.
 //!
-//! Skips, saying so, only when Chromium or chromedriver is not installed;
-//! `.ci/run` installs both.
+//! Skips, saying so, only when Chromium or chromedriver is not installed
+//! (and fails instead under `CI=true`: `.ci/run` installs both).
 
 mod common;
 mod webdriver;
@@ -25,6 +25,11 @@ fn shots_dir() -> PathBuf {
 fn browsers_or_skip(test: &str) -> Option<Browsers> {
     match Browsers::find() {
         Ok(found) => Some(found),
+        // CI installs both (.ci/run): there a missing browser is a failure,
+        // not a quiet skip.
+        Err(missing) if std::env::var("CI").is_ok_and(|ci| ci == "true") => {
+            panic!("{test}: {missing}, and CI=true: .ci/run should have installed it")
+        }
         Err(missing) => {
             eprintln!("SKIPPED {test}: {missing}; the dashboard was not tested in a browser");
             None
