@@ -396,7 +396,7 @@
   const SORT_KEYS = {
     name: (c) => c.name,
     state: (c) => STATE_ORDER.indexOf(c.state),
-    idle: (c) => idleMs(c),
+    idle: (c) => (c.state === "running" ? idleMs(c) : null), // shown only while running
     wake: (c) => c.last_wake_ms,
     memory: (c) => memoryBytes(c),
     snapshot: (c) => (c.snapshot ? c.snapshot.bytes : null),
