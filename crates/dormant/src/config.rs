@@ -273,6 +273,16 @@ pub struct ServeConfig {
     #[arg(long, env = "DORMANT_EVENT_BUFFER", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000), value_name = "N")]
     pub event_buffer: u64,
 
+    /// How long one webhook delivery is retried (backoff from 1 s, doubling,
+    /// at most a minute apart) before that event is given up.
+    #[arg(long, env = "DORMANT_WEBHOOK_RETRY_FOR", default_value = "10m", value_parser = positive_duration, value_name = "DURATION")]
+    pub webhook_retry_for: Duration,
+
+    /// Whether tenants' webhooks may reach private and local addresses
+    /// (loopback, RFC 1918, link-local...). The admin's always may.
+    #[arg(long, env = "DORMANT_WEBHOOK_ALLOW_PRIVATE", default_value_t = false, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub webhook_allow_private: bool,
+
     // Tenants and the audit log.
     /// How long the audit log keeps an entry (one per API call that changed
     /// something); older entries are pruned every hour.

@@ -46,3 +46,4 @@ pub mod tenant;
 pub mod token;
 pub mod units;
 pub mod wake_history;
+pub mod webhooks;

@@ -29,6 +29,7 @@ use crate::runtime::limited::Limited;
 use crate::runtime::Runtime;
 use crate::store::Store;
 use crate::token::{self, TokenSource};
+use crate::webhooks::{self, Webhooks};
 use std::collections::HashMap;
 
 /// How often in-memory activity is written to the store.
@@ -123,6 +124,24 @@ pub async fn run(
         }
     };
     let tasks = TaskTracker::new();
+    // Webhooks follow lifecycle's events from before reconciling, so they
+    // hear what start-up settles too.
+    let webhooks = Webhooks::new(webhooks::Settings {
+        retry_for: config.webhook_retry_for,
+        allow_private: config.webhook_allow_private,
+    });
+    for row in store
+        .webhooks()
+        .await
+        .context("cannot read the webhooks from the store")?
+    {
+        webhooks.start(row);
+    }
+    tasks.spawn(
+        webhooks
+            .clone()
+            .run(lifecycle.events().clone(), stop_tx.subscribe()),
+    );
     // Follow Docker's events from before reconciling, so no death goes unheard.
     tasks.spawn(lifecycle.follow_docker_events(stopped()));
     lifecycle.reconcile().await?;
@@ -148,6 +167,7 @@ pub async fn run(
         store.clone(),
         proxy_addr.port(),
         stop_tx.subscribe(),
+        webhooks,
     );
     let api_listener = CappedListener::new(api_listener, config.api_max_connections.get());
     let api_server =
@@ -289,9 +309,11 @@ fn api_state(
     store: Store,
     proxy_port: u16,
     stopping: watch::Receiver<bool>,
+    webhooks: Arc<Webhooks>,
 ) -> ApiState {
     ApiState {
         stopping,
+        webhooks,
         lifecycle: Arc::new(lifecycle.clone()),
         tokens,
         store,

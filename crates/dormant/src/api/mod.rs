@@ -13,6 +13,7 @@ mod openapi;
 pub mod tenant_model;
 mod tenants;
 mod ui;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -48,6 +49,8 @@ pub struct ApiState {
     /// Turns true when dormant begins to shut down: long-lived calls (the
     /// event stream) end then rather than hold up the drain.
     pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// The registered webhooks and their delivery workers.
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -85,6 +88,8 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/audit", get(audit::list))
         .route("/events", get(events::stream))
+        .route("/webhooks", get(webhooks::list).post(webhooks::create))
+        .route("/webhooks/{id}", axum::routing::delete(webhooks::delete))
         .route("/stats", get(stats))
         .route("/openapi.json", get(openapi_json))
         .route_layer(middleware::from_fn_with_state(

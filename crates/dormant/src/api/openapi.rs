@@ -12,7 +12,7 @@ use super::tenant_model::{
     CreateTenant, NewTokenView, QuotasBody, QuotasView, TenantCreated, TenantList, TenantView,
     TokenList, TokenView, UsageView,
 };
-use super::{audit, containers, events, tenants};
+use super::{audit, containers, events, tenants, webhooks};
 use crate::domain::{ContainerState, WakeStrategy};
 
 #[derive(OpenApi)]
@@ -38,11 +38,15 @@ use crate::domain::{ContainerState, WakeStrategy};
         tenants::rotate_token,
         tenants::revoke_token,
         audit::list,
-        events::stream
+        events::stream,
+        webhooks::create,
+        webhooks::list,
+        webhooks::delete
     ),
     components(schemas(CreateContainers, ContainerView, SnapshotView, Stats, WakeMinute, ContainerList, ContainerState, WakeStrategy, ErrorBody, ErrorDetail,
         CreateTenant, QuotasBody, QuotasView, UsageView, TenantView, TenantList, TenantCreated, TokenView, TokenList, NewTokenView, AuditView, AuditPage,
-        crate::events::Event, crate::events::EventKind)),
+        crate::events::Event, crate::events::EventKind,
+        webhooks::CreateWebhook, webhooks::WebhookView, webhooks::WebhookCreated, webhooks::WebhookList)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;

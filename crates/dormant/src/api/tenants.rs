@@ -210,6 +210,12 @@ pub async fn delete(
     }
     state.tokens.remove_tenant(&id);
     state.lifecycle.remove_tenant_resources(&id).await;
+    match state.store.delete_webhooks_of(&id).await {
+        Ok(ids) => ids.iter().for_each(|hook| state.webhooks.stop(hook)),
+        Err(e) => {
+            tracing::warn!(tenant = %id, error = %e, "cannot delete a deleted tenant's webhooks")
+        }
+    }
     tracing::info!(tenant = %id, "tenant deleted");
     Ok(StatusCode::NO_CONTENT)
 }

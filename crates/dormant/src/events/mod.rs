@@ -10,13 +10,13 @@ mod bus;
 
 pub use bus::{EventBus, Next, Subscription};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::domain::{ContainerState, UnixMillis};
 
 /// What happened to a container.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum EventKind {
     /// Made (its record exists; it is being created).

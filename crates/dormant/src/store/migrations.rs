@@ -62,6 +62,18 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX audit_principal ON audit(principal, id);
     CREATE INDEX audit_at ON audit(at);",
+    // 5: webhooks: where each owner's container events are sent, and the
+    // secret its deliveries are signed with.
+    "CREATE TABLE webhooks (
+        id          TEXT PRIMARY KEY,
+        owner       TEXT NOT NULL,
+        url         TEXT NOT NULL,
+        events      TEXT NOT NULL,
+        container   TEXT,
+        secret      TEXT NOT NULL,
+        created_at  INTEGER NOT NULL
+    );
+    CREATE INDEX webhooks_owner ON webhooks(owner);",
 ];
 
 /// Brings the schema up to date inside one transaction.

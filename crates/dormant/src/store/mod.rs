@@ -7,6 +7,7 @@
 pub mod audit;
 mod migrations;
 pub mod tenants;
+pub mod webhooks;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};

@@ -1,0 +1,273 @@
+//! Webhooks against a real HTTP receiver on loopback: signed deliveries in
+//! order, retries on 5xx, no retry on 4xx, a bounded queue, filters.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::Router;
+
+use super::*;
+use crate::domain::ContainerState;
+use crate::events::Transition;
+
+/// What the receiver got, and the statuses it answers with in turn (then 200).
+#[derive(Clone, Default)]
+struct Receiver {
+    got: Arc<Mutex<Vec<(HeaderMap, String)>>>,
+    answers: Arc<Mutex<Vec<u16>>>,
+}
+
+impl Receiver {
+    async fn start(answers: &[u16]) -> (Self, String) {
+        let receiver = Receiver::default();
+        *receiver.answers.lock().unwrap() = answers.to_vec();
+        let state = receiver.clone();
+        let app = Router::new().route(
+            "/hook",
+            post(move |headers: HeaderMap, body: String| {
+                let state = state.clone();
+                async move {
+                    state.got.lock().unwrap().push((headers, body));
+                    let mut answers = state.answers.lock().unwrap();
+                    let code = if answers.is_empty() {
+                        200
+                    } else {
+                        answers.remove(0)
+                    };
+                    StatusCode::from_u16(code).unwrap()
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (receiver, url)
+    }
+
+    fn bodies(&self) -> Vec<serde_json::Value> {
+        self.got
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, body)| serde_json::from_str(body).unwrap())
+            .collect()
+    }
+}
+
+fn row(url: &str, owner: &str, events: &[&str]) -> WebhookRow {
+    WebhookRow {
+        id: format!("wh_{}", crate::token::random_hex(4)),
+        owner: owner.into(),
+        url: url.into(),
+        events: events.iter().map(|e| e.to_string()).collect(),
+        container: None,
+        secret: "s3cret".into(),
+        created_at: 1,
+    }
+}
+
+fn settings(retry_for: Duration) -> Settings {
+    Settings {
+        retry_for,
+        allow_private: false,
+    }
+}
+
+fn event(bus: &EventBus, name: &str, tenant: &str, state: ContainerState) -> Arc<Event> {
+    let mut sub = bus.subscribe(None);
+    bus.publish(Transition {
+        container: name.into(),
+        tenant: tenant.into(),
+        state,
+        reason: None,
+        wake_ms: None,
+        snapshot_bytes: None,
+    });
+    match sub.next().now_or_never_event() {
+        Some(event) => event,
+        None => panic!("no event"),
+    }
+}
+
+/// Reads an event already on the subscription without waiting.
+trait NowOrNever {
+    fn now_or_never_event(self) -> Option<Arc<Event>>;
+}
+
+impl<F: std::future::Future<Output = Next>> NowOrNever for F {
+    fn now_or_never_event(self) -> Option<Arc<Event>> {
+        match futures_util::FutureExt::now_or_never(self)? {
+            Next::Event(event) => Some(event),
+            _ => None,
+        }
+    }
+}
+
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test]
+async fn events_are_delivered_signed_and_in_order() {
+    let (receiver, url) = Receiver::start(&[]).await;
+    let hooks = Webhooks::new(settings(Duration::from_secs(30)));
+    let hook = row(&url, "admin", &[]);
+    hooks.start(hook.clone());
+    let bus = EventBus::new(10, 10);
+    for state in [
+        ContainerState::Creating,
+        ContainerState::Running,
+        ContainerState::Asleep,
+    ] {
+        hooks.dispatch(&event(&bus, "a", "acme", state));
+    }
+    until("three deliveries", || {
+        receiver.got.lock().unwrap().len() == 3
+    })
+    .await;
+    let kinds: Vec<_> = receiver
+        .bodies()
+        .iter()
+        .map(|b| b["kind"].clone())
+        .collect();
+    assert_eq!(kinds, ["created", "ready", "asleep"]);
+    for (headers, body) in receiver.got.lock().unwrap().iter() {
+        let signed = headers[SIGNATURE_HEADER].to_str().unwrap();
+        let t: u64 = signed.split(',').next().unwrap()[2..].parse().unwrap();
+        assert_eq!(
+            signed,
+            signature("s3cret", t, body.as_bytes()),
+            "signature checks out"
+        );
+        assert_eq!(headers["content-type"], "application/json");
+        let id: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(
+            headers["dormant-event-id"].to_str().unwrap(),
+            id["id"].to_string()
+        );
+    }
+    let (_, status) = hooks.list().pop().unwrap();
+    assert_eq!(
+        (status.delivered, status.failed, status.last_status),
+        (3, 0, Some(200))
+    );
+}
+
+#[tokio::test]
+async fn a_5xx_is_retried_and_a_4xx_is_not() {
+    let (flaky, flaky_url) = Receiver::start(&[503, 500]).await;
+    let (refusing, refusing_url) = Receiver::start(&[404]).await;
+    let hooks = Webhooks::new(settings(Duration::from_secs(30)));
+    hooks.start(row(&flaky_url, "admin", &[]));
+    hooks.start(row(&refusing_url, "admin", &[]));
+    let bus = EventBus::new(10, 10);
+    hooks.dispatch(&event(&bus, "a", "admin", ContainerState::Running));
+    until("the third attempt", || flaky.got.lock().unwrap().len() == 3).await;
+    until("the refusal", || refusing.got.lock().unwrap().len() == 1).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        refusing.got.lock().unwrap().len(),
+        1,
+        "a 404 is not retried"
+    );
+    let statuses: Vec<_> = hooks.list().into_iter().map(|(r, s)| (r.url, s)).collect();
+    for (url, status) in statuses {
+        if url == flaky_url {
+            assert_eq!((status.delivered, status.failed), (1, 0));
+        } else {
+            assert_eq!(
+                (status.delivered, status.failed, status.last_status),
+                (0, 1, Some(404))
+            );
+            assert!(status.last_error.unwrap().contains("not retried"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_event_is_given_up_after_its_retry_time() {
+    let (receiver, url) = Receiver::start(&[500, 500, 500, 500]).await;
+    let hooks = Webhooks::new(settings(Duration::from_millis(1500)));
+    hooks.start(row(&url, "admin", &[]));
+    let bus = EventBus::new(10, 10);
+    hooks.dispatch(&event(&bus, "a", "admin", ContainerState::Running));
+    until("a failure", || hooks.list()[0].1.failed == 1).await;
+    let (_, status) = hooks.list().pop().unwrap();
+    assert_eq!(
+        receiver.got.lock().unwrap().len(),
+        2,
+        "1 s, then out of time"
+    );
+    assert_eq!(status.last_status, Some(500));
+    assert!(status
+        .last_error
+        .unwrap()
+        .contains("given up after 2 tries"));
+}
+
+#[tokio::test]
+async fn a_full_queue_drops_and_says_so_without_waiting() {
+    // A receiver that accepts connections and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", silent.local_addr().unwrap());
+    let hooks = Webhooks::new(settings(Duration::from_secs(60)));
+    hooks.start(row(&url, "admin", &[]));
+    let bus = EventBus::new(10, 10);
+    let one = event(&bus, "a", "admin", ContainerState::Running);
+    let started = std::time::Instant::now();
+    for _ in 0..QUEUE + 50 {
+        hooks.dispatch(&one);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "dispatch never waits"
+    );
+    let (_, status) = hooks.list().pop().unwrap();
+    assert!(status.dropped >= 49, "{status:?}");
+    assert!(status.last_error.unwrap().contains("queue"));
+    drop(silent);
+}
+
+#[test]
+fn a_webhook_gets_what_its_owner_sees_and_its_filters_let_through() {
+    let bus = EventBus::new(10, 10);
+    let acme_ready = event(&bus, "a", "acme", ContainerState::Running);
+    let other_ready = event(&bus, "b", "other", ContainerState::Running);
+    let acme_failed = event(&bus, "a", "acme", ContainerState::Failed);
+    let all = row("http://x/", "admin", &[]);
+    assert!(wants(&all, &acme_ready) && wants(&all, &other_ready));
+    let acme = row("http://x/", "acme", &["ready"]);
+    assert!(wants(&acme, &acme_ready));
+    assert!(!wants(&acme, &other_ready), "another tenant's container");
+    assert!(!wants(&acme, &acme_failed), "a kind it did not ask for");
+    let one = WebhookRow {
+        container: Some("b".into()),
+        ..row("http://x/", "admin", &[])
+    };
+    assert!(wants(&one, &other_ready) && !wants(&one, &acme_ready));
+}
+
+#[tokio::test]
+async fn a_tenants_webhook_to_a_local_address_is_never_dialled() {
+    let (receiver, url) = Receiver::start(&[]).await;
+    let hooks = Webhooks::new(settings(Duration::from_secs(5)));
+    hooks.start(row(&url, "acme", &[]));
+    let bus = EventBus::new(10, 10);
+    hooks.dispatch(&event(&bus, "a", "acme", ContainerState::Running));
+    until("a refusal", || hooks.list()[0].1.failed == 1).await;
+    assert!(receiver.got.lock().unwrap().is_empty());
+    assert!(hooks.list()[0]
+        .1
+        .last_error
+        .clone()
+        .unwrap()
+        .contains("private or local"));
+}
