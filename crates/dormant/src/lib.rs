@@ -49,4 +49,5 @@ pub mod store;
 pub mod tenant;
 pub mod token;
 pub mod units;
+pub mod wake_history;
 pub mod webhooks;

@@ -47,6 +47,8 @@ pub struct Metrics {
     /// Requests refused by a rate limit, by limit (see `proxy::wake_filter`).
     rate_limited: Family<LimitLabel, Counter>,
     containers: Family<StateLabel, Gauge>,
+    /// Wakes per minute over the last hour, for the dashboard's chart.
+    pub wake_history: crate::wake_history::WakeHistory,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -118,6 +120,7 @@ impl Metrics {
             no_wake_answers: Family::default(),
             rate_limited: Family::default(),
             containers: Family::default(),
+            wake_history: crate::wake_history::WakeHistory::new(),
             registry: Registry::default(),
         };
         registry.register(

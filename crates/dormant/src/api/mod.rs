@@ -13,6 +13,7 @@ mod openapi;
 mod private_urls;
 pub mod tenant_model;
 mod tenants;
+mod ui;
 mod webhooks;
 
 use std::sync::Arc;
@@ -115,6 +116,7 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .merge(ui::router())
         .nest(V1, v1)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -168,6 +170,13 @@ pub(crate) async fn stats(
         snapshot_files,
         snapshot_bytes,
         dormant_rss_bytes: crate::lifecycle::own_rss_bytes().unwrap_or(0),
+        wakes_last_hour: lifecycle
+            .metrics()
+            .wake_history
+            .last_hour(crate::domain::now_millis())
+            .into_iter()
+            .map(model::WakeMinute::from)
+            .collect(),
     }))
 }
 

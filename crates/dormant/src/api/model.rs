@@ -221,6 +221,31 @@ pub struct Stats {
     pub snapshot_bytes: u64,
     /// dormant's own resident memory.
     pub dormant_rss_bytes: u64,
+    /// Finished wakes in each of the last 60 minutes, oldest first.
+    #[serde(default)]
+    pub wakes_last_hour: Vec<WakeMinute>,
+}
+
+/// One minute of wakes.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct WakeMinute {
+    /// RFC 3339: the start of the minute.
+    pub minute_start: String,
+    pub wakes: u64,
+    /// Mean wake duration in milliseconds (0 without wakes).
+    pub avg_ms: u64,
+    pub max_ms: u64,
+}
+
+impl From<crate::wake_history::WakeMinute> for WakeMinute {
+    fn from(minute: crate::wake_history::WakeMinute) -> Self {
+        Self {
+            minute_start: rfc3339(minute.minute_start),
+            wakes: minute.wakes,
+            avg_ms: minute.avg_ms,
+            max_ms: minute.max_ms,
+        }
+    }
 }
 
 /// A container access token just made: the secret is shown this once.

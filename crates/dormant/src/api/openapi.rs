@@ -7,7 +7,7 @@ use super::audit::{AuditPage, AuditView};
 use super::error::{ErrorBody, ErrorDetail};
 use super::model::{
     ContainerList, ContainerTokenCreated, ContainerTokenList, ContainerTokenView, ContainerView,
-    CreateContainers, LoginLink, LoginLinkRequest, SetAccess, SnapshotView, Stats,
+    CreateContainers, LoginLink, LoginLinkRequest, SetAccess, SnapshotView, Stats, WakeMinute,
 };
 use super::tenant_model::{
     CreateTenant, NewTokenView, QuotasBody, QuotasView, TenantCreated, TenantList, TenantView,
@@ -49,7 +49,7 @@ use crate::domain::{Access, ContainerState, WakeStrategy};
         webhooks::list,
         webhooks::delete
     ),
-    components(schemas(CreateContainers, ContainerView, SnapshotView, Stats, ContainerList, ContainerState, WakeStrategy, ErrorBody, ErrorDetail,
+    components(schemas(CreateContainers, ContainerView, SnapshotView, Stats, WakeMinute, ContainerList, ContainerState, WakeStrategy, ErrorBody, ErrorDetail,
         CreateTenant, QuotasBody, QuotasView, UsageView, TenantView, TenantList, TenantCreated, TokenView, TokenList, NewTokenView, AuditView, AuditPage,
         crate::events::Event, crate::events::EventKind,
         webhooks::CreateWebhook, webhooks::WebhookView, webhooks::WebhookCreated, webhooks::WebhookList,

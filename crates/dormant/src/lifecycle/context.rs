@@ -174,6 +174,9 @@ impl Context {
                 record.spec = spec;
             }
         });
+        if let Some(ms) = change.wake_ms {
+            self.metrics.wake_history.record(since, ms);
+        }
         if let Some(transition) = told {
             self.events.publish(transition);
         }

@@ -246,3 +246,32 @@ async fn the_store_records_the_docker_id_of_a_recreated_container() {
     assert_ne!(first, second);
     assert_eq!(h.record("a").await.unwrap().docker_id, Some(second));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_finished_wake_is_counted_in_the_last_hours_history() {
+    let h = Harness::new().await;
+    h.asleep("a").await;
+    h.fake().script(
+        "a",
+        Script {
+            ready: Readiness::After(Duration::from_secs(2)),
+            ..Script::default()
+        },
+    );
+    h.lifecycle().wake("a").await.unwrap();
+    // A failed wake is no finished wake: it is not counted.
+    h.asleep("b").await;
+    h.fake().fail_for("b", Call::Start, 1, Fault::Other);
+    assert!(h.request("b").await.is_err());
+
+    let hour = h
+        .lifecycle()
+        .metrics()
+        .wake_history
+        .last_hour(crate::domain::now_millis());
+    let wakes: u64 = hour.iter().map(|minute| minute.wakes).sum();
+    assert_eq!(wakes, 1, "{hour:?}");
+    let minute = hour.iter().find(|minute| minute.wakes == 1).unwrap();
+    assert!(minute.max_ms >= 2_000, "{minute:?}");
+    assert_eq!(minute.avg_ms, minute.max_ms);
+}
