@@ -4,6 +4,8 @@
 use super::context::{docker_ref, Change, Context};
 use super::table::{Owner, Route, RouteStatus};
 use super::LifecycleError;
+use std::time::Duration;
+
 use crate::domain::{now_millis, ContainerState};
 
 /// Why a container is being put to sleep.
@@ -48,6 +50,15 @@ pub(super) async fn run(ctx: &Context, owner: &Owner, why: Why) -> Result<(), Li
             .await;
         return Ok(());
     }
+    if why == Why::Evicted {
+        // New requests wait for the next wake now; let those already in
+        // flight finish (a container is only evicted in use when every
+        // running one is), rather than cut them off mid-answer.
+        let drained = drain(owner, EVICTION_DRAIN.min(ctx.config.stop_grace.max(POLL))).await;
+        if !drained {
+            tracing::info!(container = %name, in_use = owner.in_use_count(), "evicting with requests or connections still open");
+        }
+    }
     let grace = ctx.config.stop_grace.as_secs() as i64;
     if let Err(e) = ctx.runtime.stop(&docker_ref(&owner.record()), grace).await {
         // Still running as far as we know: keep serving it.
@@ -60,6 +71,24 @@ pub(super) async fn run(ctx: &Context, owner: &Owner, why: Why) -> Result<(), Li
     ctx.metrics.sleeps.inc();
     tracing::info!(container = %name, ?why, "asleep");
     Ok(())
+}
+
+/// Longest an evicted container's requests in flight are waited for.
+const EVICTION_DRAIN: Duration = Duration::from_secs(5);
+/// How often the drain looks.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Waits until nothing is in flight or open on `route`, at most `limit`;
+/// whether it got there.
+async fn drain(route: &Route, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while route.in_use_count() > 0 {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    true
 }
 
 /// Idle: nothing in flight or open, and no activity for its idle timeout.

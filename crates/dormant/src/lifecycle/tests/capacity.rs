@@ -201,3 +201,30 @@ async fn room_is_given_back_by_sleep_crash_and_delete() {
     let usage = h.lifecycle().capacity_usage();
     assert_eq!((usage.running, usage.memory_bytes), (0, 0));
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_evicted_container_finishes_its_requests_in_flight_before_it_stops() {
+    let h = Harness::with(max_running(1)).await;
+    h.running("a").await;
+    let in_flight = h.open_connection("a");
+    let lifecycle = h.lifecycle().clone();
+    let spec = h.spec(&["b"]);
+    let create_b = tokio::spawn(async move { lifecycle.create(spec).await });
+    h.advance(Duration::from_millis(500)).await;
+    assert_eq!(h.state("a"), Stopping, "new requests for a wait now");
+    assert!(h.fake().running("a"), "not stopped under a request in flight");
+    drop(in_flight);
+    create_b.await.unwrap().unwrap();
+    assert_eq!(h.state("a"), Asleep);
+    assert_eq!(h.state("b"), Running);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_eviction_waits_for_requests_in_flight_only_so_long() {
+    let h = Harness::with(max_running(1)).await;
+    h.running("a").await;
+    let _never_ends = h.open_connection("a");
+    h.create(&["b"]).await.unwrap();
+    assert_eq!(h.state("a"), Asleep, "put to sleep after the drain's bound");
+    assert_eq!(h.state("b"), Running);
+}
