@@ -212,7 +212,10 @@ async fn an_evicted_container_finishes_its_requests_in_flight_before_it_stops() 
     let create_b = tokio::spawn(async move { lifecycle.create(spec).await });
     h.advance(Duration::from_millis(500)).await;
     assert_eq!(h.state("a"), Stopping, "new requests for a wait now");
-    assert!(h.fake().running("a"), "not stopped under a request in flight");
+    assert!(
+        h.fake().running("a"),
+        "not stopped under a request in flight"
+    );
     drop(in_flight);
     create_b.await.unwrap().unwrap();
     assert_eq!(h.state("a"), Asleep);
