@@ -176,6 +176,17 @@ async fn a_capability_outside_the_allow_list_is_refused() {
     dormant.assert_nothing_left("after a refused cap_add").await;
 }
 
+/// A field of `dormant-<name>`'s (only) network endpoint, e.g. `Gateway`.
+fn network_field(name: &str, field: &str) -> String {
+    inspect(name)["NetworkSettings"]["Networks"]
+        .as_object()
+        .unwrap()
+        .values()
+        .find_map(|endpoint| endpoint[field].as_str().filter(|v| !v.is_empty()))
+        .unwrap()
+        .to_owned()
+}
+
 /// What `GET /connect?addr=...` inside container `name` saw.
 async fn reach(dormant: &Dormant, name: &str, addr: &str) -> String {
     let (status, body) = dormant.get(name, &format!("/connect?addr={addr}")).await;
@@ -205,21 +216,8 @@ async fn isolated_with_upstream(upstream: &str) {
             .create(json!({"image": image(), "name": name}))
             .await;
     }
-    let network = &inspect(&inside)["NetworkSettings"]["Networks"];
-    let gateway = network
-        .as_object()
-        .unwrap()
-        .values()
-        .find_map(|endpoint| endpoint["Gateway"].as_str().filter(|g| !g.is_empty()))
-        .unwrap()
-        .to_owned();
-    let neighbour_ip = inspect(&neighbour)["NetworkSettings"]["Networks"]
-        .as_object()
-        .unwrap()
-        .values()
-        .find_map(|endpoint| endpoint["IPAddress"].as_str().filter(|ip| !ip.is_empty()))
-        .unwrap()
-        .to_owned();
+    let gateway = network_field(&inside, "Gateway");
+    let neighbour_ip = network_field(&neighbour, "IPAddress");
     // A service on the host's loopback, as a database or an agent would be.
     let loopback_service = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let loopback_port = loopback_service.local_addr().unwrap().port();
@@ -295,13 +293,7 @@ async fn a_tenants_container_reaches_no_other_tenants_container() {
         "{other_network}"
     );
     assert_ne!(inside_network, admins_network);
-    let gateway = inspect(&inside)["NetworkSettings"]["Networks"]
-        .as_object()
-        .unwrap()
-        .values()
-        .find_map(|endpoint| endpoint["Gateway"].as_str().filter(|g| !g.is_empty()))
-        .unwrap()
-        .to_owned();
+    let gateway = network_field(&inside, "Gateway");
     let loopback_service = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let loopback_port = loopback_service.local_addr().unwrap().port();
 
