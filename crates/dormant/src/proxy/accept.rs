@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::budget::ConnectionSlot;
 use super::head_timer::{HeadClock, HeadTimer, TimedIo};
-use super::Proxy;
+use super::{Client, Proxy};
 
 /// hyper's own default: up to this many fields it parses a head on the
 /// stack; any other limit costs a heap allocation per request.
@@ -58,10 +58,12 @@ impl Proxy {
             };
             let _ = stream.set_nodelay(true);
             let trusted = self.limits.trusted_proxies.trusts(client_addr.ip());
+            let client = Arc::new(Client::new(client_addr, trusted));
             let proxy = self.clone();
             let service = service_fn(move |req| {
                 let proxy = proxy.clone();
-                async move { proxy.handle(client_addr, trusted, req).await }
+                let client = client.clone();
+                async move { proxy.handle(&client, req).await }
             });
             let (io, timer) = self.timed(stream, slot);
             let mut builder = builder.clone();

@@ -1,5 +1,6 @@
-//! Forwarding one request to its container: header rewriting, the pooled
-//! upstream client, and tunnelling of upgraded (WebSocket) connections.
+//! Forwarding one request to its container: header rewriting, the trip over
+//! the thread's pooled connections, and tunnelling of upgraded (WebSocket)
+//! connections.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -7,29 +8,17 @@ use std::time::Duration;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 
 use super::body::{RequestBody, TrackedBody};
 use super::error::{root_cause, ProxyError};
 use super::forwarded::set_forwarded_headers;
+use super::upstream_pool::UpstreamPool;
 use crate::lifecycle::table::InUse;
 
-/// The pooled keep-alive HTTP/1.1 client to upstream containers.
-pub type UpstreamClient = Client<HttpConnector, RequestBody>;
-
-pub fn upstream_client() -> UpstreamClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(std::time::Duration::from_secs(5)));
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(std::time::Duration::from_secs(30))
-        .pool_max_idle_per_host(256)
-        .build(connector)
-}
-
+const HOP_BY_HOP_COUNT: usize = 8;
 /// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [HeaderName; 8] = [
+const HOP_BY_HOP: [HeaderName; HOP_BY_HOP_COUNT] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     header::PROXY_AUTHENTICATE,
@@ -42,20 +31,47 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 
 /// Removes hop-by-hop headers, including those named by `Connection`.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
-        headers.remove(name);
+    // One pass over the names first: a hashed removal per hop-by-hop name
+    // cost more than all the rest of the rewrite, and most heads carry none
+    // of them or only `Connection`.
+    let mut present = [false; HOP_BY_HOP_COUNT];
+    for name in headers.keys() {
+        if let Some(index) = HOP_BY_HOP.iter().position(|hop| hop == name) {
+            present[index] = true;
+        }
+    }
+    if present[0] {
+        // `HOP_BY_HOP[0]` is `Connection`: the names it lists go too (the
+        // usual `keep-alive`, `close` and `upgrade` name no other header).
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|token| {
+                !["keep-alive", "close", "upgrade"]
+                    .iter()
+                    .any(|usual| token.eq_ignore_ascii_case(usual))
+            })
+            .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
+            .collect();
+        for name in &named {
+            headers.remove(name);
+        }
+    }
+    for (name, present) in HOP_BY_HOP.iter().zip(present) {
+        if present {
+            headers.remove(name);
+        }
     }
 }
 
 /// The protocol a client asked to switch to, if this is an upgrade request.
 pub fn requested_upgrade(headers: &HeaderMap) -> Option<HeaderValue> {
+    if !headers.contains_key(header::UPGRADE) {
+        return None;
+    }
     let connection_upgrade = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -75,8 +91,8 @@ pub struct Hop<'a> {
     pub upstream: SocketAddr,
     /// The origin-form path and query (see `target::classify`).
     pub path: PathAndQuery,
-    /// The client's address, for `X-Forwarded-For`.
-    pub client: SocketAddr,
+    /// The client's address as an `X-Forwarded-For` entry.
+    pub client_ip: &'a HeaderValue,
     /// Whether the client is a trusted proxy (`--trusted-proxies`).
     pub trusted: bool,
     /// Longest wait for the response head (`--upstream-timeout`).
@@ -88,7 +104,7 @@ pub struct Hop<'a> {
 /// `in_use` goes with the response body, or with the tunnel, so the
 /// container counts as in use for as long as either is open.
 pub async fn forward(
-    client: &UpstreamClient,
+    pool: &UpstreamPool,
     hop: Hop<'_>,
     mut req: Request<RequestBody>,
     in_use: InUse,
@@ -97,41 +113,45 @@ pub async fn forward(
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
 
     let upstream = hop.upstream;
-    let uri: Uri = format!("http://{upstream}{}", hop.path.as_str())
-        .parse()
-        .map_err(|_| ProxyError::BadTarget {
-            reason: "the path is not a valid request target",
-        })?;
-    *req.uri_mut() = uri;
+    // Origin form: the connection already goes to the container.
+    *req.uri_mut() = Uri::from(hop.path);
     *req.version_mut() = http::Version::HTTP_11;
 
     let headers = req.headers_mut();
+    if !headers.contains_key(header::HOST) {
+        // HTTP/1.1 wants one; an HTTP/1.0 client may not have sent it.
+        if let Ok(host) = HeaderValue::from_str(&upstream.to_string()) {
+            headers.insert(header::HOST, host);
+        }
+    }
     strip_hop_by_hop(headers);
-    set_forwarded_headers(headers, hop.client, hop.trusted);
+    set_forwarded_headers(headers, hop.client_ip, hop.trusted);
     if let Some(protocol) = &upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, protocol.clone());
     }
 
     let name = hop.name;
-    let mut response = match tokio::time::timeout(hop.timeout, client.request(req)).await {
-        Ok(Ok(response)) => response,
-        Ok(Err(e)) => {
-            return Err(ProxyError::Upstream {
-                name: name.to_owned(),
-                upstream,
-                connect: e.is_connect(),
-                cause: root_cause(&e),
-            })
-        }
-        Err(_) => {
-            return Err(ProxyError::UpstreamTimeout {
-                name: name.to_owned(),
-                upstream,
-                after: hop.timeout,
-            })
-        }
-    };
+    let reusable = upgrade.is_none();
+    let mut response =
+        match tokio::time::timeout(hop.timeout, pool.send(upstream, req, reusable)).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) => {
+                return Err(ProxyError::Upstream {
+                    name: name.to_owned(),
+                    upstream,
+                    connect: e.is_connect(),
+                    cause: root_cause(&e),
+                })
+            }
+            Err(_) => {
+                return Err(ProxyError::UpstreamTimeout {
+                    name: name.to_owned(),
+                    upstream,
+                    after: hop.timeout,
+                })
+            }
+        };
 
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         if let Some(client_upgrade) = client_upgrade {
@@ -235,13 +255,12 @@ mod tests {
             name: "quiet",
             upstream,
             path: PathAndQuery::from_static("/slow"),
-            client: "127.0.0.1:5000".parse().unwrap(),
+            client_ip: &HeaderValue::from_static("127.0.0.1"),
             trusted: false,
             timeout: Duration::from_millis(200),
         };
-        let error = forward(&upstream_client(), hop, req, route.in_use())
-            .await
-            .unwrap_err();
+        let pool = UpstreamPool::new(Default::default());
+        let error = forward(&pool, hop, req, route.in_use()).await.unwrap_err();
         assert_eq!(error.status(), StatusCode::GATEWAY_TIMEOUT, "{error:?}");
         assert!(!error.to_string().contains("127.0.0.1"), "{error}");
     }

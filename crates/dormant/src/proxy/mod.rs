@@ -18,6 +18,7 @@ pub mod host;
 pub mod no_wake;
 pub mod rate_limit;
 pub mod target;
+mod upstream_pool;
 pub mod wake_filter;
 #[cfg(test)]
 mod wake_filter_tests;
@@ -44,9 +45,10 @@ use body::{RequestBody, TrackedBody};
 pub use budget::{ConnectionLimit, HoldBudget};
 use error::ALLOWED_METHODS;
 pub use error::{NotAdmitted, ProxyError};
-use forward::{forward, upstream_client, Hop, UpstreamClient};
+use forward::{forward, Hop};
 use forwarded::TrustedProxies;
 use target::{classify, RouteTarget};
+use upstream_pool::UpstreamPool;
 use wake_filter::WakeFilter;
 use waker::Waker;
 
@@ -156,7 +158,8 @@ pub struct Proxy {
     routes: Arc<ContainerTable>,
     waker: Arc<dyn Waker>,
     base_domain: String,
-    client: UpstreamClient,
+    /// This thread's keep-alive connections to containers.
+    upstreams: UpstreamPool,
     /// Request body bytes read ahead while a container wakes (`--wake-buffer`).
     read_ahead_limit: usize,
     limits: EdgeLimits,
@@ -175,7 +178,7 @@ impl Proxy {
             routes: parts.routes,
             waker: parts.waker,
             base_domain: parts.base_domain.trim_matches('.').to_ascii_lowercase(),
-            client: upstream_client(),
+            upstreams: UpstreamPool::new(Default::default()),
             read_ahead_limit: parts.read_ahead_limit,
             limits: parts.limits,
             connections: parts.connections,
@@ -191,13 +194,13 @@ impl Proxy {
     /// in `--trusted-proxies`.
     async fn handle(
         &self,
-        client_addr: SocketAddr,
-        trusted: bool,
+        client: &Client,
         req: Request<Incoming>,
     ) -> Result<Response<ProxyBody>, Infallible> {
+        let client_addr = client.addr;
         let arrived = std::time::Instant::now();
         let html = waking::accepts_html(req.headers());
-        let response = match self.route_and_forward(client_addr, trusted, req).await {
+        let response = match self.route_and_forward(client, req).await {
             Ok(response) => response,
             Err(error) => {
                 if matches!(error, ProxyError::HoldFull { .. }) {
@@ -226,10 +229,10 @@ impl Proxy {
 
     async fn route_and_forward(
         &self,
-        client_addr: SocketAddr,
-        trusted: bool,
+        client: &Client,
         req: Request<Incoming>,
     ) -> Result<Response<ProxyBody>, ProxyError> {
+        let (client_addr, trusted) = (client.addr, client.trusted);
         let (mut parts, body) = req.into_parts();
         let found = classify(
             &parts.method,
@@ -305,13 +308,33 @@ impl Proxy {
             name: route.name(),
             upstream,
             path,
-            client: client_addr,
+            client_ip: &client.ip_header,
             trusted,
             timeout: self.limits.upstream_timeout,
         };
         let req = Request::from_parts(parts, body);
-        let response = forward(&self.client, hop, req, in_use).await?;
+        let response = forward(&self.upstreams, hop, req, in_use).await?;
         Ok(response.map(Either::Left))
+    }
+}
+
+/// Who is on the other end of a client connection, worked out once per
+/// connection.
+pub(crate) struct Client {
+    addr: SocketAddr,
+    /// Whether it is in `--trusted-proxies`.
+    trusted: bool,
+    /// Its address as an `X-Forwarded-For` entry.
+    ip_header: HeaderValue,
+}
+
+impl Client {
+    fn new(addr: SocketAddr, trusted: bool) -> Self {
+        Self {
+            addr,
+            trusted,
+            ip_header: forwarded::client_ip_header(addr),
+        }
     }
 }
 

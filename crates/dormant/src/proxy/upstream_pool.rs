@@ -1,0 +1,384 @@
+//! One proxy thread's keep-alive connections to its upstream containers:
+//! hyper's bare HTTP/1 connections, kept per upstream address, reused in
+//! last-used-first order.
+//!
+//! Why not hyper-util's pooled client: each request went through its
+//! checkout futures, its connector service and a spawned "when ready" task,
+//! and its pool is shared behind locks by design. A proxy thread owns this
+//! pool alone (see `serve_per_core`), so a checkout is a short scan of a
+//! vector under an uncontended lock, and a connection goes back to the pool
+//! as soon as its response head arrives: hyper only reports it ready again
+//! once that response's body has been read to the end, and a checkout only
+//! takes ready ones.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use super::body::RequestBody;
+
+/// What the pool keeps and for how long.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSettings {
+    /// Connections kept per upstream and thread; more are closed after
+    /// their response.
+    pub max_per_upstream: usize,
+    /// A connection unused for this long is closed.
+    pub idle_timeout: Duration,
+    /// Longest wait for a TCP connection to a container.
+    pub connect_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            max_per_upstream: 256,
+            idle_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Every this many checkouts, closed and expired connections of all
+/// upstreams are dropped (a container that went to sleep leaves only closed
+/// ones behind, and nobody checks its address out again).
+const SWEEP_EVERY: u32 = 4096;
+
+struct Pooled {
+    sender: http1::SendRequest<RequestBody>,
+    /// When it was last handed out (or opened).
+    used_at: Instant,
+}
+
+#[derive(Default)]
+struct Upstreams {
+    by_address: HashMap<SocketAddr, Vec<Pooled>>,
+    checkouts_since_sweep: u32,
+}
+
+/// Why a request got no answer from its container.
+#[derive(Debug)]
+pub enum SendError {
+    /// No TCP connection could be made (nothing was sent).
+    Connect(std::io::Error),
+    /// The connection failed before a complete answer.
+    Request(hyper::Error),
+}
+
+impl SendError {
+    pub fn is_connect(&self) -> bool {
+        matches!(self, Self::Connect(_))
+    }
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Connect(e) => write!(f, "tcp connect error: {e}"),
+            Self::Request(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for SendError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Connect(e) => Some(e),
+            Self::Request(e) => e.source(),
+        }
+    }
+}
+
+/// One thread's connections, by upstream address.
+pub struct UpstreamPool {
+    settings: PoolSettings,
+    upstreams: Mutex<Upstreams>,
+}
+
+impl UpstreamPool {
+    pub fn new(settings: PoolSettings) -> Self {
+        Self {
+            settings,
+            upstreams: Mutex::new(Upstreams::default()),
+        }
+    }
+
+    /// Sends `req` (origin-form URI, `Host` set) to `upstream` over a pooled
+    /// connection, or a new one. A request the pooled connection turned
+    /// out to be closed for (the app closed it while idle) was never
+    /// written, so it goes again once on a new connection, whatever its
+    /// method. `reusable` is false for upgrades: that connection becomes the
+    /// tunnel and never returns to the pool.
+    pub async fn send(
+        &self,
+        upstream: SocketAddr,
+        req: Request<RequestBody>,
+        reusable: bool,
+    ) -> Result<Response<Incoming>, SendError> {
+        let req = match self.checkout(upstream) {
+            Some(mut sender) => match sender.try_send_request(req).await {
+                Ok(response) => {
+                    if reusable {
+                        self.give_back(upstream, sender);
+                    }
+                    return Ok(response);
+                }
+                Err(mut failed) => match failed.take_message() {
+                    Some(unsent) => unsent,
+                    None => return Err(SendError::Request(failed.into_error())),
+                },
+            },
+            None => req,
+        };
+        let mut sender = self.connect(upstream).await?;
+        let response = sender.send_request(req).await.map_err(SendError::Request)?;
+        if reusable {
+            self.give_back(upstream, sender);
+        }
+        Ok(response)
+    }
+
+    /// The most recently used ready connection to `upstream`, if any;
+    /// closed and expired ones found on the way are dropped.
+    fn checkout(&self, upstream: SocketAddr) -> Option<http1::SendRequest<RequestBody>> {
+        let now = Instant::now();
+        let mut upstreams = self.lock();
+        upstreams.checkouts_since_sweep += 1;
+        if upstreams.checkouts_since_sweep >= SWEEP_EVERY {
+            upstreams.checkouts_since_sweep = 0;
+            let idle_timeout = self.settings.idle_timeout;
+            upstreams.by_address.retain(|_, pooled| {
+                pooled.retain(|p| usable(p, now, idle_timeout));
+                !pooled.is_empty()
+            });
+        }
+        let pooled = upstreams.by_address.get_mut(&upstream)?;
+        let mut index = pooled.len();
+        while index > 0 {
+            index -= 1;
+            let candidate = &pooled[index];
+            if !usable(candidate, now, self.settings.idle_timeout) {
+                pooled.swap_remove(index);
+                continue;
+            }
+            if candidate.sender.is_ready() {
+                return Some(pooled.swap_remove(index).sender);
+            }
+            // Busy: its response body is still being read.
+        }
+        None
+    }
+
+    /// Keeps `sender` for the next request to `upstream`, unless the pool
+    /// already holds as many as it may.
+    fn give_back(&self, upstream: SocketAddr, sender: http1::SendRequest<RequestBody>) {
+        let mut upstreams = self.lock();
+        let pooled = upstreams.by_address.entry(upstream).or_default();
+        if pooled.len() < self.settings.max_per_upstream {
+            pooled.push(Pooled {
+                sender,
+                used_at: Instant::now(),
+            });
+        }
+    }
+
+    async fn connect(
+        &self,
+        upstream: SocketAddr,
+    ) -> Result<http1::SendRequest<RequestBody>, SendError> {
+        let stream =
+            tokio::time::timeout(self.settings.connect_timeout, TcpStream::connect(upstream))
+                .await
+                .map_err(|_| {
+                    SendError::Connect(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("no connection within {:?}", self.settings.connect_timeout),
+                    ))
+                })?
+                .map_err(SendError::Connect)?;
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(SendError::Request)?;
+        // The connection's own task reads and writes its socket, and notices
+        // at once when the app closes it while idle.
+        tokio::spawn(async move {
+            if let Err(e) = connection.with_upgrades().await {
+                tracing::debug!(%upstream, error = %e, "upstream connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Upstreams> {
+        // Only this thread's tasks take it, and none panics while holding it.
+        self.upstreams
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Connections held for `upstream` (ready or busy), for tests.
+    #[cfg(test)]
+    fn held(&self, upstream: SocketAddr) -> usize {
+        self.lock().by_address.get(&upstream).map_or(0, Vec::len)
+    }
+}
+
+fn usable(pooled: &Pooled, now: Instant, idle_timeout: Duration) -> bool {
+    !pooled.sender.is_closed() && now.duration_since(pooled.used_at) < idle_timeout
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use http_body_util::BodyExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::proxy::budget::HoldBudget;
+
+    fn get(path: &'static str) -> Request<RequestBody> {
+        let ticket = HoldBudget::new(1, 0).try_hold(0).unwrap();
+        Request::builder()
+            .uri(path)
+            .header("host", "test")
+            .body(RequestBody::resumed(Bytes::new(), ticket, None))
+            .unwrap()
+    }
+
+    /// A tiny HTTP/1.1 server: answers every request on a connection with
+    /// "ok" (`/slow`: "ok", and "ok" again 300 ms later), counts
+    /// connections, and closes each after `per_connection` answers
+    /// (`usize::MAX`: never).
+    async fn upstream(per_connection: usize) -> (SocketAddr, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = connections.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buffer = vec![0u8; 4096];
+                    let mut seen = Vec::new();
+                    let mut answered = 0;
+                    while answered < per_connection {
+                        let Ok(read) = stream.read(&mut buffer).await else {
+                            return;
+                        };
+                        if read == 0 {
+                            return;
+                        }
+                        seen.extend_from_slice(&buffer[..read]);
+                        while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let slow = seen.starts_with(b"GET /slow");
+                            seen.drain(..end + 4);
+                            if slow {
+                                let _ = stream
+                                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nok")
+                                    .await;
+                                tokio::time::sleep(Duration::from_millis(300)).await;
+                                let _ = stream.write_all(b"ok").await;
+                            } else {
+                                let _ = stream
+                                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                                    .await;
+                            }
+                            answered += 1;
+                        }
+                    }
+                });
+            }
+        });
+        (address, connections)
+    }
+
+    async fn body_of(response: Response<Incoming>) -> Bytes {
+        response.into_body().collect().await.unwrap().to_bytes()
+    }
+
+    #[tokio::test]
+    async fn a_connection_is_reused_once_its_response_was_read() {
+        let (address, connections) = upstream(usize::MAX).await;
+        let pool = UpstreamPool::new(PoolSettings::default());
+        for _ in 0..5 {
+            let response = pool.send(address, get("/"), true).await.unwrap();
+            assert_eq!(body_of(response).await, "ok");
+            // Let the connection's task see the end of the response.
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(connections.load(Ordering::SeqCst), 1);
+        assert_eq!(pool.held(address), 1);
+    }
+
+    #[tokio::test]
+    async fn a_busy_connection_is_not_handed_out() {
+        let (address, connections) = upstream(usize::MAX).await;
+        let pool = UpstreamPool::new(PoolSettings::default());
+        // The first response's body has not all arrived: its connection is
+        // busy.
+        let first = pool.send(address, get("/slow"), true).await.unwrap();
+        let second = pool.send(address, get("/b"), true).await.unwrap();
+        assert_eq!(connections.load(Ordering::SeqCst), 2);
+        assert_eq!(body_of(first).await, "okok");
+        assert_eq!(body_of(second).await, "ok");
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_app_closed_is_replaced_and_the_request_still_answered() {
+        // The app closes every connection after one answer, as some do
+        // after a keep-alive timeout.
+        let (address, connections) = upstream(1).await;
+        let pool = UpstreamPool::new(PoolSettings::default());
+        for _ in 0..3 {
+            let response = pool.send(address, get("/"), true).await.unwrap();
+            assert_eq!(body_of(response).await, "ok");
+        }
+        assert_eq!(connections.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn an_upgrade_connection_never_returns_to_the_pool() {
+        let (address, _) = upstream(usize::MAX).await;
+        let pool = UpstreamPool::new(PoolSettings::default());
+        let response = pool.send(address, get("/"), false).await.unwrap();
+        assert_eq!(body_of(response).await, "ok");
+        assert_eq!(pool.held(address), 0);
+    }
+
+    #[tokio::test]
+    async fn at_most_max_per_upstream_connections_are_kept() {
+        let (address, _) = upstream(usize::MAX).await;
+        let pool = UpstreamPool::new(PoolSettings {
+            max_per_upstream: 2,
+            ..PoolSettings::default()
+        });
+        let mut open = Vec::new();
+        for _ in 0..4 {
+            open.push(pool.send(address, get("/slow"), true).await.unwrap());
+        }
+        assert_eq!(pool.held(address), 2);
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_a_connect_error() {
+        let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = closed.local_addr().unwrap();
+        drop(closed);
+        let pool = UpstreamPool::new(PoolSettings::default());
+        let error = pool.send(address, get("/"), true).await.unwrap_err();
+        assert!(error.is_connect(), "{error:?}");
+    }
+}
