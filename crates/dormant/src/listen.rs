@@ -1,6 +1,7 @@
 //! What dormant's listeners need from the host: enough open files for
-//! `--max-connections`, and a separate cap for the API's connections so the
-//! API answers while the proxy is full.
+//! `--max-connections`, a deep accept queue for bursts of connections, and a
+//! separate cap for the API's connections so the API answers while the proxy
+//! is full.
 
 use std::io;
 use std::pin::Pin;
@@ -21,6 +22,26 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 pub const FILES_FOR_THE_REST: u64 = 512;
 /// Files one proxied connection may need: the client's and the upstream's.
 pub const FILES_PER_CONNECTION: u64 = 2;
+
+/// Connections the kernel may queue on the proxy's listener before dormant
+/// accepts them (capped by `net.core.somaxconn`). The standard library
+/// asks for 128: a herd of 1,000 clients arriving at once overflowed it and
+/// the rest waited a second in SYN retries.
+pub const PROXY_ACCEPT_BACKLOG: u32 = 4096;
+
+/// The proxy's listening socket on `addr`, with [`PROXY_ACCEPT_BACKLOG`].
+/// Must be called inside a Tokio runtime.
+pub fn bind_proxy(addr: std::net::SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As the standard library's bind does: a restart can bind again at once.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(PROXY_ACCEPT_BACKLOG)?.into_std()
+}
 
 /// Raises the open-file limit to its hard limit and works out how many
 /// proxy connections it holds next to `api_connections`: `wanted` if given
@@ -197,6 +218,25 @@ mod tests {
             size_connections(None, 10).unwrap(),
             fit.min(DEFAULT_MAX_CONNECTIONS)
         );
+    }
+
+    #[tokio::test]
+    async fn the_proxy_listener_queues_more_than_the_default_128_connections() {
+        let listener = bind_proxy("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Nobody accepts: every connect past the backlog would hang in SYN
+        // retries, so 300 connects all finishing shows the deeper queue.
+        let mut open = Vec::new();
+        for _ in 0..300 {
+            let stream = tokio::time::timeout(
+                std::time::Duration::from_millis(500),
+                TcpStream::connect(addr),
+            )
+            .await
+            .expect("a connect waited: the accept queue is full")
+            .unwrap();
+            open.push(stream);
+        }
     }
 
     #[tokio::test]

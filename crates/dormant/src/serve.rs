@@ -158,7 +158,7 @@ pub async fn run(
             config.api_addr
         )
     })?;
-    let proxy_listener = std::net::TcpListener::bind(config.proxy_addr)
+    let proxy_listener = crate::listen::bind_proxy(config.proxy_addr)
         .with_context(|| format!("cannot listen for the proxy on {}", config.proxy_addr))?;
     let api_addr = api_listener.local_addr()?;
     if api_addr.ip().is_unspecified() {
