@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http::{Request, Response};
@@ -21,6 +21,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::body::RequestBody;
 
@@ -34,6 +35,14 @@ pub struct PoolSettings {
     pub idle_timeout: Duration,
     /// Longest wait for a TCP connection to a container.
     pub connect_timeout: Duration,
+    /// New connections to one upstream this thread may have whose first
+    /// answer has not come yet (up to `first_answer_turn` each); more
+    /// requests wait for a turn, or for a pooled connection to come free.
+    pub max_connecting: usize,
+    /// How long a new connection keeps its turn while its first request
+    /// waits for an answer: long enough for the app to accept it, short
+    /// enough that slow requests (long polls) don't hold the others back.
+    pub first_answer_turn: Duration,
 }
 
 impl Default for PoolSettings {
@@ -42,6 +51,8 @@ impl Default for PoolSettings {
             max_per_upstream: 256,
             idle_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
+            max_connecting: 32,
+            first_answer_turn: Duration::from_millis(250),
         }
     }
 }
@@ -57,9 +68,16 @@ struct Pooled {
     used_at: Instant,
 }
 
+/// One upstream's connections.
+struct Upstream {
+    pooled: Vec<Pooled>,
+    /// Permits to open a connection (see `PoolSettings::max_connecting`).
+    connecting: Arc<Semaphore>,
+}
+
 #[derive(Default)]
 struct Upstreams {
-    by_address: HashMap<SocketAddr, Vec<Pooled>>,
+    by_address: HashMap<SocketAddr, Upstream>,
     checkouts_since_sweep: u32,
 }
 
@@ -123,7 +141,7 @@ impl UpstreamPool {
         reusable: bool,
     ) -> Result<Response<Incoming>, SendError> {
         let req = match self.checkout(upstream) {
-            Some(mut sender) => match sender.try_send_request(req).await {
+            Ok(mut sender) => match sender.try_send_request(req).await {
                 Ok(response) => {
                     if reusable {
                         self.give_back(upstream, sender);
@@ -135,31 +153,88 @@ impl UpstreamPool {
                     None => return Err(SendError::Request(failed.into_error())),
                 },
             },
-            None => req,
+            Err(_) => req,
         };
-        let mut sender = self.connect(upstream).await?;
-        let response = sender.send_request(req).await.map_err(SendError::Request)?;
+        let (mut sender, turn) = self.connect_or_reuse(upstream).await?;
+        let sending = sender.send_request(req);
+        let response = match turn {
+            None => sending.await,
+            Some(turn) => {
+                tokio::pin!(sending);
+                let first =
+                    tokio::time::timeout(self.settings.first_answer_turn, &mut sending).await;
+                drop(turn);
+                match first {
+                    Ok(response) => response,
+                    Err(_) => sending.await,
+                }
+            }
+        }
+        .map_err(SendError::Request)?;
         if reusable {
             self.give_back(upstream, sender);
         }
         Ok(response)
     }
 
-    /// The most recently used ready connection to `upstream`, if any;
-    /// closed and expired ones found on the way are dropped.
-    fn checkout(&self, upstream: SocketAddr) -> Option<http1::SendRequest<RequestBody>> {
+    /// A new connection to `upstream` with its turn (see
+    /// `PoolSettings::max_connecting`), or a pooled one that came free while
+    /// this request waited for a turn. Why turns: a herd of requests
+    /// released at once by a wake opened a connection each, faster than the
+    /// just-started app accepted them; its accept queue (often 128)
+    /// overflowed and the rest waited a second in SYN retries. In turns,
+    /// most reuse the first connections.
+    async fn connect_or_reuse(
+        &self,
+        upstream: SocketAddr,
+    ) -> Result<
+        (
+            http1::SendRequest<RequestBody>,
+            Option<OwnedSemaphorePermit>,
+        ),
+        SendError,
+    > {
+        let connecting = match self.checkout(upstream) {
+            Ok(sender) => return Ok((sender, None)),
+            Err(connecting) => connecting,
+        };
+        // The semaphore is never closed.
+        let turn = connecting.acquire_owned().await.ok();
+        if let Ok(sender) = self.checkout(upstream) {
+            return Ok((sender, None));
+        }
+        Ok((self.connect(upstream).await?, turn))
+    }
+
+    /// The most recently used ready connection to `upstream`, or else the
+    /// permits to open a new one; closed and expired ones found on the way
+    /// are dropped.
+    fn checkout(
+        &self,
+        upstream: SocketAddr,
+    ) -> Result<http1::SendRequest<RequestBody>, Arc<Semaphore>> {
         let now = Instant::now();
         let mut upstreams = self.lock();
         upstreams.checkouts_since_sweep += 1;
         if upstreams.checkouts_since_sweep >= SWEEP_EVERY {
             upstreams.checkouts_since_sweep = 0;
             let idle_timeout = self.settings.idle_timeout;
-            upstreams.by_address.retain(|_, pooled| {
-                pooled.retain(|p| usable(p, now, idle_timeout));
-                !pooled.is_empty()
+            let max_connecting = self.settings.max_connecting;
+            upstreams.by_address.retain(|_, upstream| {
+                upstream.pooled.retain(|p| usable(p, now, idle_timeout));
+                !upstream.pooled.is_empty()
+                    || upstream.connecting.available_permits() < max_connecting
             });
         }
-        let pooled = upstreams.by_address.get_mut(&upstream)?;
+        let max_connecting = self.settings.max_connecting;
+        let upstream = upstreams
+            .by_address
+            .entry(upstream)
+            .or_insert_with(|| Upstream {
+                pooled: Vec::new(),
+                connecting: Arc::new(Semaphore::new(max_connecting)),
+            });
+        let pooled = &mut upstream.pooled;
         let mut index = pooled.len();
         while index > 0 {
             index -= 1;
@@ -169,18 +244,22 @@ impl UpstreamPool {
                 continue;
             }
             if candidate.sender.is_ready() {
-                return Some(pooled.swap_remove(index).sender);
+                return Ok(pooled.swap_remove(index).sender);
             }
             // Busy: its response body is still being read.
         }
-        None
+        Err(upstream.connecting.clone())
     }
 
     /// Keeps `sender` for the next request to `upstream`, unless the pool
     /// already holds as many as it may.
     fn give_back(&self, upstream: SocketAddr, sender: http1::SendRequest<RequestBody>) {
         let mut upstreams = self.lock();
-        let pooled = upstreams.by_address.entry(upstream).or_default();
+        let Some(upstream) = upstreams.by_address.get_mut(&upstream) else {
+            // Swept while its request was under way: nobody waits for it.
+            return;
+        };
+        let pooled = &mut upstream.pooled;
         if pooled.len() < self.settings.max_per_upstream {
             pooled.push(Pooled {
                 sender,
@@ -228,7 +307,10 @@ impl UpstreamPool {
     /// Connections held for `upstream` (ready or busy), for tests.
     #[cfg(test)]
     fn held(&self, upstream: SocketAddr) -> usize {
-        self.lock().by_address.get(&upstream).map_or(0, Vec::len)
+        self.lock()
+            .by_address
+            .get(&upstream)
+            .map_or(0, |upstream| upstream.pooled.len())
     }
 }
 
@@ -370,6 +452,52 @@ mod tests {
             open.push(pool.send(address, get("/slow"), true).await.unwrap());
         }
         assert_eq!(pool.held(address), 2);
+    }
+
+    #[tokio::test]
+    async fn new_connections_wait_for_a_turn_and_reuse_those_that_came_free() {
+        let (address, connections) = upstream(usize::MAX).await;
+        let pool = Arc::new(UpstreamPool::new(PoolSettings {
+            max_connecting: 4,
+            ..PoolSettings::default()
+        }));
+        // A herd of 100 at once: at most 4 new connections without an
+        // answer at a time, and many reuse them as they come free (without
+        // turns, each of the 100 opened its own).
+        let herd: Vec<_> = (0..100)
+            .map(|_| {
+                let pool = pool.clone();
+                tokio::spawn(async move {
+                    let response = pool.send(address, get("/"), true).await.unwrap();
+                    body_of(response).await
+                })
+            })
+            .collect();
+        for answer in herd {
+            assert_eq!(answer.await.unwrap(), "ok");
+        }
+        let opened = connections.load(Ordering::SeqCst);
+        assert!(opened <= 50, "{opened} connections for a herd of 100");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_first_answer_gives_its_turn_up() {
+        let (address, connections) = upstream(usize::MAX).await;
+        let pool = Arc::new(UpstreamPool::new(PoolSettings {
+            max_connecting: 1,
+            ..PoolSettings::default()
+        }));
+        // `/slow` takes 300 ms to finish; its turn ends at 250 ms, so the
+        // second request opens its own connection without waiting for it.
+        let slow = {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.send(address, get("/slow"), true).await })
+        };
+        tokio::task::yield_now().await;
+        let second = pool.send(address, get("/"), true).await.unwrap();
+        assert_eq!(body_of(second).await, "ok");
+        assert_eq!(connections.load(Ordering::SeqCst), 2);
+        assert_eq!(body_of(slow.await.unwrap().unwrap()).await, "okok");
     }
 
     #[tokio::test]
