@@ -276,7 +276,10 @@ impl Harness {
     pub async fn assert_settled(&self, name: &str) -> ContainerState {
         let state = self.state(name);
         assert!(
-            matches!(state, Running | Asleep | Archived | Failed | Deleted),
+            matches!(
+                state,
+                Running | Napping | Asleep | Archived | Failed | Deleted
+            ),
             "`{name}` was left {state}"
         );
         let stored = self.record(name).await.map(|r| r.state);
