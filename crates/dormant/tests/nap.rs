@@ -177,6 +177,17 @@ async fn a_pause_or_unpause_by_hand_is_followed() {
     })
     .await;
     assert!(running, "an unpause by hand is not shown as running");
+
+    // A napping container is deleted like any other.
+    let (status, json) = dormant
+        .api(Method::POST, &format!("/v1/containers/{name}/nap"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    let (status, json) = dormant
+        .api(Method::DELETE, &format!("/v1/containers/{name}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{json}");
+    assert_eq!(docker_running(&name), None, "its Docker container is gone");
 }
 
 #[tokio::test]

@@ -84,6 +84,32 @@ impl Context {
         Ok(())
     }
 
+    /// Publishes `status` (and `change`) first, calls `published`, then
+    /// writes them to the store. Only for a transition whose row matters
+    /// to nobody until the next start-up, where Docker is trusted instead:
+    /// an unpause (reconcile reads Docker's paused flag), whose waiters
+    /// should not wait for an fsync. A store failure is returned; the
+    /// table is not rolled back.
+    pub async fn publish_then_commit(
+        &self,
+        route: &Arc<Route>,
+        status: RouteStatus,
+        change: Change,
+        published: impl FnOnce(),
+    ) -> Result<(), LifecycleError> {
+        let row = RowChange {
+            state: Some((status.state, status.reason.as_deref().map(str::to_owned))),
+            docker_id: change.docker_id.clone(),
+            snapshot: change.snapshot.clone(),
+            wake_ms: change.wake_ms,
+            spec: change.spec.clone(),
+        };
+        self.publish_with(route, status, change);
+        published();
+        self.store.apply(route.name(), row).await?;
+        Ok(())
+    }
+
     /// Commits a change of the record alone; the status stays as it is.
     pub async fn commit_record(
         &self,

@@ -183,9 +183,9 @@ async fn recheck_running(ctx: &Context) {
         .await;
 }
 
-/// A container believed running (or napping) that Docker says is not: `asleep`, so the
-/// next request starts it again. Only if it is still running and nobody
-/// owns it; an owner's transition already knows.
+/// A container believed running (or napping) that Docker says is not:
+/// `asleep`, so the next request starts it again. Only if it is still
+/// running and nobody owns it; an owner's transition already knows.
 async fn asleep_if_running(ctx: &Context, route: &Arc<Route>, reason: String) {
     let running = |route: &Route| {
         matches!(

@@ -102,10 +102,16 @@ pub(super) enum Unpaused {
 /// shows decides: running after all (unpaused by hand), not running (a
 /// wake starts it), or still paused (the request gets the error and the
 /// container stays `napping`, for the next request to try again).
+///
+/// `thawed` is called with the upstream as soon as the table says
+/// `running`, before the store is written: the waiting requests go on
+/// without waiting for an fsync (a restart trusts Docker's paused flag, not
+/// the row).
 pub(super) async fn unpause(
     ctx: &Context,
     owner: &Owner,
     upstream: SocketAddr,
+    thawed: impl FnOnce(SocketAddr),
 ) -> Result<Unpaused, WakeError> {
     let name = owner.name();
     let started = Instant::now();
@@ -121,9 +127,9 @@ pub(super) async fn unpause(
                 ..Change::default()
             };
             let running = RouteStatus::running(upstream);
-            if let Err(e) = ctx.commit(owner, running.clone(), change).await {
+            let told = || thawed(upstream);
+            if let Err(e) = ctx.publish_then_commit(owner, running, change, told).await {
                 tracing::error!(container = %name, error = %e, "cannot record state running; serving it anyway");
-                ctx.publish(owner, running);
             }
             tracing::debug!(container = %name, took_us = took.as_micros() as u64, "unpaused");
             return Ok(Unpaused::Serving(upstream));

@@ -76,15 +76,20 @@ pub(super) fn begin(
         let route = route.clone();
         ctx.clone().spawn(async move {
             let owner = route.own().await;
-            let outcome = run(&ctx, &owner).await;
+            let outcome = run(&ctx, &owner, &tell).await;
             tell.send_replace(Some(outcome));
         });
     }
     verdict
 }
 
-/// The wake itself, owning the container.
-async fn run(ctx: &Context, owner: &Owner) -> WakeOutcome {
+/// The wake itself, owning the container. An unpause tells `tell` its
+/// verdict early, before its row is written.
+async fn run(
+    ctx: &Context,
+    owner: &Owner,
+    tell: &watch::Sender<Option<WakeOutcome>>,
+) -> WakeOutcome {
     let status = owner.status();
     match status.state {
         ContainerState::Running => {
@@ -100,7 +105,10 @@ async fn run(ctx: &Context, owner: &Owner) -> WakeOutcome {
         // no longer runs it.
         ContainerState::Napping => {
             if let Some(upstream) = status.upstream {
-                match nap::unpause(ctx, owner, upstream).await? {
+                let thawed = |upstream| {
+                    tell.send_replace(Some(Ok(upstream)));
+                };
+                match nap::unpause(ctx, owner, upstream, thawed).await? {
                     Unpaused::Serving(upstream) => return Ok(upstream),
                     Unpaused::NotRunning => {}
                 }
