@@ -240,4 +240,10 @@ async fn nap_after_is_bounded_and_changed_in_place() {
         json.get("nap_after").is_none(),
         "back to the default: {json}"
     );
+
+    let (_, doc) = dormant.api(Method::GET, "/v1/openapi.json", None).await;
+    assert!(doc["paths"]["/v1/containers/{name}/nap"]["post"].is_object());
+    assert!(doc["paths"]["/v1/containers/{name}"]["patch"].is_object());
+    let states = doc["components"]["schemas"]["ContainerState"].to_string();
+    assert!(states.contains("napping"), "{states}");
 }

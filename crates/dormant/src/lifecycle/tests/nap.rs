@@ -96,6 +96,35 @@ async fn five_hundred_requests_for_a_napping_container_share_one_unpause() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_unpause_serves_its_requests_before_its_row_is_written() {
+    let h = Harness::with(Options {
+        store_faults: true,
+        ..Options::default()
+    })
+    .await;
+    napping(&h, "a").await;
+    let stored = |db: &rusqlite::Connection| -> String {
+        db.query_row("SELECT state FROM containers WHERE name = 'a'", [], |r| {
+            r.get(0)
+        })
+        .unwrap()
+    };
+    // Another writer holds the store: the unpause's row must wait.
+    let blocker = rusqlite::Connection::open(h.data_dir().join("dormant.db")).unwrap();
+    blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    h.served("a").await;
+    assert_eq!(h.state("a"), Running);
+    assert_eq!(
+        stored(&blocker),
+        "napping",
+        "served before the row was written"
+    );
+    blocker.execute_batch("COMMIT").unwrap();
+    h.eventually("the row says running", || stored(&blocker) == "running")
+        .await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_failed_unpause_answers_the_error_and_the_next_request_tries_again() {
     let h = Harness::new().await;
     napping(&h, "a").await;
