@@ -29,7 +29,7 @@
 # 17070/17080 network mode and 17071/17082 published mode, nginx 17081/17083, a
 # reference container on 17090, a Docker network of the run's own) and is torn down
 # on exit, however the run ends.
-# Takes about 3 minutes with --quick and 15 without, plus any build.
+# Takes about 3 minutes with --quick and 16 without, plus any build.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
