@@ -14,6 +14,10 @@ ADDR is a PORT on 127.0.0.1, or IP:PORT (a bench container's own address).
                                    2 ms until it answers; "ms" is until all answered.
                                    CONTAINER:ip:PORT polls the container's own address
                                    instead, looked up (inspect) right after the start
+  unpause CONTAINER PORT          pause the running CONTAINER through the Docker Engine
+                                   API, wait 300 ms, then time unpause + one GET / on
+                                   its own address and PORT: the floor of a nap's wake;
+                                   "unpause_ms" is the API call alone
   cold   NAME IMAGE MEMORY NETWORK PORT
                                    create (labelled dormant.bench=true, on NETWORK), start,
                                    look up its address and poll GET / on it every 2 ms:
@@ -361,6 +365,25 @@ def cmd_floor(pairs, deadline_s=60.0):
     }
 
 
+def cmd_unpause(container, port):
+    """What waking a napping container must at least cost: Docker's unpause
+    (the Engine API call `docker unpause` sends) and one request straight to
+    the app, on a connection opened after it."""
+    where = f"{container_ip(container)}:{int(port)}"
+    engine("POST", f"/containers/{container}/pause")
+    time.sleep(0.3)
+    t0 = time.perf_counter()
+    engine("POST", f"/containers/{container}/unpause")
+    unpaused = time.perf_counter()
+    answer = cmd_get(where, "floor")
+    if answer["status"] != 200:
+        raise SystemExit(f"{container} answered {answer['status']} after its unpause")
+    return {
+        "ms": round((time.perf_counter() - t0) * 1000, 1),
+        "unpause_ms": round((unpaused - t0) * 1000, 1),
+    }
+
+
 def cmd_cold(name, image, memory, network, port, deadline_s=60.0):
     """What any restore must at least cost: create a container from `image`
     with the settings dormant gives its own (memory limit without swap, pids
@@ -464,7 +487,7 @@ def cmd_helpers(*containers):
 
 
 COMMANDS = {"get": cmd_get, "ws": cmd_ws, "herd": cmd_herd, "floor": cmd_floor, "cold": cmd_cold,
-            "helpers": cmd_helpers}
+            "unpause": cmd_unpause, "helpers": cmd_helpers}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:

@@ -12,43 +12,50 @@
 #              WebSocket echo round trips direct and through dormant
 #   wake       asleep -> first response through dormant, against the floor: start a
 #              stopped reference container and poll it until it answers; both modes
+#   nap        napping (paused) -> first response through dormant, against the floor:
+#              docker unpause of a paused reference container + one request to it
 #   restore    archived -> first response (an empty diff, and a big one: archive and
 #              restore MB/s), against the floor: docker create + start + first answer
 #   herd       many concurrent requests to one asleep container: one start, no errors
 #   density    many registered, sleeping containers: dormant's RSS, list and wake times
 #   memory     per running container: dormant's RSS and Docker's helper processes
 #              (docker-proxy, containerd-shim, fuse-overlayfs), both modes
-# Herd, density and restore run on network mode only.
+# Herd, density, restore and nap run on network mode only.
 #
-# Usage: bench/run.sh [--quick]
+# Usage: bench/run.sh [--quick] [--only nap]
+#   --only nap runs that one section and prints its figures (RESULTS.md is left alone).
 # Needs: Docker, cargo; installs wrk, nginx, jq, curl from Debian's packages if missing.
 # Everything runs on loopback and on the bench's own containers (dormant 127.0.0.1:
 # 17070/17080 network mode and 17071/17082 published mode, nginx 17081/17083, a
 # reference container on 17090, a Docker network of the run's own) and is torn down
 # on exit, however the run ends.
-# Takes about 3 minutes with --quick and 15 without, plus any build.
+# Takes about 3 minutes with --quick and 16 without, plus any build.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BENCH="$ROOT/bench"
 COMMAND="bench/run.sh${*:+ $*}"
 QUICK=0
+ONLY=""
 for arg in "$@"; do
   case "$arg" in
     --quick) QUICK=1 ;;
+    --only) ONLY=next ;;
+    nap) [[ $ONLY == next ]] || { echo "unknown argument: $arg (try --help)" >&2; exit 2; }; ONLY=nap ;;
     -h | --help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
     *) echo "unknown argument: $arg (try --help)" >&2; exit 2 ;;
   esac
 done
+[[ $ONLY != next ]] || { echo "--only needs a section: nap" >&2; exit 2; }
 
 # --- parameters ----------------------------------------------------------------
 if ((QUICK)); then
-  WRK_SECONDS=3 WARMUP_SECONDS=1 WS_ROUND_TRIPS=500 WAKE_RUNS=5
+  WRK_SECONDS=3 WARMUP_SECONDS=1 WS_ROUND_TRIPS=500 WAKE_RUNS=5 NAP_RUNS=10
   HERD=200 DENSITY=50 DENSITY_WAKE=10
   RESTORE_RUNS=2 BIG_FILES=5 RUNNING=10
   RESULTS="$BENCH/RESULTS-quick.md"
 else
-  WRK_SECONDS=10 WARMUP_SECONDS=2 WS_ROUND_TRIPS=2000 WAKE_RUNS=20
+  WRK_SECONDS=10 WARMUP_SECONDS=2 WS_ROUND_TRIPS=2000 WAKE_RUNS=20 NAP_RUNS=50
   HERD=1000 DENSITY=1000 DENSITY_WAKE=50
   RESTORE_RUNS=5 BIG_FILES=20 RUNNING=50
   RESULTS="$BENCH/RESULTS.md"
@@ -400,6 +407,62 @@ bench_wake() {
   docker rm -f "$RUN-ref-net" "$RUN-ref-pub" >/dev/null
 }
 
+# --- b2. nap ------------------------------------------------------------------
+
+nap_once() { # NAME: pause it (POST /nap), then one timed GET through the proxy
+  local json state
+  state=$(api net POST "/v1/containers/$1/nap" | jq -r .state)
+  [[ $state == napping ]] || die "$1 is $state after POST /nap"
+  sleep 0.3
+  json=$(py get "${PROXY[net]}" "$1.localhost")
+  [[ $(jq -r .status <<<"$json") == 200 ]] || die "the nap's wake of $1 answered $json"
+  jq -r .ms <<<"$json" >>"$WORK/nap.txt"
+}
+
+unpause_floor_once() { # pause the reference container, then time unpause + one GET to it
+  local json
+  json=$(py unpause "$RUN-ref-nap" 8080)
+  jq -r .ms <<<"$json" >>"$WORK/nap-floor.txt"
+  jq -r .unpause_ms <<<"$json" >>"$WORK/nap-unpause.txt"
+}
+
+bench_nap() {
+  say "b2. nap: $NAP_RUNS runs each of dormant (POST /nap, GET through the proxy) and the floor (docker pause; unpause + GET direct), network mode"
+  create net "$RUN-nap"
+  reference_container "$RUN-ref-nap"
+  local i ip
+  ip=$(container_ip "$RUN-ref-nap")
+  for _ in $(seq 1 100); do
+    curl -sf --max-time 1 "http://$ip:8080/" >/dev/null && break
+    sleep 0.1
+  done
+  : >"$WORK/nap.txt" && : >"$WORK/nap-floor.txt" && : >"$WORK/nap-unpause.txt"
+  for i in $(seq 1 "$NAP_RUNS"); do
+    # Alternate, so that any drift in the machine's load hits both alike.
+    nap_once "$RUN-nap"
+    unpause_floor_once
+    ((i % 10)) || say "  run $i: dormant $(tail -1 "$WORK/nap.txt") ms, floor $(tail -1 "$WORK/nap-floor.txt") ms"
+  done
+  read -r "R[nap_p50]" "R[nap_p99]" < <(percentiles 50 99 <"$WORK/nap.txt")
+  read -r "R[nap_floor_p50]" "R[nap_floor_p99]" < <(percentiles 50 99 <"$WORK/nap-floor.txt")
+  read -r "R[nap_unpause_p50]" "R[nap_unpause_p99]" < <(percentiles 50 99 <"$WORK/nap-unpause.txt")
+  R[nap_ratio_p50]=$(calc "${R[nap_p50]} / ${R[nap_floor_p50]}")
+  R[nap_ratio_p99]=$(calc "${R[nap_p99]} / ${R[nap_floor_p99]}")
+  R[nap_unpauses]=$(curl -sf "http://${API[net]}/metrics" | awk '/^dormant_unpauses_total/ { print $2 }')
+  docker rm -f "$RUN-ref-nap" >/dev/null
+}
+
+print_nap() { # the nap section's figures, for --only nap
+  cat <<TXT
+nap ($NAP_RUNS runs each, network mode; machine shared unless you made sure it was not):
+  dormant: napping -> first response through the proxy   p50 ${R[nap_p50]} ms, p99 ${R[nap_p99]} ms
+  floor: docker unpause + first response direct          p50 ${R[nap_floor_p50]} ms, p99 ${R[nap_floor_p99]} ms
+    of which the unpause call                            p50 ${R[nap_unpause_p50]} ms, p99 ${R[nap_unpause_p99]} ms
+  ratio dormant / floor                                  p50 ${R[nap_ratio_p50]}, p99 ${R[nap_ratio_p99]}
+  dormant's unpauses (metric): ${R[nap_unpauses]} for $NAP_RUNS naps
+TXT
+}
+
 # --- c. restore from archive ---------------------------------------------------
 
 archive() { # NAME JSON-OUT: POST /archive on the network-mode dormant; prints seconds taken
@@ -733,6 +796,7 @@ headline figures — herd, density, restore and the targets without a mode — a
 | proxy throughput ≥ nginx's, published mode | ${R[dormant_pub_rps]} vs ${R[nginx_pub_rps]} req/s (×${R[rps_vs_nginx_pub]}) | $(judge "${R[dormant_pub_rps]}" '>=' "${R[nginx_pub_rps]}") |
 | proxy p99 no worse than nginx's, published mode | ${R[dormant_pub_p99]} vs ${R[nginx_pub_p99]} ms | $(judge "${R[dormant_pub_p99]}" '<=' "${R[nginx_pub_p99]}") |
 | wake overhead over the floor < 10% (p50), network mode | ${R[wake_net_p50]} vs ${R[floor_net_p50]} ms (${R[wake_overhead_net_pct]}%) | $(judge "${R[wake_net_p50]}" '<' "$(calc "${R[floor_net_p50]} * 1.1" 3)") |
+| napping → first response p50 ≤ 30 ms, network mode | ${R[nap_p50]} ms (floor: unpause + first response ${R[nap_floor_p50]} ms) | $(judge "${R[nap_p50]}" '<=' 30) |
 | wake overhead over the floor < 10% (p50), published mode | ${R[wake_pub_p50]} vs ${R[floor_pub_p50]} ms (${R[wake_overhead_pub_pct]}%) | $(judge "${R[wake_pub_p50]}" '<' "$(calc "${R[floor_pub_p50]} * 1.1" 3)") |
 | restore of an empty diff vs docker create+start (p50) | ${R[restore_p50]} vs ${R[cold_p50]} ms (${R[restore_overhead_pct]}%) | informational |
 | memory per running container, dormant + docker-proxy | network $(kib "${R[mem_net_per_b]}" 1) kB, published $(kib "${R[mem_pub_per_b]}" 1) kB | informational |
@@ -792,6 +856,22 @@ start as dormant must; published mode's has a fixed published loopback port.
 | floor: start → first response | ${R[floor_net_p50]} | ${R[floor_net_p95]} | ${R[floor_pub_p50]} | ${R[floor_pub_p95]} |
 | ratio dormant / floor | ${R[wake_ratio_net_p50]} | ${R[wake_ratio_net_p95]} | ${R[wake_ratio_pub_p50]} | ${R[wake_ratio_pub_p95]} |
 | dormant's own \`last_wake_ms\` | ${R[wake_self_net_p50]} | ${R[wake_self_net_p95]} | ${R[wake_self_pub_p50]} | ${R[wake_self_pub_p95]} |
+
+## b2. Nap
+
+Network mode, $NAP_RUNS runs each, alternating. dormant: \`POST /v1/containers/<name>/nap\`
+(Docker pauses it), 300 ms, then one \`GET /\` through the proxy, timed from connect to the
+end of the response: dormant's single unpause, then the request forwarded. Floor: a
+reference container on the same network is paused through the Engine API, then timed
+from its unpause call until one \`GET /\` straight to its address has answered
+(\`bench/load.py unpause\`). dormant counted ${R[nap_unpauses]} unpauses.
+
+| | p50 ms | p99 ms |
+| --- | ---: | ---: |
+| dormant: napping → first response | ${R[nap_p50]} | ${R[nap_p99]} |
+| floor: unpause → first response | ${R[nap_floor_p50]} | ${R[nap_floor_p99]} |
+| of which Docker's unpause call | ${R[nap_unpause_p50]} | ${R[nap_unpause_p99]} |
+| ratio dormant / floor | ${R[nap_ratio_p50]} | ${R[nap_ratio_p99]} |
 
 ## c. Restore from archive
 
@@ -917,6 +997,12 @@ main() {
   (($(ulimit -n) >= 4 * HERD)) || die "ulimit -n is $(ulimit -n); the herd needs $((4 * HERD))"
   build
   R[build_s]=$(($(date +%s) - T_START))
+  if [[ $ONLY == nap ]]; then
+    start_dormant net
+    bench_nap
+    print_nap
+    return
+  fi
   start_dormant net
   start_dormant pub
   sleep 1
@@ -927,6 +1013,7 @@ main() {
   bench_memory pub
   bench_proxy
   bench_wake
+  bench_nap
   bench_restore
   bench_herd
   log_summary

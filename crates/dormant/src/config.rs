@@ -208,6 +208,13 @@ pub struct ServeConfig {
     #[arg(long, env = "DORMANT_ARCHIVE_AFTER", default_value = "24h", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub archive_after: Duration,
 
+    /// Time idle after which a running container is paused (napping: no
+    /// CPU, memory kept; its next request unpauses it in milliseconds, with
+    /// no start), unless the container says. `0` never naps. It still
+    /// sleeps (stops) after its idle timeout.
+    #[arg(long, env = "DORMANT_NAP_AFTER", default_value = "60s", value_parser = nap_after, value_name = "DURATION")]
+    pub nap_after: Duration,
+
     /// Most containers running at once. Starting one more first puts the
     /// least recently active to sleep. Default: no limit.
     #[arg(long, env = "DORMANT_MAX_RUNNING", value_name = "N")]
@@ -405,6 +412,12 @@ fn positive_duration(s: &str) -> Result<Duration, String> {
         Ok(d) => Ok(d),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// `--nap-after`: `0` (never) or between 1s and 100 years, as a
+/// container's own `nap_after`.
+fn nap_after(s: &str) -> Result<Duration, String> {
+    crate::api::parse_nap_after(s).map_err(|e| e.message)
 }
 
 /// A session lifetime: long enough to be of use, short enough that a

@@ -36,6 +36,9 @@ pub const DOCKER_NAME_PREFIX: &str = "dormant-";
 pub enum ContainerState {
     Creating,
     Running,
+    /// Paused through Docker (cgroup freezer): no CPU, memory kept; its
+    /// next request unpauses it, with no start and no readiness probe.
+    Napping,
     Starting,
     Stopping,
     Asleep,
@@ -49,9 +52,10 @@ pub enum ContainerState {
 }
 
 impl ContainerState {
-    pub const ALL: [ContainerState; 10] = [
+    pub const ALL: [ContainerState; 11] = [
         Self::Creating,
         Self::Running,
+        Self::Napping,
         Self::Starting,
         Self::Stopping,
         Self::Asleep,
@@ -66,6 +70,7 @@ impl ContainerState {
         match self {
             Self::Creating => "creating",
             Self::Running => "running",
+            Self::Napping => "napping",
             Self::Starting => "starting",
             Self::Stopping => "stopping",
             Self::Asleep => "asleep",
@@ -130,6 +135,10 @@ pub struct ContainerSpec {
     /// Time asleep before it is archived; `None` follows `--archive-after`.
     #[serde(default, with = "opt_duration_ms")]
     pub archive_after: Option<Duration>,
+    /// Time idle before it is paused (napping); `None` follows
+    /// `--nap-after`, zero never naps it.
+    #[serde(default, with = "opt_duration_ms")]
+    pub nap_after: Option<Duration>,
     /// Capabilities added back on top of the hardened default set, as
     /// allowed by `--allowed-capabilities` when it was created; canonical
     /// names (`NET_RAW`).
@@ -325,6 +334,7 @@ pub fn sample_record(name: &str, at: UnixMillis) -> ContainerRecord {
             ready_path: None,
             wake: None,
             archive_after: None,
+            nap_after: None,
             cap_add: Vec::new(),
             access: Access::Public,
         },

@@ -22,6 +22,12 @@ pub struct Metrics {
     /// Start of a wake to the app answering.
     pub wake_duration: Histogram,
     pub sleeps: Counter,
+    /// Containers paused (napping).
+    pub naps: Counter,
+    /// Napping containers unpaused by a request.
+    pub unpauses: Counter,
+    /// Docker's unpause call, from a request's wake to the container thawed.
+    pub unpause_duration: Histogram,
     /// Containers put to sleep to make room for another.
     pub evictions: Counter,
     pub archives: Counter,
@@ -104,6 +110,9 @@ impl Metrics {
             wake_failures: Counter::default(),
             wake_duration: seconds(),
             sleeps: Counter::default(),
+            naps: Counter::default(),
+            unpauses: Counter::default(),
+            unpause_duration: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             evictions: Counter::default(),
             archives: Counter::default(),
             archive_duration: seconds(),
@@ -132,6 +141,22 @@ impl Metrics {
             "wake_failures",
             "Wakes that failed",
             metrics.wake_failures.clone(),
+        );
+        registry.register(
+            "naps",
+            "Running containers paused after nap_after idle",
+            metrics.naps.clone(),
+        );
+        registry.register(
+            "unpauses",
+            "Napping containers unpaused for a request",
+            metrics.unpauses.clone(),
+        );
+        registry.register_with_unit(
+            "unpause_duration",
+            "Time of Docker's unpause of a napping container, on its first request's path",
+            Unit::Seconds,
+            metrics.unpause_duration.clone(),
         );
         registry.register_with_unit(
             "wake_duration",

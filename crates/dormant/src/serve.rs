@@ -446,6 +446,7 @@ fn lifecycle_config(
         create_concurrency: 4,
         sweep_interval: SWEEP_INTERVAL,
         default_archive_after: config.archive_after,
+        default_nap_after: config.nap_after,
         snapshot_dir,
         min_free_disk: config.min_free_disk,
         limits,

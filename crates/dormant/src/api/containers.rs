@@ -1,4 +1,5 @@
-//! `/v1/containers`: create, list, show and delete containers.
+//! `/v1/containers`: create, list, show, change and delete containers, and
+//! put them to sleep, wake them, nap them or archive them by hand.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -8,7 +9,7 @@ use axum::{Extension, Json};
 
 use super::access::visible_container;
 use super::error::{ApiError, ErrorBody};
-use super::model::{ContainerList, ContainerView, CreateContainers};
+use super::model::{ContainerList, ContainerPatch, ContainerView, CreateContainers};
 use super::{body_error, create_request, ApiState};
 use crate::auth::Caller;
 use crate::domain::ContainerState;
@@ -172,6 +173,71 @@ pub async fn heartbeat(
     visible_container(&state, &caller.principal, &name).await?;
     state.lifecycle.heartbeat(&name)?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Pause a running container now (napping: no CPU, memory kept); its next
+/// request unpauses it. Refused while requests or connections are open.
+#[utoipa::path(
+    post,
+    path = "/v1/containers/{name}/nap",
+    params(("name" = String, Path, description = "Container name")),
+    responses(
+        (status = 200, description = "Napping", body = ContainerView),
+        (status = 404, description = "No such container, or another tenant's", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 409, description = "It is not running, or requests or connections are open on it", body = ErrorBody),
+        (status = 502, description = "Docker failed to pause it; it keeps running", body = ErrorBody),
+    ),
+    security(("admin" = []), ("tenant" = []))
+)]
+pub async fn nap(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<Json<ContainerView>, ApiError> {
+    visible_container(&state, &caller.principal, &name).await?;
+    state.lifecycle.nap(&name).await?;
+    let record = state.lifecycle.get(&name).await?;
+    Ok(Json(view(&state, &record)))
+}
+
+/// Change a container's settings in place: `nap_after` (an absent field
+/// stays as it is; `null` follows the server's default again).
+#[utoipa::path(
+    patch,
+    path = "/v1/containers/{name}",
+    params(("name" = String, Path, description = "Container name")),
+    request_body = ContainerPatch,
+    responses(
+        (status = 200, description = "Changed", body = ContainerView),
+        (status = 400, description = "A field is invalid or cannot be changed; the message names it", body = ErrorBody),
+        (status = 404, description = "No such container, or another tenant's", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+    ),
+    security(("admin" = []), ("tenant" = []))
+)]
+pub async fn patch(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<ContainerView>, ApiError> {
+    let body = body.map_err(body_error)?;
+    let patch: ContainerPatch = super::private_urls::parse_body(&body)?.unwrap_or_default();
+    let nap_after = patch
+        .nap_after
+        .map(|text| {
+            text.as_deref()
+                .map(create_request::parse_nap_after)
+                .transpose()
+        })
+        .transpose()?;
+    visible_container(&state, &caller.principal, &name).await?;
+    if let Some(nap_after) = nap_after {
+        state.lifecycle.set_nap_after(&name, nap_after).await?;
+    }
+    let record = state.lifecycle.get(&name).await?;
+    Ok(Json(view(&state, &record)))
 }
 
 /// Archive a container now: its changes go into one compressed snapshot and

@@ -242,6 +242,11 @@ fn check(
             "must be at most 100 years",
         ));
     }
+    let nap_after = request
+        .nap_after
+        .as_deref()
+        .map(parse_nap_after)
+        .transpose()?;
     if let Some(path) = &request.ready_path {
         let valid =
             path.starts_with('/') && !path.chars().any(|c| c.is_whitespace() || c.is_control());
@@ -269,10 +274,33 @@ fn check(
         ready_path: request.ready_path,
         wake: request.wake,
         archive_after,
+        nap_after,
         cap_add,
         access: request.access.unwrap_or(defaults.default_access),
         owner,
     })
+}
+
+/// The longest `nap_after` a container takes: past its idle timeout it
+/// never naps anyway.
+const LONGEST_NAP_AFTER: Duration = LONGEST_DURATION;
+
+/// A container's `nap_after`: `0` (never nap) or between 1s and 100 years
+/// (the sweep looks twice a second: a shorter one would mean nothing).
+pub fn parse_nap_after(text: &str) -> Result<Duration, ApiError> {
+    let after = humantime::parse_duration(text).map_err(|e| {
+        ApiError::invalid(
+            "nap_after",
+            format!("`{text}` is not a duration ({e}); write e.g. `60s`, or `0` never to nap"),
+        )
+    })?;
+    if !after.is_zero() && !(Duration::from_secs(1)..=LONGEST_NAP_AFTER).contains(&after) {
+        return Err(ApiError::invalid(
+            "nap_after",
+            "must be 0 (never nap) or between 1s and 100 years",
+        ));
+    }
+    Ok(after)
 }
 
 /// Whose the new containers are: the caller's, or (for the admin only) the

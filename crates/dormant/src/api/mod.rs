@@ -31,7 +31,7 @@ use crate::access::AccessControl;
 use crate::auth::{Caller, TokenIndex};
 use crate::lifecycle::Lifecycle;
 use crate::store::Store;
-pub use create_request::CreateDefaults;
+pub use create_request::{parse_nap_after, CreateDefaults};
 pub use error::ApiError;
 use model::PublicAddress;
 
@@ -65,9 +65,12 @@ pub fn router(state: ApiState) -> Router {
         )
         .route(
             "/containers/{name}",
-            get(containers::get).delete(containers::delete),
+            get(containers::get)
+                .patch(containers::patch)
+                .delete(containers::delete),
         )
         .route("/containers/{name}/sleep", post(containers::sleep))
+        .route("/containers/{name}/nap", post(containers::nap))
         .route("/containers/{name}/wake", post(containers::wake))
         .route("/containers/{name}/archive", post(containers::archive))
         .route("/containers/{name}/heartbeat", post(containers::heartbeat))

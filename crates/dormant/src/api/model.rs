@@ -50,6 +50,11 @@ pub struct CreateContainers {
     /// `--archive-after`.
     #[schema(example = "7d")]
     pub archive_after: Option<String>,
+    /// Time idle before it is paused (napping: no CPU, memory kept; its next
+    /// request unpauses it in milliseconds), e.g. `"60s"`; `"0"` never naps
+    /// it; 1s..100 years otherwise. Default from `--nap-after`.
+    #[schema(example = "60s")]
+    pub nap_after: Option<String>,
     /// Linux capabilities to add back (e.g. `["NET_RAW"]`), each one the
     /// server's `--allowed-capabilities` allows. Containers otherwise run
     /// with Docker's defaults minus NET_RAW, MKNOD, AUDIT_WRITE, SETFCAP,
@@ -100,6 +105,10 @@ pub struct ContainerView {
     /// server's default.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub archive_after: Option<String>,
+    /// Time idle before it naps (`0`: never); absent when it follows the
+    /// server's `--nap-after`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub nap_after: Option<String>,
     /// Capabilities added back at create.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub cap_add: Vec<String>,
@@ -184,6 +193,9 @@ impl PublicAddress {
             wake: spec.wake,
             archive_after: spec
                 .archive_after
+                .map(|d| humantime::format_duration(d).to_string()),
+            nap_after: spec
+                .nap_after
                 .map(|d| humantime::format_duration(d).to_string()),
             cap_add: spec.cap_add.clone(),
             snapshot: record.snapshot.as_ref().map(|s| SnapshotView {
@@ -297,6 +309,27 @@ pub struct LoginLink {
     pub url: String,
     /// RFC 3339: unused after this, it no longer works.
     pub expires_at: String,
+}
+
+/// Body of `PATCH /v1/containers/{name}`: the settings that change in
+/// place. An absent field stays as it is.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerPatch {
+    /// Time idle before it naps, e.g. `"30s"`; `"0"` never; `null` follows
+    /// the server's `--nap-after` again.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, example = "30s")]
+    pub nap_after: Option<Option<String>>,
+}
+
+/// Tells a field sent as `null` (`Some(None)`) from one left out (`None`).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 /// Body of `POST /v1/containers/{name}/access`.

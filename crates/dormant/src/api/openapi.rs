@@ -6,8 +6,9 @@ use utoipa::{Modify, OpenApi};
 use super::audit::{AuditPage, AuditView};
 use super::error::{ErrorBody, ErrorDetail};
 use super::model::{
-    ContainerList, ContainerTokenCreated, ContainerTokenList, ContainerTokenView, ContainerView,
-    CreateContainers, LoginLink, LoginLinkRequest, SetAccess, SnapshotView, Stats, WakeMinute,
+    ContainerList, ContainerPatch, ContainerTokenCreated, ContainerTokenList, ContainerTokenView,
+    ContainerView, CreateContainers, LoginLink, LoginLinkRequest, SetAccess, SnapshotView, Stats,
+    WakeMinute,
 };
 use super::tenant_model::{
     CreateTenant, NewTokenView, QuotasBody, QuotasView, TenantCreated, TenantList, TenantView,
@@ -23,8 +24,10 @@ use crate::domain::{Access, ContainerState, WakeStrategy};
         containers::create,
         containers::list,
         containers::get,
+        containers::patch,
         containers::delete,
         containers::sleep,
+        containers::nap,
         containers::wake,
         containers::heartbeat,
         containers::archive,
@@ -53,7 +56,7 @@ use crate::domain::{Access, ContainerState, WakeStrategy};
         CreateTenant, QuotasBody, QuotasView, UsageView, TenantView, TenantList, TenantCreated, TokenView, TokenList, NewTokenView, AuditView, AuditPage,
         crate::events::Event, crate::events::EventKind,
         webhooks::CreateWebhook, webhooks::WebhookView, webhooks::WebhookCreated, webhooks::WebhookList,
-        Access, SetAccess, ContainerTokenCreated, ContainerTokenView, ContainerTokenList, LoginLinkRequest, LoginLink)),
+        Access, SetAccess, ContainerTokenCreated, ContainerTokenView, ContainerTokenList, LoginLinkRequest, LoginLink, ContainerPatch)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;

@@ -236,7 +236,7 @@ pub async fn login_link(
 
 /// An optional JSON body: `None` when empty; unknown or invalid fields
 /// refused by name.
-fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<Option<T>, ApiError> {
+pub(super) fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<Option<T>, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }

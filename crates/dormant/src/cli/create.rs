@@ -51,6 +51,10 @@ pub struct CreateArgs {
     /// Time asleep before it is archived, e.g. `7d` (default: the server's --archive-after).
     #[arg(long, value_name = "DURATION")]
     pub archive_after: Option<String>,
+    /// Time idle before it is paused (napping: no CPU, memory kept; woken in
+    /// milliseconds), e.g. `60s`; `0` never (default: the server's --nap-after).
+    #[arg(long, value_name = "DURATION")]
+    pub nap_after: Option<String>,
     /// A capability to add back, e.g. `NET_RAW`; only those the server's
     /// --allowed-capabilities lists. Repeat for more.
     #[arg(long = "cap-add", value_name = "CAPABILITY")]
@@ -92,6 +96,7 @@ impl CreateArgs {
         put("ready_path", self.ready_path.clone().map(Into::into));
         put("wake", self.wake.map(|w| w.as_str().into()));
         put("archive_after", self.archive_after.clone().map(Into::into));
+        put("nap_after", self.nap_after.clone().map(Into::into));
         put("access", self.access.map(|a| a.as_str().into()));
         put("tenant", self.tenant.clone().map(Into::into));
         put(
@@ -176,6 +181,8 @@ mod tests {
             "page",
             "--archive-after",
             "7d",
+            "--nap-after",
+            "30s",
             "--cap-add",
             "NET_RAW",
             "--access",
@@ -215,6 +222,7 @@ mod tests {
             request.archive_after,
             Some(std::time::Duration::from_secs(7 * 86400))
         );
+        assert_eq!(request.nap_after, Some(std::time::Duration::from_secs(30)));
         assert_eq!(request.volumes, ["/data", "/home"]);
         assert_eq!(request.port, Some(8080));
         assert_eq!(request.cap_add, ["NET_RAW"]);

@@ -144,6 +144,9 @@ fn describe(event: &serde_json::Value) -> String {
     if let Some(ms) = event["wake_ms"].as_u64() {
         line.push_str(&format!("  woke in {ms} ms"));
     }
+    if let Some(ms) = event["unpause_ms"].as_u64() {
+        line.push_str(&format!("  unpaused in {ms} ms"));
+    }
     if let Some(bytes) = event["snapshot_bytes"].as_u64() {
         line.push_str(&format!(
             "  snapshot {}",

@@ -72,6 +72,15 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Pause running containers now (napping: no CPU, memory kept); their
+    /// next request unpauses them in milliseconds.
+    Nap {
+        /// Container names.
+        #[arg(required = true)]
+        names: Vec<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Wake containers and return once they answer.
     Wake {
         /// Container names.
@@ -186,6 +195,7 @@ pub async fn run_client(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Sleep { names, client } => transition(&client, "sleep", names).await,
+        Command::Nap { names, client } => transition(&client, "nap", names).await,
         Command::Wake { names, client } => transition(&client, "wake", names).await,
         Command::Archive { names, client } => transition(&client, "archive", names).await,
         Command::Access {

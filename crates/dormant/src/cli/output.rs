@@ -92,6 +92,10 @@ pub fn print_container(c: &ContainerView) {
         ),
         ("wakes", c.wakes.to_string()),
         (
+            "nap after",
+            c.nap_after.clone().unwrap_or_else(|| "default".into()),
+        ),
+        (
             "archive after",
             c.archive_after.clone().unwrap_or_else(|| "default".into()),
         ),

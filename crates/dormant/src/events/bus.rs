@@ -80,6 +80,7 @@ impl EventBus {
             state: transition.state,
             reason: transition.reason,
             wake_ms: transition.wake_ms,
+            unpause_ms: transition.unpause_ms,
             snapshot_bytes: transition.snapshot_bytes,
         });
         if ring.events.len() == self.capacity {
@@ -177,6 +178,7 @@ mod tests {
             state,
             reason: None,
             wake_ms: None,
+            unpause_ms: None,
             snapshot_bytes: None,
         }
     }
@@ -307,6 +309,7 @@ mod cost {
                 state: ContainerState::Running,
                 reason: None,
                 wake_ms: Some(400),
+                unpause_ms: None,
                 snapshot_bytes: None,
             };
             let started = Instant::now();

@@ -23,8 +23,11 @@ pub enum EventKind {
     Created,
     /// Docker is starting it; it is not answering yet.
     Starting,
-    /// It answers; `wake_ms` says how long the wake took, when it was one.
+    /// It answers; `wake_ms` says how long the wake took, when it was one;
+    /// `unpause_ms` how long the unpause took, when it napped.
     Ready,
+    /// Paused (no CPU, memory kept); its next request unpauses it.
+    Napping,
     /// Being stopped.
     Sleeping,
     /// Stopped; `reason` says why (idle, asked, evicted).
@@ -48,6 +51,7 @@ impl EventKind {
             ContainerState::Creating => Self::Created,
             ContainerState::Starting => Self::Starting,
             ContainerState::Running => Self::Ready,
+            ContainerState::Napping => Self::Napping,
             ContainerState::Stopping => Self::Sleeping,
             ContainerState::Asleep => Self::Asleep,
             ContainerState::Archiving => Self::Archiving,
@@ -63,6 +67,7 @@ impl EventKind {
             Self::Created => "created",
             Self::Starting => "starting",
             Self::Ready => "ready",
+            Self::Napping => "napping",
             Self::Sleeping => "sleeping",
             Self::Asleep => "asleep",
             Self::Archiving => "archiving",
@@ -94,6 +99,9 @@ pub struct Event {
     /// `ready` after a wake: how long it took.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wake_ms: Option<u64>,
+    /// `ready` after a nap: how long Docker's unpause took.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unpause_ms: Option<u64>,
     /// `archived`: the snapshot's size.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshot_bytes: Option<u64>,
@@ -107,5 +115,6 @@ pub struct Transition {
     pub state: ContainerState,
     pub reason: Option<String>,
     pub wake_ms: Option<u64>,
+    pub unpause_ms: Option<u64>,
     pub snapshot_bytes: Option<u64>,
 }

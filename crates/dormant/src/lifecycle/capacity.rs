@@ -1,8 +1,10 @@
 //! Capacity: how many containers may run at once (`--max-running`) and how
 //! much memory their limits may add up to (`--memory-budget`). Every start
 //! (wake, restore, create) is admitted here first. When a start would go past
-//! a limit, the least recently active running containers are put to sleep to
-//! make room — one with an open connection only if no other will do. When no
+//! a limit, napping containers (paused: they hold memory but serve nobody)
+//! are put to sleep first, least recently active first; then the least
+//! recently active running ones — one with an open connection only if no
+//! other will do. When no
 //! room can be made, starts wait in a fair (first come, first served) queue
 //! until room appears or their deadline passes.
 //!
@@ -267,14 +269,28 @@ async fn wait_for_room(
     }
 }
 
-/// The running container to put to sleep first: the least recently
-/// active, preferring those with nothing open.
+/// The container to put to sleep first: a napping one before any running
+/// one, then those with nothing open, then the least recently active.
 fn eviction_candidate(ctx: &Context, except: &str) -> Option<Arc<Route>> {
     ctx.table
         .awake()
         .into_iter()
-        .filter(|route| route.name() != except && route.status().state == ContainerState::Running)
-        .min_by_key(|route| (route.in_use_count() > 0, route.last_active_ms()))
+        .filter(|route| route.name() != except && holds_room(route))
+        .min_by_key(eviction_order)
+}
+
+/// Running or napping: what eviction can make room from.
+fn holds_room(route: &Route) -> bool {
+    matches!(
+        route.status().state,
+        ContainerState::Running | ContainerState::Napping
+    )
+}
+
+/// Smallest first: napping, nothing open, least recently active.
+fn eviction_order(route: &Arc<Route>) -> (bool, bool, i64) {
+    let napping = route.status().state == ContainerState::Napping;
+    (!napping, route.in_use_count() > 0, route.last_active_ms())
 }
 
 /// The tenant's own running container to put to sleep first, chosen as
@@ -283,18 +299,14 @@ fn tenant_eviction_candidate(ctx: &Context, owner: &str, except: &str) -> Option
     ctx.table
         .awake()
         .into_iter()
-        .filter(|route| {
-            route.name() != except
-                && route.status().state == ContainerState::Running
-                && route.owner() == owner
-        })
-        .min_by_key(|route| (route.in_use_count() > 0, route.last_active_ms()))
+        .filter(|route| route.name() != except && holds_room(route) && route.owner() == owner)
+        .min_by_key(eviction_order)
 }
 
 /// Puts `route` to sleep to make room; false if it could not be.
 async fn evict(ctx: &Context, route: &Arc<Route>) -> bool {
     let owner = route.own().await;
-    if owner.status().state != ContainerState::Running {
+    if !holds_room(&owner) {
         // Someone else changed it meanwhile: look again.
         return true;
     }

@@ -57,6 +57,9 @@ pub(super) struct Change {
     pub snapshot: Option<Option<SnapshotRecord>>,
     /// A finished wake that took this many milliseconds.
     pub wake_ms: Option<u64>,
+    /// A finished unpause (the end of a nap) that took this many
+    /// milliseconds: told to the event stream, not counted as a wake.
+    pub unpause_ms: Option<u64>,
     /// A changed setting (access): the whole spec.
     pub spec: Option<ContainerSpec>,
 }
@@ -78,6 +81,32 @@ impl Context {
         };
         self.store.apply(route.name(), row).await?;
         self.publish_with(route, status, change);
+        Ok(())
+    }
+
+    /// Publishes `status` (and `change`) first, calls `published`, then
+    /// writes them to the store. Only for a transition whose row matters
+    /// to nobody until the next start-up, where Docker is trusted instead:
+    /// an unpause (reconcile reads Docker's paused flag), whose waiters
+    /// should not wait for an fsync. A store failure is returned; the
+    /// table is not rolled back.
+    pub async fn publish_then_commit(
+        &self,
+        route: &Arc<Route>,
+        status: RouteStatus,
+        change: Change,
+        published: impl FnOnce(),
+    ) -> Result<(), LifecycleError> {
+        let row = RowChange {
+            state: Some((status.state, status.reason.as_deref().map(str::to_owned))),
+            docker_id: change.docker_id.clone(),
+            snapshot: change.snapshot.clone(),
+            wake_ms: change.wake_ms,
+            spec: change.spec.clone(),
+        };
+        self.publish_with(route, status, change);
+        published();
+        self.store.apply(route.name(), row).await?;
         Ok(())
     }
 
@@ -144,6 +173,7 @@ impl Context {
             state: status.state,
             reason: status.reason.as_deref().map(str::to_owned),
             wake_ms: change.wake_ms,
+            unpause_ms: change.unpause_ms,
             snapshot_bytes: match (status.state, &change.snapshot) {
                 (Archived, Some(Some(snapshot))) => Some(snapshot.bytes),
                 (Archived, _) => route.record().snapshot.map(|s| s.bytes),
@@ -151,7 +181,8 @@ impl Context {
             },
         });
         match status.state {
-            Running | Stopping => self.capacity.note_running(
+            // A napping container still holds its memory.
+            Running | Napping | Stopping => self.capacity.note_running(
                 route.name(),
                 &route.owner(),
                 route.config().memory_bytes,
@@ -191,6 +222,7 @@ impl Context {
             state: record.state,
             reason: None,
             wake_ms: None,
+            unpause_ms: None,
             snapshot_bytes: None,
         });
     }
@@ -204,6 +236,11 @@ impl Context {
                 .unwrap_or(self.config.default_archive_after),
             memory_bytes: spec.memory_bytes,
         }
+    }
+
+    /// Time idle before a container of `spec` naps; zero: never.
+    pub fn nap_after(&self, spec: &ContainerSpec) -> std::time::Duration {
+        spec.nap_after.unwrap_or(self.config.default_nap_after)
     }
 
     pub fn archive_supported(&self) -> Result<(), LifecycleError> {

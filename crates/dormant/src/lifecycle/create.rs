@@ -149,7 +149,10 @@ fn enter_table(ctx: &Context, records: &[ContainerRecord]) -> Result<Vec<Owner>,
             .table
             .insert(record.clone(), ctx.route_config(&record.spec), status)
         {
-            Some(owner) => owners.push(owner),
+            Some(owner) => {
+                owner.set_nap_after(ctx.nap_after(&record.spec));
+                owners.push(owner)
+            }
             None => {
                 for owner in owners {
                     ctx.table.remove(owner.name());
@@ -226,6 +229,7 @@ async fn resolve_spec(
         ready_path: request.ready_path.clone(),
         wake: request.wake,
         archive_after: request.archive_after,
+        nap_after: request.nap_after,
         cap_add: request.cap_add.clone(),
         access: request.access,
     })

@@ -3,7 +3,8 @@
 //!
 //! A death during a wake fails that wake now. A death of a running container
 //! that no transition expected (it crashed, or someone stopped it) makes it
-//! `asleep`, so the next request starts it again.
+//! `asleep`, so the next request starts it again. A container paused or
+//! unpaused by hand becomes `napping` or `running`, as Docker shows it.
 //!
 //! The stream outlives the daemon's hiccups: it reconnects with backoff and
 //! resumes just after the last event seen (Docker's `since`), so deaths while
@@ -80,17 +81,24 @@ pub(super) async fn follow(ctx: Arc<Context>, stopped: impl Future<Output = ()>)
 }
 
 async fn on_event(ctx: &Context, event: ContainerEvent) {
-    let ContainerEventKind::Died { exit_code } = event.kind else {
-        return;
+    let exit_code = match event.kind {
+        ContainerEventKind::Died { exit_code } => exit_code,
+        ContainerEventKind::Paused | ContainerEventKind::Unpaused => {
+            if let Some(route) = ctx.table.get(&event.name) {
+                follow_pause(ctx, &route).await;
+            }
+            return;
+        }
+        ContainerEventKind::Started => return,
     };
     let Some(route) = ctx.table.get(&event.name) else {
         return;
     };
-    // Only a running or starting container's death is news: a stop that
-    // dormant asked for ends in a death too.
+    // Only a running, napping or starting container's death is news: a
+    // stop that dormant asked for ends in a death too.
     if !matches!(
         route.status().state,
-        ContainerState::Running | ContainerState::Starting
+        ContainerState::Running | ContainerState::Napping | ContainerState::Starting
     ) {
         return;
     }
@@ -110,20 +118,56 @@ async fn on_event(ctx: &Context, event: ContainerEvent) {
     asleep_if_running(ctx, &route, reason).await;
 }
 
-/// Inspects every container believed running; those Docker no longer runs
-/// become asleep. Starting and stopping ones are left to the transition in
-/// flight, which watches Docker itself.
+/// A pause or unpause that dormant did not make (its own happen while it
+/// owns the container, and leave the state Docker shows): `napping` for a
+/// running container Docker shows paused, `running` for a napping one it
+/// shows thawed. What Docker says now decides, not the (maybe replayed)
+/// event.
+async fn follow_pause(ctx: &Context, route: &Arc<Route>) {
+    let Some(owner) = route.try_own() else {
+        return;
+    };
+    let status = owner.status();
+    let (ContainerState::Running | ContainerState::Napping, Some(upstream)) =
+        (status.state, status.upstream)
+    else {
+        return;
+    };
+    let Ok(Some(seen)) = ctx.runtime.inspect(&docker_name(route.name())).await else {
+        return;
+    };
+    let now = match (status.state, seen.running, seen.paused) {
+        (ContainerState::Running, true, true) => RouteStatus::napping(upstream),
+        (ContainerState::Napping, true, false) => RouteStatus::running(upstream),
+        _ => return,
+    };
+    tracing::info!(container = %route.name(), state = %now.state, "paused or unpaused outside dormant");
+    ctx.commit_or_publish(&owner, now).await;
+}
+
+/// Inspects every container believed running or napping; those Docker no
+/// longer runs become asleep, and a pause or unpause missed while the stream
+/// was down is followed. Starting and stopping ones are left to the
+/// transition in flight, which watches Docker itself.
 async fn recheck_running(ctx: &Context) {
     let running: Vec<Arc<Route>> = ctx
         .table
         .awake()
         .into_iter()
-        .filter(|route| route.status().state == ContainerState::Running)
+        .filter(|route| {
+            matches!(
+                route.status().state,
+                ContainerState::Running | ContainerState::Napping
+            )
+        })
         .collect();
     stream::iter(running)
         .for_each_concurrent(RECHECK_CONCURRENCY, |route| async move {
             let reason = match ctx.runtime.inspect(&docker_name(route.name())).await {
-                Ok(Some(inspection)) if inspection.running => return,
+                Ok(Some(inspection)) if inspection.running => {
+                    follow_pause(ctx, &route).await;
+                    return;
+                }
                 Ok(Some(inspection)) => format!(
                     "it stopped while Docker was unreachable ({})",
                     exit_reason(&inspection)
@@ -139,17 +183,23 @@ async fn recheck_running(ctx: &Context) {
         .await;
 }
 
-/// A container believed running that Docker says is not: `asleep`, so the
-/// next request starts it again. Only if it is still running and nobody
-/// owns it; an owner's transition already knows.
+/// A container believed running (or napping) that Docker says is not:
+/// `asleep`, so the next request starts it again. Only if it is still
+/// running and nobody owns it; an owner's transition already knows.
 async fn asleep_if_running(ctx: &Context, route: &Arc<Route>, reason: String) {
-    if route.status().state != ContainerState::Running {
+    let running = |route: &Route| {
+        matches!(
+            route.status().state,
+            ContainerState::Running | ContainerState::Napping
+        )
+    };
+    if !running(route) {
         return;
     }
     let Some(owner) = route.try_own() else {
         return;
     };
-    if owner.status().state != ContainerState::Running {
+    if !running(&owner) {
         return;
     }
     tracing::warn!(container = %route.name(), %reason, "now asleep; the next request wakes it");

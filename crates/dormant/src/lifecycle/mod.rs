@@ -13,6 +13,7 @@
 //! - `wake.rs`: the proxy's way in: a ready upstream, waking once if needed.
 //! - `bring_up.rs`: the step create and wake share: start, wait until ready.
 //! - `restore.rs`: an archived container made again from its snapshot.
+//! - `nap.rs`: pausing an idle container, and unpausing it for a request.
 //! - `sleep.rs`: stopping a container; `sweep.rs` finds the idle and the due.
 //! - `archive.rs`: an asleep container becomes one snapshot file.
 //! - `delete.rs`: everything of a container removed.
@@ -31,6 +32,7 @@ mod delete;
 mod error;
 mod events;
 pub mod names;
+mod nap;
 mod readiness;
 mod reconcile;
 mod restore;
@@ -85,6 +87,9 @@ pub struct LifecycleConfig {
     pub sweep_interval: Duration,
     /// Time asleep before archiving, unless the container says.
     pub default_archive_after: Duration,
+    /// Time idle before a running container is paused, unless the
+    /// container says; zero: never (`--nap-after`).
+    pub default_nap_after: Duration,
     /// Where snapshots are kept.
     pub snapshot_dir: std::path::PathBuf,
     /// Bytes an archive or a restore must leave free on the filesystems it
@@ -113,6 +118,8 @@ pub struct NewContainers {
     pub ready_path: Option<String>,
     pub wake: Option<WakeStrategy>,
     pub archive_after: Option<Duration>,
+    /// Time idle before it naps; `None`: `--nap-after`; zero: never.
+    pub nap_after: Option<Duration>,
     /// Capabilities to add back, already checked against the allow-list.
     pub cap_add: Vec<String>,
     /// Who may reach its URL.
@@ -124,7 +131,7 @@ pub struct NewContainers {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TenantUsage {
     pub containers: u64,
-    /// Running, starting or stopping.
+    /// Running, napping, starting or stopping.
     pub running: u64,
     /// Sum of the memory limits of those running.
     pub memory_bytes: u64,
@@ -233,7 +240,10 @@ impl Lifecycle {
             }
             if matches!(
                 route.status().state,
-                ContainerState::Running | ContainerState::Starting | ContainerState::Stopping
+                ContainerState::Running
+                    | ContainerState::Napping
+                    | ContainerState::Starting
+                    | ContainerState::Stopping
             ) {
                 usage.running += 1;
                 usage.memory_bytes += record.spec.memory_bytes;
@@ -308,13 +318,46 @@ impl Lifecycle {
         sleep::run(&self.ctx, &owner, sleep::Why::Asked).await
     }
 
+    /// Pauses the container now (the API's `/nap`): it must be running and
+    /// have nothing in flight. Napping already is fine.
+    pub async fn nap(&self, name: &str) -> Result<(), LifecycleError> {
+        let owner = self.route(name)?.own().await;
+        nap::run(&self.ctx, &owner, nap::Why::Asked).await
+    }
+
+    /// Changes how long the container idles before it naps (`None`: the
+    /// server's `--nap-after`; zero: never); the sweep follows at once.
+    pub async fn set_nap_after(
+        &self,
+        name: &str,
+        nap_after: Option<Duration>,
+    ) -> Result<(), LifecycleError> {
+        let owner = self.route(name)?.own().await;
+        if owner.status().state == ContainerState::Deleted {
+            return Err(LifecycleError::NotFound(name.to_owned()));
+        }
+        let mut spec = owner.record().spec;
+        spec.nap_after = nap_after;
+        let after = self.ctx.nap_after(&spec);
+        let change = context::Change {
+            spec: Some(spec),
+            ..context::Change::default()
+        };
+        self.ctx.commit_record(&owner, change).await?;
+        owner.set_nap_after(after);
+        Ok(())
+    }
+
     /// Archives the container now (the API's `/archive`), putting it to
     /// sleep first if it runs.
     pub async fn archive(&self, name: &str) -> Result<(), LifecycleError> {
         let route = self.route(name)?;
         self.ctx.archive_supported()?;
         let owner = route.own().await;
-        if owner.status().state == ContainerState::Running {
+        if matches!(
+            owner.status().state,
+            ContainerState::Running | ContainerState::Napping
+        ) {
             sleep::run(&self.ctx, &owner, sleep::Why::Asked).await?;
         }
         archive::run(&self.ctx, &owner).await

@@ -55,6 +55,7 @@ pub(super) async fn run(ctx: &Arc<Context>) -> Result<(), LifecycleError> {
         let Some(owner) = ctx.table.insert(record.clone(), config, status.clone()) else {
             continue;
         };
+        owner.set_nap_after(ctx.nap_after(&record.spec));
         if state != record.state {
             ctx.commit(&owner, status, Change::default()).await?;
         } else {
@@ -78,7 +79,7 @@ pub(super) async fn run(ctx: &Arc<Context>) -> Result<(), LifecycleError> {
             ctx.delete_snapshot_file(&snapshot.file);
         }
         match state {
-            ContainerState::Running => running += 1,
+            ContainerState::Running | ContainerState::Napping => running += 1,
             ContainerState::Starting => finishing.push(owner.clone()),
             _ => asleep += 1,
         }
@@ -124,16 +125,24 @@ fn status_at_start(
         };
     }
     let upstream = inspection.filter(|i| i.running).and_then(|i| i.upstream);
+    let paused = inspection.is_some_and(|i| i.paused);
     match (record.state, upstream) {
         // Caught mid-wake: the wake is finished once the table is full.
         (ContainerState::Starting, _) => RouteStatus::not_serving(ContainerState::Starting, None),
+        // Paused, by dormant or by hand: its next request unpauses it.
+        (_, Some(upstream)) if paused => {
+            if record.state != ContainerState::Napping {
+                tracing::info!(container = %record.name, "was paused outside dormant; napping");
+            }
+            RouteStatus::napping(upstream)
+        }
         (_, Some(upstream)) => {
             if record.state != ContainerState::Running {
                 tracing::info!(container = %record.name, "was started outside dormant; serving it");
             }
             RouteStatus::running(upstream)
         }
-        (ContainerState::Running, None) => {
+        (ContainerState::Running | ContainerState::Napping, None) => {
             let reason = if inspection.is_none() {
                 "its Docker container was removed outside dormant; the next request recreates it"
             } else {

@@ -1,5 +1,6 @@
-//! Sleep: a running container is stopped (SIGTERM, then SIGKILL after
-//! `--stop-grace`) and costs only disk until the next request wakes it.
+//! Sleep: a running (or napping) container is stopped (SIGTERM, then
+//! SIGKILL after `--stop-grace`) and costs only disk until the next request
+//! wakes it.
 
 use super::context::{docker_ref, Change, Context};
 use super::table::{Owner, Route, RouteStatus};
@@ -7,6 +8,7 @@ use super::LifecycleError;
 use std::time::Duration;
 
 use crate::domain::{now_millis, ContainerState};
+use crate::runtime::RuntimeError;
 
 /// Why a container is being put to sleep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,14 +33,21 @@ impl Why {
     }
 }
 
-/// Puts the owned container to sleep; a no-op unless it runs.
+/// Puts the owned container to sleep; a no-op unless it runs or naps.
 pub(super) async fn run(ctx: &Context, owner: &Owner, why: Why) -> Result<(), LifecycleError> {
     let name = owner.name();
     let status = owner.status();
-    let upstream = match (status.state, status.upstream) {
-        (ContainerState::Running, Some(upstream)) => upstream,
+    let (upstream, napping) = match (status.state, status.upstream) {
+        (ContainerState::Running, Some(upstream)) => (upstream, false),
+        (ContainerState::Napping, Some(upstream)) => (upstream, true),
         // Asleep already, or failed (its container was stopped then).
         _ => return Ok(()),
+    };
+    // Where it goes back to when it is not put to sleep after all.
+    let awake = if napping {
+        RouteStatus::napping(upstream)
+    } else {
+        RouteStatus::running(upstream)
     };
     // Publish `stopping` first, then look at activity again: a request
     // that touched the route before this point is seen here, and one that
@@ -46,11 +55,12 @@ pub(super) async fn run(ctx: &Context, owner: &Owner, why: Why) -> Result<(), Li
     let stopping = RouteStatus::not_serving(ContainerState::Stopping, None);
     ctx.commit(owner, stopping, Change::default()).await?;
     if why == Why::Idle && !is_idle(owner, now_millis()) {
-        ctx.commit_or_publish(owner, RouteStatus::running(upstream))
-            .await;
+        ctx.commit_or_publish(owner, awake).await;
         return Ok(());
     }
-    if why == Why::Evicted {
+    // A napping container has nothing in flight that could finish: those
+    // waiting for it wait for its unpause, which this sleep now replaces.
+    if why == Why::Evicted && !napping {
         // New requests wait for the next wake now; let those already in
         // flight finish (a container is only evicted in use when every
         // running one is), rather than cut them off mid-answer.
@@ -60,10 +70,26 @@ pub(super) async fn run(ctx: &Context, owner: &Owner, why: Why) -> Result<(), Li
         }
     }
     let grace = ctx.config.stop_grace.as_secs() as i64;
-    if let Err(e) = ctx.runtime.stop(&docker_ref(&owner.record()), grace).await {
-        // Still running as far as we know: keep serving it.
-        ctx.commit_or_publish(owner, RouteStatus::running(upstream))
-            .await;
+    let docker = docker_ref(&owner.record());
+    let mut stopped = ctx.runtime.stop(&docker, grace).await;
+    let mut thawed = false;
+    if napping && matches!(stopped, Err(RuntimeError::Conflict { .. })) {
+        // Docker sends a paused container its SIGTERM and thaws it to act
+        // on it; a daemon that refuses instead gets it unpaused first, so
+        // the app still shuts down cleanly.
+        thawed = ctx.runtime.unpause(&docker).await.is_ok();
+        if thawed {
+            stopped = ctx.runtime.stop(&docker, grace).await;
+        }
+    }
+    if let Err(e) = stopped {
+        // Still there as far as we know: keep serving it.
+        let back = if thawed {
+            RouteStatus::running(upstream)
+        } else {
+            awake
+        };
+        ctx.commit_or_publish(owner, back).await;
         return Err(LifecycleError::runtime(name, e));
     }
     let asleep = RouteStatus::not_serving(ContainerState::Asleep, Some(why.as_str()));

@@ -1,4 +1,5 @@
-//! The periodic sweeps: running containers idle past their timeout are put
+//! The periodic sweeps: running containers idle for their `nap_after` are
+//! paused (napping), running or napping ones idle past their timeout are put
 //! to sleep, and asleep containers due for archiving are archived. Both look
 //! only at their index in the table (awake containers, archive due times),
 //! so their cost grows with what runs, not with what exists.
@@ -7,7 +8,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use super::context::Context;
-use super::{archive, sleep};
+use super::{archive, nap, sleep};
 use crate::domain::{now_millis, ContainerState};
 
 pub(super) async fn run_periodically(ctx: Arc<Context>, stopped: impl Future<Output = ()>) {
@@ -25,18 +26,31 @@ pub(super) async fn run_periodically(ctx: Arc<Context>, stopped: impl Future<Out
     }
 }
 
-/// Starts a sleep for every running container idle past its timeout.
+/// Starts a sleep for every running or napping container idle past its
+/// timeout, and a nap for every other running one idle for its `nap_after`.
 pub(super) fn sleep_idle(ctx: &Arc<Context>) {
     let now = now_millis();
     for route in ctx.table.awake() {
-        if route.status().state == ContainerState::Running && sleep::is_idle(&route, now) {
-            let task_ctx = ctx.clone();
-            ctx.spawn(async move {
-                let owner = route.own().await;
-                if let Err(e) = sleep::run(&task_ctx, &owner, sleep::Why::Idle).await {
-                    tracing::error!(container = %owner.name(), error = %e, "cannot put to sleep");
-                }
-            });
+        let state = route.status().state;
+        let task_ctx = ctx.clone();
+        match state {
+            ContainerState::Running | ContainerState::Napping if sleep::is_idle(&route, now) => {
+                ctx.spawn(async move {
+                    let owner = route.own().await;
+                    if let Err(e) = sleep::run(&task_ctx, &owner, sleep::Why::Idle).await {
+                        tracing::error!(container = %owner.name(), error = %e, "cannot put to sleep");
+                    }
+                });
+            }
+            ContainerState::Running if nap::is_due(&route, now) => {
+                ctx.spawn(async move {
+                    let owner = route.own().await;
+                    if let Err(e) = nap::run(&task_ctx, &owner, nap::Why::Idle).await {
+                        tracing::error!(container = %owner.name(), error = %e, "cannot pause it; it keeps running");
+                    }
+                });
+            }
+            _ => {}
         }
     }
 }

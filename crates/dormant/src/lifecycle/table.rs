@@ -45,6 +45,17 @@ impl RouteStatus {
         }
     }
 
+    /// Paused at `upstream`: its next request unpauses it, and it answers
+    /// there again.
+    pub fn napping(upstream: SocketAddr) -> Self {
+        Self {
+            state: ContainerState::Napping,
+            upstream: Some(upstream),
+            reason: None,
+            retry_at: None,
+        }
+    }
+
     pub fn not_serving(state: ContainerState, reason: Option<&str>) -> Self {
         Self {
             state,
@@ -68,7 +79,10 @@ impl RouteStatus {
     fn is_awake(&self) -> bool {
         matches!(
             self.state,
-            ContainerState::Running | ContainerState::Starting | ContainerState::Stopping
+            ContainerState::Running
+                | ContainerState::Napping
+                | ContainerState::Starting
+                | ContainerState::Stopping
         )
     }
 }
@@ -120,6 +134,9 @@ pub struct Route {
     /// Requests in flight plus open upgraded connections and streaming
     /// responses: while above zero the container is in use, never idle.
     in_use: AtomicUsize,
+    /// Milliseconds idle before it naps (`nap_after`); 0 never. An atomic:
+    /// it may change while the container exists.
+    nap_after_ms: AtomicU64,
     /// Consecutive failed wakes, for the backoff before the next.
     wake_failures: AtomicU32,
     /// Bytes an archive or restore in progress has processed.
@@ -136,6 +153,16 @@ impl Route {
 
     pub fn config(&self) -> RouteConfig {
         self.config
+    }
+
+    /// Time idle before it is paused; zero: never.
+    pub fn nap_after(&self) -> Duration {
+        Duration::from_millis(self.nap_after_ms.load(Ordering::Relaxed))
+    }
+
+    pub(super) fn set_nap_after(&self, after: Duration) {
+        let ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
+        self.nap_after_ms.store(ms, Ordering::Relaxed);
     }
 
     /// When this container (not an earlier one of its name) was made.
@@ -342,7 +369,7 @@ impl Drop for InUse {
 pub struct ContainerTable {
     /// A std lock: held only to clone an `Arc` out or to insert/remove.
     by_name: RwLock<HashMap<String, Arc<Route>>>,
-    /// Containers that run (or are starting or stopping): all the idle sweep
+    /// Containers that run or nap (or are starting or stopping): all the idle sweep
     /// looks at, so its cost grows with what runs, not with what exists.
     awake: Mutex<HashMap<String, Arc<Route>>>,
     /// Asleep containers by when they are due for archiving.
@@ -381,6 +408,7 @@ impl ContainerTable {
             last_active_ms: AtomicI64::new(last_active),
             flushed_ms: AtomicI64::new(last_active),
             in_use: AtomicUsize::new(0),
+            nap_after_ms: AtomicU64::new(0),
             wake_failures: AtomicU32::new(0),
             progress_bytes: AtomicU64::new(0),
             died: Notify::new(),
@@ -447,7 +475,7 @@ impl ContainerTable {
         self.read().values().cloned().collect()
     }
 
-    /// Containers that run, start or stop.
+    /// Containers that run, nap, start or stop.
     pub(super) fn awake(&self) -> Vec<Arc<Route>> {
         self.lock_awake().values().cloned().collect()
     }

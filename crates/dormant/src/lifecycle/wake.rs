@@ -1,6 +1,8 @@
 //! Wake: a request (or the API) for a container that is not running gets it
 //! started, or restored and started, and waits until the app answers.
 //!
+//! A napping container's wake is an unpause (`nap.rs`): no start, no probe.
+//!
 //! One wake per container at a time: it runs in a task of its own (so a
 //! client hanging up never cuts a start short), and every concurrent caller
 //! joins it and hears its verdict, so Docker sees one start. The verdict
@@ -17,6 +19,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::context::{Change, Context};
+use super::nap::{self, Unpaused};
 use super::table::{Owner, Route, RouteStatus, WakeOutcome};
 use super::{bring_up, capacity, restore, LifecycleError};
 use crate::domain::ContainerState;
@@ -73,15 +76,20 @@ pub(super) fn begin(
         let route = route.clone();
         ctx.clone().spawn(async move {
             let owner = route.own().await;
-            let outcome = run(&ctx, &owner).await;
+            let outcome = run(&ctx, &owner, &tell).await;
             tell.send_replace(Some(outcome));
         });
     }
     verdict
 }
 
-/// The wake itself, owning the container.
-async fn run(ctx: &Context, owner: &Owner) -> WakeOutcome {
+/// The wake itself, owning the container. An unpause tells `tell` its
+/// verdict early, before its row is written.
+async fn run(
+    ctx: &Context,
+    owner: &Owner,
+    tell: &watch::Sender<Option<WakeOutcome>>,
+) -> WakeOutcome {
     let status = owner.status();
     match status.state {
         ContainerState::Running => {
@@ -92,6 +100,19 @@ async fn run(ctx: &Context, owner: &Owner) -> WakeOutcome {
         ContainerState::Deleted => return Err(deleted()),
         ContainerState::Creating => {
             return Err(failed("its creation did not finish".into()));
+        }
+        // Paused, not stopped: an unpause is the whole wake, unless Docker
+        // no longer runs it.
+        ContainerState::Napping => {
+            if let Some(upstream) = status.upstream {
+                let thawed = |upstream| {
+                    tell.send_replace(Some(Ok(upstream)));
+                };
+                match nap::unpause(ctx, owner, upstream, thawed).await? {
+                    Unpaused::Serving(upstream) => return Ok(upstream),
+                    Unpaused::NotRunning => {}
+                }
+            }
         }
         _ => {}
     }

@@ -281,6 +281,20 @@ impl Proxy {
         }
         let (upstream, body) = match (status.state, status.upstream) {
             (ContainerState::Running, Some(upstream)) => (upstream, RequestBody::streaming(body)),
+            // Paused, not stopped: served like a running container, once its
+            // first request has paid the unpause (joined by any other
+            // request meanwhile), whatever its wake strategy.
+            (ContainerState::Napping, _) => {
+                let upstream =
+                    self.waker
+                        .ready_upstream(&route)
+                        .await
+                        .map_err(|error| ProxyError::Wake {
+                            name: route.name().to_owned(),
+                            error,
+                        })?;
+                (upstream, RequestBody::streaming(body))
+            }
             (state, _) => match route.config().wake {
                 WakeStrategy::Redirect => {
                     waking::wait_for_upstream(self.waker.as_ref(), &route, &self.holds).await?;

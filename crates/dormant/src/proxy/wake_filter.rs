@@ -226,7 +226,7 @@ impl WakeFilter {
 }
 
 /// Whether a request for `route`, in `status`, would start a wake (or a
-/// restore). One for a container running, on its way up, or backing off
+/// restore). One for a container running, napping, on its way up, or backing off
 /// after a failed wake starts nothing (it is served, joins the wake under
 /// way, or is refused at once), so neither the bot answer nor the limits
 /// apply to it: a page's many requests while its container wakes are one
@@ -235,6 +235,7 @@ fn starts_a_wake(route: &Route, status: &RouteStatus) -> bool {
     let on_its_way = match status.state {
         ContainerState::Running => status.upstream.is_some(),
         ContainerState::Creating
+        | ContainerState::Napping
         | ContainerState::Starting
         | ContainerState::Restoring
         | ContainerState::Deleted => true,

@@ -267,6 +267,35 @@ async fn bots_robots_and_favicons_do_not_wake_a_sleeping_container() {
 }
 
 #[tokio::test]
+async fn a_napping_container_is_served_like_a_running_one_after_its_unpause() {
+    let mut limits = filter_config();
+    limits.wake_rate = Rate::per_minute(1);
+    limits.wake_burst = 1;
+    let proxy = TestProxy::start(limits).await;
+    let mut record = crate::domain::sample_record("napper", 0);
+    record.spec.wake = Some(WakeStrategy::Page);
+    let config = RouteConfig {
+        wake: WakeStrategy::Page,
+        ..route_config()
+    };
+    let upstream = hello_upstream().await;
+    proxy
+        .table
+        .insert_record_for_test(record, config, RouteStatus::napping(upstream));
+    let host = "napper.localhost";
+    // A browser gets no "waking up" page, a bot no bot answer, and no wake
+    // rate limit applies: each asks for the upstream (the unpause), which
+    // this test's waker refuses.
+    for agent in [FIREFOX, GOOGLEBOT, FIREFOX] {
+        let headers = [("user-agent", agent), ("accept", "text/html")];
+        let (status, _, body) = proxy.get(host, "/", &headers).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert!(body.contains("no room (test)"), "{body}");
+    }
+    assert_eq!(proxy.wakes(), 3, "every request asked for the unpause");
+}
+
+#[tokio::test]
 async fn while_running_bots_are_served_but_do_not_count_as_activity() {
     let proxy = TestProxy::start(filter_config()).await;
     let route = proxy.add("awake", RouteStatus::running(hello_upstream().await));

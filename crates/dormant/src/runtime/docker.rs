@@ -67,6 +67,8 @@ enum Op<'a> {
     },
     Start(&'a str),
     Stop(&'a str),
+    Pause(&'a str),
+    Unpause(&'a str),
     Remove(&'a str),
     VolumeRemove(&'a str),
     NetworkRemove(&'a str),
@@ -90,6 +92,8 @@ impl Op<'_> {
             Op::Create { name, .. } => format!("docker create --name {name}"),
             Op::Start(id) => format!("docker start {id}"),
             Op::Stop(id) => format!("docker stop {id}"),
+            Op::Pause(id) => format!("docker pause {id}"),
+            Op::Unpause(id) => format!("docker unpause {id}"),
             Op::Remove(id) => format!("docker rm -f {id}"),
             Op::VolumeRemove(volume) => format!("docker volume rm {volume}"),
             Op::NetworkRemove(network) => format!("docker network rm {network}"),
@@ -126,7 +130,12 @@ impl Op<'_> {
                     image: (*image).to_owned(),
                 }
             }
-            Op::Start(id) | Op::Stop(id) | Op::Remove(id) | Op::Inspect(id) => {
+            Op::Start(id)
+            | Op::Stop(id)
+            | Op::Pause(id)
+            | Op::Unpause(id)
+            | Op::Remove(id)
+            | Op::Inspect(id) => {
                 format!("container {id}")
             }
             Op::VolumeCreate(volume) | Op::VolumeRemove(volume) | Op::VolumeInspect(volume) => {
@@ -348,6 +357,20 @@ impl Runtime for DockerRuntime {
         }
     }
 
+    async fn pause(&self, id: &str) -> RuntimeResult<()> {
+        self.docker
+            .pause_container(id)
+            .await
+            .map_err(|e| runtime_error(Op::Pause(id), e))
+    }
+
+    async fn unpause(&self, id: &str) -> RuntimeResult<()> {
+        self.docker
+            .unpause_container(id)
+            .await
+            .map_err(|e| runtime_error(Op::Unpause(id), e))
+    }
+
     async fn remove(&self, id: &str) -> RuntimeResult<()> {
         let options = RemoveContainerOptions {
             force: true,
@@ -395,6 +418,7 @@ impl Runtime for DockerRuntime {
         };
         let state = inspect.state.unwrap_or_default();
         let running = state.running.unwrap_or(false);
+        let paused = running && state.paused.unwrap_or(false);
         let port: Option<u16> = inspect
             .config
             .as_ref()
@@ -461,6 +485,7 @@ impl Runtime for DockerRuntime {
             upper_dir,
             id: inspect.id.unwrap_or_else(|| id.to_owned()),
             running,
+            paused,
             upstream: if running { upstream } else { None },
             exit_code: state.exit_code,
             error: state.error.filter(|e| !e.is_empty()),

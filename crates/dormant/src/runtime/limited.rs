@@ -79,6 +79,12 @@ impl<R: Runtime> Runtime for Limited<R> {
             Duration::from_secs(grace_secs.max(0) as u64)
         )
     }
+    async fn pause(&self, id: &str) -> RuntimeResult<()> {
+        limited!(self, "docker pause", self.inner.pause(id))
+    }
+    async fn unpause(&self, id: &str) -> RuntimeResult<()> {
+        limited!(self, "docker unpause", self.inner.unpause(id))
+    }
     async fn remove(&self, id: &str) -> RuntimeResult<()> {
         limited!(self, "docker rm", self.inner.remove(id))
     }

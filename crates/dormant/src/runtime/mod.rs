@@ -55,7 +55,10 @@ pub struct CreateParams {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inspection {
     pub id: String,
+    /// Docker counts a paused container as running.
     pub running: bool,
+    /// Frozen by `pause` (cgroup freezer): it holds its memory, gets no CPU.
+    pub paused: bool,
     /// Where the container's port is reachable from this host, when running.
     pub upstream: Option<SocketAddr>,
     /// Exit code and error of the last run, for a reason a person can read.
@@ -106,6 +109,8 @@ pub struct ContainerEvent {
 pub enum ContainerEventKind {
     Started,
     Died { exit_code: Option<i64> },
+    Paused,
+    Unpaused,
 }
 
 /// Why a runtime call failed. Every variant names the call (`call`, e.g.
@@ -164,6 +169,11 @@ pub trait Runtime: Send + Sync + 'static {
     async fn start(&self, id: &str) -> RuntimeResult<()>;
     /// SIGTERM, then SIGKILL after `grace_secs`.
     async fn stop(&self, id: &str, grace_secs: i64) -> RuntimeResult<()>;
+    /// Freezes a running container's processes (cgroup freezer): no CPU,
+    /// memory and connections kept.
+    async fn pause(&self, id: &str) -> RuntimeResult<()>;
+    /// Thaws a paused container: its processes go on where they stopped.
+    async fn unpause(&self, id: &str) -> RuntimeResult<()>;
     /// Removes the container, running or not. A missing container is not an
     /// error: removal is idempotent.
     async fn remove(&self, id: &str) -> RuntimeResult<()>;
@@ -176,7 +186,7 @@ pub trait Runtime: Send + Sync + 'static {
     async fn inspect(&self, id: &str) -> RuntimeResult<Option<Inspection>>;
     /// Containers carrying `label=value`, running or not.
     async fn list_labelled(&self, label: &str, value: &str) -> RuntimeResult<Vec<Managed>>;
-    /// Starts and deaths of containers carrying `label=value`: first
+    /// Starts, deaths, pauses and unpauses of containers carrying `label=value`: first
     /// `Connected`, then those since `since` (the engine replays what it
     /// still remembers), then new ones as they happen.
     /// The stream ends, or yields an error, if the engine's connection drops.

@@ -86,6 +86,7 @@ fn event(_bus: &(), name: &str, tenant: &str, state: ContainerState) -> Arc<Even
         state,
         reason: None,
         wake_ms: None,
+        unpause_ms: None,
         snapshot_bytes: None,
     })
 }

@@ -380,7 +380,7 @@
 
   // ---------- the table ----------
 
-  const STATE_ORDER = ["running", "starting", "restoring", "creating", "stopping", "asleep", "archiving", "archived", "failed", "deleted"];
+  const STATE_ORDER = ["running", "napping", "starting", "restoring", "creating", "stopping", "asleep", "archiving", "archived", "failed", "deleted"];
 
   function idleMs(c) {
     const at = Date.parse(c.last_active_at);
@@ -519,7 +519,7 @@
       const action = button.dataset.action;
       button.disabled =
         (action === "wake" && (c.state === "running" || busy)) ||
-        (action === "sleep" && c.state !== "running") ||
+        (action === "sleep" && c.state !== "running" && c.state !== "napping") ||
         (action === "archive" && (c.state === "archived" || busy));
     }
   }

@@ -51,6 +51,9 @@ pub struct Options {
     /// `--min-free-disk`: past any real disk's size, every snapshot write
     /// and restore is refused for lack of space.
     pub min_free_disk: u64,
+    /// `--nap-after`; zero (never) unless a test says, so that only the
+    /// nap tests see naps.
+    pub nap_after: Duration,
 }
 
 impl Default for Options {
@@ -60,6 +63,7 @@ impl Default for Options {
             memory_budget: u64::MAX,
             store_faults: false,
             min_free_disk: 0,
+            nap_after: Duration::ZERO,
         }
     }
 }
@@ -158,6 +162,7 @@ impl Harness {
             ready_path: None,
             wake: None,
             archive_after: None,
+            nap_after: None,
             cap_add: Vec::new(),
             access: crate::domain::Access::Public,
             owner: "admin".into(),
@@ -271,7 +276,10 @@ impl Harness {
     pub async fn assert_settled(&self, name: &str) -> ContainerState {
         let state = self.state(name);
         assert!(
-            matches!(state, Running | Asleep | Archived | Failed | Deleted),
+            matches!(
+                state,
+                Running | Napping | Asleep | Archived | Failed | Deleted
+            ),
             "`{name}` was left {state}"
         );
         let stored = self.record(name).await.map(|r| r.state);
@@ -403,6 +411,7 @@ fn boot(
         create_concurrency: 4,
         sweep_interval: SWEEP_INTERVAL,
         default_archive_after: Duration::from_secs(24 * 3600),
+        default_nap_after: options.nap_after,
         snapshot_dir: dir.join("snapshots"),
         min_free_disk: options.min_free_disk,
         limits: Limits {

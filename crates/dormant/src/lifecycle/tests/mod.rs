@@ -18,6 +18,7 @@ mod delete;
 mod event_stream;
 mod events;
 mod herd;
+mod nap;
 mod races;
 mod reconcile;
 mod restore;

@@ -1,6 +1,6 @@
-//! Docker's event stream in dormant's terms: starts and deaths of this
-//! node's containers, from a point in time, after a ping that says the daemon
-//! is there.
+//! Docker's event stream in dormant's terms: starts, deaths, pauses and
+//! unpauses of this node's containers, from a point in time, after a ping
+//! that says the daemon is there.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -29,7 +29,9 @@ pub(super) fn stream(
             ("label".to_owned(), vec![format!("{label}={value}")]),
             (
                 "event".to_owned(),
-                vec!["start".to_owned(), "die".to_owned()],
+                ["start", "die", "pause", "unpause"]
+                    .map(str::to_owned)
+                    .to_vec(),
             ),
         ])),
         ..Default::default()
@@ -59,6 +61,8 @@ pub(super) fn stream(
                 "die" => ContainerEventKind::Died {
                     exit_code: attributes.get("exitCode").and_then(|c| c.parse().ok()),
                 },
+                "pause" => ContainerEventKind::Paused,
+                "unpause" => ContainerEventKind::Unpaused,
                 _ => return None,
             };
             Some(Ok(EngineEvent::Container(ContainerEvent {

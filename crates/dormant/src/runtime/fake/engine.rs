@@ -12,7 +12,9 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::state::{died, image_name, lock, remove_container_dir, Container, Subscriber, Volume};
+use super::state::{
+    died, image_name, lock, paused_event, remove_container_dir, Container, Subscriber, Volume,
+};
 use super::{Call, Crash, FakeRuntime, Readiness};
 use crate::domain::LABEL_NAME;
 use crate::runtime::{
@@ -66,6 +68,7 @@ impl Runtime for FakeRuntime {
             labels: params.labels.clone(),
             volumes: params.volumes.iter().map(|(v, _)| v.clone()).collect(),
             running: false,
+            paused: false,
             upstream: None,
             answers_at: None,
             exit_code: None,
@@ -152,14 +155,31 @@ impl Runtime for FakeRuntime {
                 what: format!("container {id}"),
             });
         };
+        // As this Docker daemon does: a paused container gets its SIGTERM
+        // and is thawed to act on it.
         if container.running {
             container.running = false;
+            container.paused = false;
             container.upstream = None;
             container.exit_code = Some(0);
             let event = died(&container.name.clone(), Some(0));
             state.emit(event);
         }
         Ok(())
+    }
+
+    /// Answers as Docker does: a 409 for a container not running or
+    /// already paused.
+    async fn pause(&self, id: &str) -> RuntimeResult<()> {
+        let call = format!("docker pause {id}");
+        self.call(Call::Pause, &call, id).await?;
+        self.set_paused(&call, id, true)
+    }
+
+    async fn unpause(&self, id: &str) -> RuntimeResult<()> {
+        let call = format!("docker unpause {id}");
+        self.call(Call::Unpause, &call, id).await?;
+        self.set_paused(&call, id, false)
     }
 
     async fn remove(&self, id: &str) -> RuntimeResult<()> {
@@ -174,6 +194,7 @@ impl Runtime for FakeRuntime {
             return Ok(());
         };
         if state.containers[position].running {
+            state.containers[position].paused = false;
             // Docker reports a forced removal of a running container as a death.
             let name = state.containers[position].name.clone();
             state.emit(died(&name, Some(137)));
@@ -218,6 +239,7 @@ impl Runtime for FakeRuntime {
         Ok(self.state().find(id).map(|c| Inspection {
             id: c.id.clone(),
             running: c.running,
+            paused: c.paused,
             upstream: c.upstream,
             exit_code: c.exit_code,
             error: None,
@@ -313,6 +335,7 @@ impl Runtime for FakeRuntime {
         let state = self.state();
         let answering = state.containers.iter().find(|c| {
             c.running
+                && !c.paused
                 && c.upstream == Some(upstream)
                 && c.answers_at.is_some_and(|at| at <= Instant::now())
         });
@@ -320,5 +343,33 @@ impl Runtime for FakeRuntime {
             Some(_) => ProbeOutcome::Ready,
             None => ProbeOutcome::NotYet(format!("connection to {upstream} refused (fake)")),
         }
+    }
+}
+
+impl FakeRuntime {
+    fn set_paused(&self, call: &str, id: &str, paused: bool) -> RuntimeResult<()> {
+        let mut state = self.state();
+        let Some(container) = state.find_mut(id) else {
+            return Err(RuntimeError::NotFound {
+                call: call.to_owned(),
+                what: format!("container {id}"),
+            });
+        };
+        let refusal = match (container.running, container.paused, paused) {
+            (false, _, _) => Some(format!("Container {id} is not running")),
+            (true, true, true) => Some(format!("Container {id} is already paused")),
+            (true, false, false) => Some(format!("Container {id} is not paused")),
+            _ => None,
+        };
+        if let Some(message) = refusal {
+            return Err(RuntimeError::Conflict {
+                call: call.to_owned(),
+                message,
+            });
+        }
+        container.paused = paused;
+        let event = paused_event(&container.name.clone(), paused);
+        state.emit(event);
+        Ok(())
     }
 }

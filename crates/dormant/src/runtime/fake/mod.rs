@@ -38,6 +38,8 @@ pub enum Call {
     Create,
     Start,
     Stop,
+    Pause,
+    Unpause,
     Remove,
     RemoveVolumes,
     RemoveTenant,
@@ -104,6 +106,7 @@ pub const ALWAYS: usize = usize::MAX;
 pub struct Seen {
     pub id: String,
     pub running: bool,
+    pub paused: bool,
     pub upstream: Option<SocketAddr>,
     pub upper_dir: PathBuf,
     /// Its `dormant.tenant` label: the tenant whose network it was made on.
@@ -243,6 +246,7 @@ impl FakeRuntime {
         state.by_name(name).map(|c| Seen {
             id: c.id.clone(),
             running: c.running,
+            paused: c.paused,
             upstream: c.upstream,
             upper_dir: c.upper_dir.clone(),
             tenant: c.labels.get(crate::domain::LABEL_TENANT).cloned(),
@@ -251,6 +255,11 @@ impl FakeRuntime {
 
     pub fn running(&self, name: &str) -> bool {
         self.container(name).is_some_and(|c| c.running)
+    }
+
+    /// Whether Docker shows `name` paused.
+    pub fn paused(&self, name: &str) -> bool {
+        self.container(name).is_some_and(|c| c.paused)
     }
 
     /// How many containers run.

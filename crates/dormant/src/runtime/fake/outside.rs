@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use tokio::time::Instant;
 
-use super::state::{died, remove_container_dir, Container, Volume};
+use super::state::{died, paused_event, remove_container_dir, Container, Volume};
 use super::FakeRuntime;
 use crate::domain::LABEL_NAME;
 use crate::runtime::RuntimeError;
@@ -17,6 +17,7 @@ impl FakeRuntime {
         let mut state = self.state();
         let container = state.by_name_mut(name).expect("kill: no such container");
         container.running = false;
+        container.paused = false;
         container.upstream = None;
         container.exit_code = Some(exit_code);
         let event = died(name, Some(exit_code));
@@ -30,8 +31,24 @@ impl FakeRuntime {
             .by_name_mut(name)
             .expect("stop_quietly: no such container");
         container.running = false;
+        container.paused = false;
         container.upstream = None;
         container.exit_code = Some(0);
+    }
+
+    /// Someone ran `docker pause` (`true`) or `docker unpause` by hand;
+    /// `tell`: whether Docker's event stream says so (false: dormant was
+    /// down and hears nothing).
+    pub fn pause_outside(&self, name: &str, paused: bool, tell: bool) {
+        let mut state = self.state();
+        let container = state
+            .by_name_mut(name)
+            .expect("pause_outside: no such container");
+        assert!(container.running, "pause_outside: `{name}` is not running");
+        container.paused = paused;
+        if tell {
+            state.emit(paused_event(name, paused));
+        }
     }
 
     /// Someone ran `docker start` by hand; the app answers at once.
@@ -90,6 +107,7 @@ impl FakeRuntime {
             labels,
             volumes: Vec::new(),
             running: false,
+            paused: false,
             upstream: None,
             answers_at: None,
             exit_code: Some(0),

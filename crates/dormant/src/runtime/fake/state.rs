@@ -39,6 +39,8 @@ pub(super) struct Container {
     pub(super) labels: HashMap<String, String>,
     pub(super) volumes: Vec<String>,
     pub(super) running: bool,
+    /// Frozen by `pause`: running to Docker, answering nothing.
+    pub(super) paused: bool,
     pub(super) upstream: Option<SocketAddr>,
     /// When the app answers probes, while running; `None`: never.
     pub(super) answers_at: Option<Instant>,
@@ -102,6 +104,19 @@ pub(super) fn died(name: &str, exit_code: Option<i64>) -> ContainerEvent {
     ContainerEvent {
         name: name.to_owned(),
         kind: ContainerEventKind::Died { exit_code },
+        at: std::time::SystemTime::now(),
+    }
+}
+
+/// `Paused` or `Unpaused`, now.
+pub(super) fn paused_event(name: &str, paused: bool) -> ContainerEvent {
+    ContainerEvent {
+        name: name.to_owned(),
+        kind: if paused {
+            ContainerEventKind::Paused
+        } else {
+            ContainerEventKind::Unpaused
+        },
         at: std::time::SystemTime::now(),
     }
 }
