@@ -239,6 +239,7 @@ async def herd(where, hosts, n, timeout):
         "first_errors": errors[:3],
         "connect_ms": round((t_go - t_all) * 1000, 1),
         "wall_ms": round((t_end - t_go) * 1000, 1),
+        "min": round(min(ok), 1) if ok else None,
         "p50": pct(ok, 50, 1),
         "p99": pct(ok, 99, 1),
         "max": pct(ok, 100, 1),

@@ -22,8 +22,8 @@
 #              (docker-proxy, containerd-shim, fuse-overlayfs), both modes
 # Herd, density, restore and nap run on network mode only.
 #
-# Usage: bench/run.sh [--quick] [--only nap]
-#   --only nap runs that one section and prints its figures (RESULTS.md is left alone).
+# Usage: bench/run.sh [--quick] [--only nap|herd|restore|wake|proxy]
+#   --only SECTION runs that one section and prints its figures (RESULTS.md is left alone).
 # Needs: Docker, cargo; installs wrk, nginx, jq, curl from Debian's packages if missing.
 # Everything runs on loopback and on the bench's own containers (dormant 127.0.0.1:
 # 17070/17080 network mode and 17071/17082 published mode, nginx 17081/17083, a
@@ -41,12 +41,14 @@ for arg in "$@"; do
   case "$arg" in
     --quick) QUICK=1 ;;
     --only) ONLY=next ;;
-    nap) [[ $ONLY == next ]] || { echo "unknown argument: $arg (try --help)" >&2; exit 2; }; ONLY=nap ;;
+    nap | herd | restore | wake | proxy)
+      [[ $ONLY == next ]] || { echo "unknown argument: $arg (try --help)" >&2; exit 2; }
+      ONLY=$arg ;;
     -h | --help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
     *) echo "unknown argument: $arg (try --help)" >&2; exit 2 ;;
   esac
 done
-[[ $ONLY != next ]] || { echo "--only needs a section: nap" >&2; exit 2; }
+[[ $ONLY != next ]] || { echo "--only needs a section: nap, herd, restore, wake or proxy" >&2; exit 2; }
 
 # --- parameters ----------------------------------------------------------------
 if ((QUICK)); then
@@ -622,8 +624,35 @@ bench_herd() {
   R[herd_p99]=$(jq -r .p99 <<<"$json")
   R[herd_max]=$(jq -r .max <<<"$json")
   R[herd_connect_ms]=$(jq -r .connect_ms <<<"$json")
+  R[herd_first]=$(jq -r .min <<<"$json")
   say "  starts ${R[herd_starts]}, ok ${R[herd_ok]}, errors ${R[herd_errors]}, p50 ${R[herd_p50]} ms, p99 ${R[herd_p99]} ms"
   ((R[herd_errors] == 0)) || say "  first errors: $(jq -c .first_errors <<<"$json")"
+  # Against one wake of the same container, just before (its p50 over 3).
+  local i
+  for i in 1 2 3; do
+    sleep_container net "$HERD_NAME"
+    sleep 0.3
+    py get "${PROXY[net]}" "$HERD_NAME.localhost" | jq -r .ms
+  done >"$WORK/herd-single.txt"
+  read -r "R[herd_single]" < <(percentiles 50 <"$WORK/herd-single.txt")
+  R[herd_ratio_p50]=$(calc "${R[herd_p50]} / ${R[herd_single]}")
+  R[herd_ratio_p99]=$(calc "${R[herd_p99]} / ${R[herd_single]}")
+  R[herd_spread]=$(calc "${R[herd_p99]} / ${R[herd_first]}")
+  say "  one wake ${R[herd_single]} ms: herd p50 x${R[herd_ratio_p50]}, p99 x${R[herd_ratio_p99]}; herd p99 / first answer x${R[herd_spread]}"
+  # The same herd on the running container: through dormant, and direct.
+  local ip target
+  ip=$(container_ip "dormant-$HERD_NAME")
+  for target in through direct; do
+    if [[ $target == through ]]; then
+      json=$(py herd "${PROXY[net]}" "$HERD_NAME.localhost" "$HERD")
+    else
+      json=$(py herd "$ip:8080" "$HERD_NAME.localhost" "$HERD")
+    fi
+    R[herd_running_${target}_p50]=$(jq -r .p50 <<<"$json")
+    R[herd_running_${target}_p99]=$(jq -r .p99 <<<"$json")
+    R[herd_running_${target}_errors]=$(jq -r .errors <<<"$json")
+  done
+  say "  running: through dormant p50 ${R[herd_running_through_p50]} / p99 ${R[herd_running_through_p99]} ms, direct p50 ${R[herd_running_direct_p50]} / p99 ${R[herd_running_direct_p99]} ms"
 }
 
 # --- e. density ----------------------------------------------------------------
@@ -919,9 +948,24 @@ Network mode. $HERD requests to one asleep container, all connections opened fir
 (${R[herd_connect_ms]} ms), then every request written at once (\`bench/load.py herd\`).
 Starts counted with \`docker events --filter event=start\` over the run.
 
-| Docker starts | ok | errors | p50 ms | p99 ms | max ms |
-| ---: | ---: | ---: | ---: | ---: | ---: |
-| ${R[herd_starts]} | ${R[herd_ok]} | ${R[herd_errors]} | ${R[herd_p50]} | ${R[herd_p99]} | ${R[herd_max]} |
+| Docker starts | ok | errors | first answer ms | p50 ms | p99 ms | max ms |
+| ---: | ---: | ---: | ---: | ---: | ---: | ---: |
+| ${R[herd_starts]} | ${R[herd_ok]} | ${R[herd_errors]} | ${R[herd_first]} | ${R[herd_p50]} | ${R[herd_p99]} | ${R[herd_max]} |
+
+Against one wake of the same container (p50 of 3, right after): ${R[herd_single]} ms.
+
+| figure | value | target |
+| --- | ---: | --- |
+| herd p50 / one wake | ${R[herd_ratio_p50]} | ≤ 1.1: $(judge "${R[herd_ratio_p50]}" '<=' 1.1) |
+| herd p99 / one wake | ${R[herd_ratio_p99]} | ≤ 1.3: $(judge "${R[herd_ratio_p99]}" '<=' 1.3) |
+| herd p99 / its first answer | ${R[herd_spread]} | ≤ 1.3: $(judge "${R[herd_spread]}" '<=' 1.3) |
+
+The same herd once the container runs, through dormant and direct to its address:
+
+| target | p50 ms | p99 ms | errors |
+| --- | ---: | ---: | ---: |
+| through dormant | ${R[herd_running_through_p50]} | ${R[herd_running_through_p99]} | ${R[herd_running_through_errors]} |
+| direct | ${R[herd_running_direct_p50]} | ${R[herd_running_direct_p99]} | ${R[herd_running_direct_errors]} |
 
 ## e. Density
 
@@ -997,11 +1041,13 @@ main() {
   (($(ulimit -n) >= 4 * HERD)) || die "ulimit -n is $(ulimit -n); the herd needs $((4 * HERD))"
   build
   R[build_s]=$(($(date +%s) - T_START))
-  if [[ $ONLY == nap ]]; then
+  if [[ -n $ONLY ]]; then
     start_dormant net
-    bench_nap
-    print_nap
-    return
+    # The proxy and wake sections compare both upstream modes.
+    [[ $ONLY == proxy || $ONLY == wake ]] && start_dormant pub
+    "bench_$ONLY"
+    [[ $ONLY == nap ]] && print_nap
+    return 0
   fi
   start_dormant net
   start_dormant pub
