@@ -52,12 +52,12 @@ done
 
 # --- parameters ----------------------------------------------------------------
 if ((QUICK)); then
-  WRK_SECONDS=3 WARMUP_SECONDS=1 WS_ROUND_TRIPS=500 WAKE_RUNS=5 NAP_RUNS=10
+  WRK_SECONDS=3 WARMUP_SECONDS=1 WS_ROUND_TRIPS=500 WAKE_RUNS=5 PROXY_ROUNDS=1 NAP_RUNS=10
   HERD=200 DENSITY=50 DENSITY_WAKE=10
   RESTORE_RUNS=2 BIG_FILES=5 RUNNING=10
   RESULTS="$BENCH/RESULTS-quick.md"
 else
-  WRK_SECONDS=10 WARMUP_SECONDS=2 WS_ROUND_TRIPS=2000 WAKE_RUNS=20 NAP_RUNS=50
+  WRK_SECONDS=10 WARMUP_SECONDS=2 WS_ROUND_TRIPS=2000 WAKE_RUNS=20 PROXY_ROUNDS=3 NAP_RUNS=50
   HERD=1000 DENSITY=1000 DENSITY_WAKE=50
   RESTORE_RUNS=5 BIG_FILES=20 RUNNING=50
   RESULTS="$BENCH/RESULTS.md"
@@ -315,8 +315,27 @@ bench_proxy() {
   [[ -n $ip && -n $port ]] || die "no address ($ip) or published port ($port) for the web containers"
   start_nginx "$ip:8080" "127.0.0.1:$port"
   run_wrk direct_net "http://$ip:8080/"
-  run_wrk nginx_net "http://127.0.0.1:${NGINX[net]}/"
-  run_wrk dormant_net "http://127.0.0.1:${PROXY[net]}/" -H "Host: $RUN-web.localhost"
+  # Network mode is the headline: nginx and dormant alternate over
+  # $PROXY_ROUNDS rounds (the order swapped each round) and the medians count.
+  local round first
+  for round in $(seq 1 "$PROXY_ROUNDS"); do
+    for first in nginx dormant; do
+      if [[ $((round % 2)) == 0 ]]; then first=$([[ $first == nginx ]] && echo dormant || echo nginx); fi
+      if [[ $first == nginx ]]; then
+        run_wrk "nginx_net_r$round" "http://127.0.0.1:${NGINX[net]}/"
+      else
+        run_wrk "dormant_net_r$round" "http://127.0.0.1:${PROXY[net]}/" -H "Host: $RUN-web.localhost"
+      fi
+    done
+  done
+  local target field
+  for target in nginx_net dormant_net; do
+    for field in rps p50 p99 errors; do
+      R[${target}_$field]=$(for round in $(seq 1 "$PROXY_ROUNDS"); do echo "${R[${target}_r${round}_$field]}"; done | median)
+    done
+    R[${target}_rounds]=$(for round in $(seq 1 "$PROXY_ROUNDS"); do printf '%s / %s, ' "${R[${target}_r${round}_rps]}" "${R[${target}_r${round}_p99]}"; done | sed 's/, $//')
+  done
+  say "  medians over $PROXY_ROUNDS rounds: nginx ${R[nginx_net_rps]} req/s p99 ${R[nginx_net_p99]} ms; dormant ${R[dormant_net_rps]} req/s p99 ${R[dormant_net_p99]} ms"
   run_wrk direct_pub "http://127.0.0.1:$port/"
   run_wrk nginx_pub "http://127.0.0.1:${NGINX[pub]}/"
   run_wrk dormant_pub "http://127.0.0.1:${PROXY[pub]}/" -H "Host: $RUN-pweb.localhost"
@@ -344,6 +363,10 @@ bench_proxy() {
 }
 
 # --- b. wake -------------------------------------------------------------------
+
+median() { # the median of the numbers on stdin
+  sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
 
 percentiles() { # P...: nearest-rank percentiles of the numbers on stdin
   sort -n | awk -v ps="$*" '{ v[NR] = $1 } END {
@@ -839,7 +862,9 @@ Two running containers: one made by the network-mode dormant, reached at its add
 the Docker network (port 8080) by all three "network" paths; one made by the
 published-mode dormant, reached at its published loopback port (through \`docker-proxy\`)
 by all three "published" paths. nginx: \`worker_processes auto\`, HTTP/1.1 keepalive
-upstream pool, \`access_log off\`, one server block per path.
+upstream pool, \`access_log off\`, one server block per path. Network mode's nginx and
+dormant rows are medians of $PROXY_ROUNDS alternating rounds (req/s / p99 ms per round: nginx
+${R[nginx_net_rounds]}; dormant ${R[dormant_net_rounds]}).
 
 | path | req/s | p50 ms | p99 ms | errors |
 | --- | ---: | ---: | ---: | ---: |
