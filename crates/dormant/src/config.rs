@@ -290,6 +290,12 @@ pub struct ServeConfig {
     #[arg(long, env = "DORMANT_WEBHOOK_ALLOW_PRIVATE", default_value_t = false, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub webhook_allow_private: bool,
 
+    /// PEM file of certificate authorities (one or more certificates)
+    /// trusted for `https://` webhooks besides the public ones: a private CA,
+    /// or a receiver's self-signed certificate.
+    #[arg(long, env = "DORMANT_WEBHOOK_CA_FILE", value_name = "FILE")]
+    pub webhook_ca_file: Option<PathBuf>,
+
     // Tenants and the audit log.
     /// How long the audit log keeps an entry (one per API call that changed
     /// something); older entries are pruned every hour.
@@ -562,6 +568,7 @@ mod tests {
         assert_eq!(c.max_wake_rate, Rate::per_second(10));
         assert_eq!(c.default_access, Access::Public);
         assert_eq!(c.session_ttl, Duration::from_secs(12 * 3600));
+        assert_eq!(c.webhook_ca_file, None);
     }
 
     #[test]

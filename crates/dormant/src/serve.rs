@@ -103,6 +103,8 @@ pub async fn run(
         config.max_connections.map(|n| n.get()),
         config.api_max_connections.get(),
     )?;
+    let webhook_tls = webhooks::tls::client_config(config.webhook_ca_file.as_deref())
+        .map_err(|why| anyhow::anyhow!("--webhook-ca-file: {why}"))?;
     let data_dir = &config.data_dir;
     data_dir::prepare(data_dir)?;
     let admin_token = admin_token(data_dir)?;
@@ -134,6 +136,7 @@ pub async fn run(
     let webhooks = Webhooks::new(webhooks::Settings {
         retry_for: config.webhook_retry_for,
         allow_private: config.webhook_allow_private,
+        tls: webhook_tls,
     });
     for row in store
         .webhooks()

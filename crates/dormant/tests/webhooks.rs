@@ -1,6 +1,8 @@
 //! Webhooks on the real binary: a registered URL receives the events it
 //! asked for, signed with its secret; the registration survives a restart;
-//! a tenant's webhook may not point at the host's own network.
+//! an `https://` receiver whose certificate `--webhook-ca-file` trusts gets
+//! them too (and a CA file that is not one stops dormant from starting); a
+//! tenant's webhook may not point at the host's own network.
 
 mod common;
 
@@ -10,7 +12,7 @@ use std::time::Duration;
 use axum::http::HeaderMap;
 use axum::routing::post;
 use axum::Router;
-use common::{demo_image, eventually, unique, Dormant};
+use common::{demo_image, dormant_command, eventually, unique, Dormant};
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -18,6 +20,70 @@ type Got = Arc<Mutex<Vec<(HeaderMap, String)>>>;
 
 /// A receiver on loopback; returns what it got and its URL.
 async fn receiver() -> (Got, String) {
+    let (got, app) = recording();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (got, url)
+}
+
+/// A receiver over TLS on loopback, with a self-signed certificate for
+/// `localhost` made now; returns what it got, its URL, and the certificate
+/// (PEM) to trust.
+async fn tls_receiver() -> (Got, String, String) {
+    let (got, app) = recording();
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(made.signing_key.serialize_der().into());
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![made.cert.der().clone()], key)
+    .unwrap();
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "https://localhost:{}/hook",
+        tcp.local_addr().unwrap().port()
+    );
+    let listener = TlsListener {
+        tcp,
+        tls: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+    };
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (got, url, made.cert.pem())
+}
+
+/// Connections that completed a TLS handshake; the others are dropped.
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    tls: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((tcp, from)) = self.tcp.accept().await else {
+                continue;
+            };
+            let handshake = self.tls.accept(tcp);
+            if let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(5), handshake).await {
+                return (stream, from);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
+/// An app that keeps every POST to `/hook` and answers 204.
+fn recording() -> (Got, Router) {
     let got: Got = Arc::default();
     let keep = got.clone();
     let app = Router::new().route(
@@ -30,10 +96,7 @@ async fn receiver() -> (Got, String) {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (got, url)
+    (got, app)
 }
 
 /// The kinds received for `name`, in order.
@@ -135,6 +198,100 @@ async fn a_webhook_receives_the_events_it_asked_for_signed_and_across_a_restart(
 }
 
 #[tokio::test]
+async fn an_https_receiver_trusted_through_the_ca_file_gets_signed_events_and_another_does_not() {
+    let (got, url, cert) = tls_receiver().await;
+    // Same name and subject, a certificate no one trusts.
+    let (untrusted_got, untrusted_url, _) = tls_receiver().await;
+    let ca_dir = std::env::temp_dir().join(unique("dormant-ca"));
+    std::fs::create_dir_all(&ca_dir).unwrap();
+    let ca_file = ca_dir.join("receiver.pem");
+    std::fs::write(&ca_file, cert).unwrap();
+    let dormant = Dormant::start_with(&["--webhook-ca-file", ca_file.to_str().unwrap()]);
+    let _ = std::fs::remove_dir_all(&ca_dir);
+    let mut secrets = Vec::new();
+    for url in [&url, &untrusted_url] {
+        let (status, made) = dormant
+            .api(
+                Method::POST,
+                "/v1/webhooks",
+                Some(json!({"url": url, "events": ["created", "ready"]})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{made}");
+        secrets.push(made["secret"].as_str().unwrap().to_owned());
+    }
+
+    let name = unique("whs");
+    dormant
+        .create(json!({"image": demo_image(), "name": name}))
+        .await;
+    assert!(
+        eventually(Duration::from_secs(20), async || kinds(&got, &name).len()
+            == 2)
+        .await,
+        "got {:?}; log:\n{}",
+        kinds(&got, &name),
+        dormant.log()
+    );
+    assert_eq!(kinds(&got, &name), ["created", "ready"]);
+    for (headers, body) in got.lock().unwrap().iter() {
+        assert!(
+            signed_with(&secrets[0], headers, body),
+            "bad signature on {body}"
+        );
+    }
+    let (_, list) = dormant.api(Method::GET, "/v1/webhooks", None).await;
+    let shown = |url: &str| {
+        list["webhooks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["url"] == url)
+            .unwrap()
+            .clone()
+    };
+    let trusted = shown(&url);
+    assert_eq!(
+        (&trusted["delivered"], &trusted["failed"]),
+        (&json!(2), &json!(0))
+    );
+    assert!(trusted.get("last_error").is_none(), "{trusted}");
+    let untrusted = shown(&untrusted_url);
+    assert_eq!(untrusted["delivered"], 0, "{untrusted}");
+    let why = untrusted["last_error"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("certificate is not trusted") && why.contains("--webhook-ca-file"),
+        "{untrusted}"
+    );
+    assert!(untrusted_got.lock().unwrap().is_empty());
+}
+
+#[test]
+fn a_ca_file_that_holds_no_certificate_stops_dormant_from_starting() {
+    let data_dir = std::env::temp_dir().join(unique("dormant-ca-bad"));
+    std::fs::create_dir_all(&data_dir).unwrap();
+    let ca_file = data_dir.join("not-a-ca.pem");
+    std::fs::write(&ca_file, "just some text\n").unwrap();
+    let output = dormant_command()
+        .args(["serve", "--data-dir"])
+        .arg(&data_dir)
+        .args(["--api-addr", "127.0.0.1:0", "--proxy-addr", "127.0.0.1:0"])
+        .arg("--webhook-ca-file")
+        .arg(&ca_file)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "dormant started: {stderr}");
+    assert!(
+        stderr.contains("--webhook-ca-file")
+            && stderr.contains(&*ca_file.to_string_lossy())
+            && stderr.contains("no certificate"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
 async fn a_tenants_webhook_may_not_point_at_the_host() {
     let dormant = Dormant::start();
     let tenant = unique("tw");
@@ -145,6 +302,7 @@ async fn a_tenants_webhook_may_not_point_at_the_host() {
     let token = made["token"]["token"].as_str().unwrap();
     for url in [
         "http://127.0.0.1:7070/v1/containers",
+        "https://127.0.0.1:7070/v1/containers",
         "http://169.254.169.254/latest/meta-data",
         "http://[::1]/",
     ] {

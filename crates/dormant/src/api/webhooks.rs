@@ -27,9 +27,12 @@ pub const MAX_PER_OWNER: usize = 20;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWebhook {
-    /// `http://` URL each event is POSTed to. A tenant's may not resolve to
-    /// a private or local address (unless the server allows it).
-    #[schema(example = "http://hooks.example.com/dormant")]
+    /// `http://` or `https://` URL each event is POSTed to (for `https`,
+    /// the receiver's certificate must be valid for the URL's host and
+    /// issued by a public certificate authority or one the server was given
+    /// with `--webhook-ca-file`). A tenant's may not resolve to a private or
+    /// local address (unless the server allows it).
+    #[schema(example = "https://hooks.example.com/dormant")]
     pub url: String,
     /// Event kinds to receive; all when absent or empty.
     pub events: Option<Vec<EventKind>>,
@@ -61,7 +64,9 @@ pub struct WebhookView {
     /// The receiver's last HTTP status.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub last_status: Option<u16>,
-    /// What went wrong with the last attempt, if it failed.
+    /// What went wrong with the last attempt, if it failed (a refused
+    /// answer, no connection, or a TLS certificate that is not trusted or
+    /// not valid for the URL's host).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub last_error: Option<String>,
     /// RFC 3339.

@@ -1,20 +1,26 @@
 //! One delivery: the event as JSON, signed, POSTed to the webhook's URL
-//! over a fresh connection to an address its policy allows; and the
+//! over a fresh connection to an address its policy allows (TLS on it for
+//! `https://`, the certificate checked against the URL's host); and the
 //! schedule of retries when the receiver does not take it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use http::{Method, Request};
 use http_body_util::{BodyExt, Full};
+use hyper::rt::{Read, Write};
+use rustls::ClientConfig;
 use sha2::Sha256;
 
-use super::target::{AddressPolicy, Target};
+use super::target::{AddressPolicy, Scheme, Target};
+use super::tls;
 
 /// Longest wait for a connection to the receiver.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Longest wait for the receiver's answer, from the connection on.
+/// Longest wait for the receiver's answer, from the connection on (from
+/// the end of the TLS handshake, for `https://`).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes of the receiver's answer read (and thrown away) at most.
 const MAX_ANSWER: usize = 16 * 1024;
@@ -60,10 +66,12 @@ impl Failure {
     }
 }
 
-/// One attempt to deliver `body` (event `event_id` of kind `kind`).
+/// One attempt to deliver `body` (event `event_id` of kind `kind`); `tls`
+/// checks the receiver's certificate for `https://`.
 pub async fn attempt(
     target: &Target,
     policy: AddressPolicy,
+    tls: &Arc<ClientConfig>,
     secret: &str,
     event_id: u64,
     kind: &str,
@@ -118,33 +126,59 @@ pub async fn attempt(
                 )))
             }
         };
-        let exchange = async {
-            let io = hyper_util::rt::TokioIo::new(stream);
-            let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await?;
-            tokio::spawn(connection);
-            let response = sender.send_request(request).await?;
-            let status = response.status().as_u16();
-            // Read a little of the answer so the receiver is not cut off
-            // mid-write; what it says does not matter.
-            let mut body = response.into_body();
-            let mut read = 0;
-            while read < MAX_ANSWER {
-                match body.frame().await {
-                    Some(Ok(frame)) => read += frame.data_ref().map_or(0, |d| d.len()),
-                    _ => break,
+        // The checked address is dialled; the URL's host is only what the
+        // certificate must name, so a second lookup cannot redirect us.
+        let answer = match target.scheme {
+            Scheme::Http => exchange(hyper_util::rt::TokioIo::new(stream), request).await,
+            Scheme::Https => {
+                let name = match tls::server_name(&target.host) {
+                    Ok(name) => name,
+                    Err(why) => return Outcome::GiveUp(Failure::no_answer(why)),
+                };
+                match tls::handshake(tls, name, stream).await {
+                    Ok(stream) => exchange(hyper_util::rt::TokioIo::new(stream), request).await,
+                    Err(why) => {
+                        return Outcome::Retry(Failure::no_answer(format!("{addr}: {why}")))
+                    }
                 }
             }
-            Ok::<u16, hyper::Error>(status)
         };
-        return match tokio::time::timeout(ANSWER_TIMEOUT, exchange).await {
-            Ok(Ok(status)) => classify(status),
-            Ok(Err(e)) => Outcome::Retry(Failure::no_answer(format!("{addr}: {e}"))),
-            Err(_) => Outcome::Retry(Failure::no_answer(format!(
-                "{addr} did not answer within {ANSWER_TIMEOUT:?}"
-            ))),
+        return match answer {
+            Ok(status) => classify(status),
+            Err(why) => Outcome::Retry(Failure::no_answer(format!("{addr}: {why}"))),
         };
     }
     Outcome::Retry(Failure::no_answer(last_error))
+}
+
+/// Sends `request` over `io` and reads (a bounded part of) the answer, all
+/// within [`ANSWER_TIMEOUT`]; the receiver's status, or what went wrong.
+async fn exchange<T>(io: T, request: Request<Full<Bytes>>) -> Result<u16, String>
+where
+    T: Read + Write + Send + Unpin + 'static,
+{
+    let exchange = async {
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await?;
+        tokio::spawn(connection);
+        let response = sender.send_request(request).await?;
+        let status = response.status().as_u16();
+        // Read a little of the answer so the receiver is not cut off
+        // mid-write; what it says does not matter.
+        let mut body = response.into_body();
+        let mut read = 0;
+        while read < MAX_ANSWER {
+            match body.frame().await {
+                Some(Ok(frame)) => read += frame.data_ref().map_or(0, |d| d.len()),
+                _ => break,
+            }
+        }
+        Ok::<u16, hyper::Error>(status)
+    };
+    match tokio::time::timeout(ANSWER_TIMEOUT, exchange).await {
+        Ok(Ok(status)) => Ok(status),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {ANSWER_TIMEOUT:?}")),
+    }
 }
 
 fn classify(status: u16) -> Outcome {

@@ -9,15 +9,19 @@
 //!
 //! - `target.rs`: which URLs, and which addresses they may reach.
 //! - `delivery.rs`: one signed attempt, and the retry schedule.
+//! - `tls.rs`: the trusted certificate authorities, and the handshake for
+//!   `https://` URLs.
 
 mod delivery;
 pub mod target;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use rustls::ClientConfig;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -32,7 +36,7 @@ use target::{AddressPolicy, Target};
 pub const QUEUE: usize = 1000;
 
 /// How webhooks behave, from `dormant serve`'s flags.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     /// How long one event is retried before it is given up
     /// (`--webhook-retry-for`).
@@ -40,6 +44,10 @@ pub struct Settings {
     /// Whether tenants' webhooks may reach private and local addresses
     /// (`--webhook-allow-private`).
     pub allow_private: bool,
+    /// How `https://` receivers' certificates are checked: the public
+    /// certificate authorities plus `--webhook-ca-file`'s
+    /// ([`tls::client_config`]).
+    pub tls: Arc<ClientConfig>,
 }
 
 /// How a webhook's deliveries are going.
@@ -113,6 +121,7 @@ impl Webhooks {
             id: row.id.clone(),
             target,
             policy: self.policy_for(&row.owner),
+            tls: self.settings.tls.clone(),
             secret: row.secret.clone(),
             retry_for: self.settings.retry_for,
             status: status.clone(),
@@ -218,6 +227,7 @@ struct Worker {
     id: String,
     target: Target,
     policy: AddressPolicy,
+    tls: Arc<ClientConfig>,
     secret: String,
     retry_for: Duration,
     status: Arc<Mutex<Status>>,
@@ -251,6 +261,7 @@ impl Worker {
             let outcome = attempt(
                 &self.target,
                 self.policy,
+                &self.tls,
                 &self.secret,
                 event.id,
                 event.kind.as_str(),

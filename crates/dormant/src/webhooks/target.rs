@@ -1,8 +1,9 @@
-//! Where a webhook may point: a parsed `http://` URL, and which addresses
-//! its host may resolve to. A tenant's webhook must not become a way into
-//! the host's own network (dormant's API, a database on loopback, a cloud
-//! metadata service): its host is resolved at each delivery and only public
-//! addresses are dialled, unless `--webhook-allow-private`.
+//! Where a webhook may point: a parsed `http://` or `https://` URL, and
+//! which addresses its host may resolve to. A tenant's webhook must not
+//! become a way into the host's own network (dormant's API, a database on
+//! loopback, a cloud metadata service): its host is resolved at each
+//! delivery and only public addresses are dialled, unless
+//! `--webhook-allow-private`.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -11,14 +12,23 @@ use http::Uri;
 /// Longest webhook URL accepted.
 pub const MAX_URL: usize = 2048;
 
+/// How a delivery talks to the receiver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    /// TLS, the certificate checked against the URL's host.
+    Https,
+}
+
 /// A webhook's URL, checked once when it is registered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
+    pub scheme: Scheme,
     pub host: String,
     pub port: u16,
     /// Path and query, starting with `/`.
     pub path: String,
-    /// `Host` header value (host, and the port when not 80).
+    /// `Host` header value (host, and the port when the URL gives one).
     pub authority: String,
 }
 
@@ -29,15 +39,11 @@ impl Target {
             return Err(format!("must be at most {MAX_URL} characters"));
         }
         let uri: Uri = url.parse().map_err(|e| format!("is not a URL ({e})"))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => {
-                return Err(
-                    "uses https, which this dormant cannot deliver to yet; use an http:// URL (e.g. a receiver on your private network)".into(),
-                )
-            }
-            _ => return Err("must be an http:// URL".into()),
-        }
+        let scheme = match uri.scheme_str() {
+            Some("http") => Scheme::Http,
+            Some("https") => Scheme::Https,
+            _ => return Err("must be an http:// or https:// URL".into()),
+        };
         let authority = uri.authority().ok_or("must name a host")?;
         if authority.as_str().contains('@') {
             return Err("must not carry a user name or password".into());
@@ -50,13 +56,20 @@ impl Target {
         if host.is_empty() {
             return Err("must name a host".into());
         }
-        let port = authority.port_u16().unwrap_or(80);
+        if scheme == Scheme::Https {
+            super::tls::server_name(&host)?;
+        }
+        let port = authority.port_u16().unwrap_or(match scheme {
+            Scheme::Http => 80,
+            Scheme::Https => 443,
+        });
         let path = uri
             .path_and_query()
             .map(|p| p.as_str().to_owned())
             .filter(|p| p.starts_with('/'))
             .unwrap_or_else(|| "/".into());
         Ok(Self {
+            scheme,
             authority: authority.as_str().to_owned(),
             host,
             port,
@@ -152,6 +165,7 @@ mod tests {
     #[test]
     fn an_http_url_is_split_into_what_a_delivery_needs() {
         let t = Target::parse("http://Hooks.Example.com:8080/in?x=1").unwrap();
+        assert_eq!(t.scheme, Scheme::Http);
         assert_eq!(t.host, "hooks.example.com");
         assert_eq!(t.port, 8080);
         assert_eq!(t.path, "/in?x=1");
@@ -164,11 +178,26 @@ mod tests {
     }
 
     #[test]
+    fn an_https_url_defaults_to_port_443() {
+        let t = Target::parse("https://hooks.example.com/in").unwrap();
+        assert_eq!(
+            (t.scheme, t.host.as_str(), t.port, t.path.as_str()),
+            (Scheme::Https, "hooks.example.com", 443, "/in")
+        );
+        assert_eq!(t.authority, "hooks.example.com");
+        let literal = Target::parse("https://[::1]:8443/").unwrap();
+        assert_eq!((literal.host.as_str(), literal.port), ("::1", 8443));
+    }
+
+    #[test]
     fn other_urls_are_refused_with_a_reason() {
         for (url, says) in [
-            ("ftp://example.com/", "http://"),
-            ("https://example.com/", "https"),
-            ("http://user:pw@example.com/", "password"),
+            ("ftp://example.com/", "http:// or https://"),
+            ("https://user:pw@example.com/", "password"),
+            (
+                "https://-hooks.example.com/",
+                "cannot be checked against a certificate",
+            ),
             ("/relative", "http://"),
             ("not a url", "not a URL"),
         ] {

@@ -1,5 +1,8 @@
 //! Webhooks against a real HTTP receiver on loopback: signed deliveries in
-//! order, retries on 5xx, no retry on 4xx, a bounded queue, filters.
+//! order, retries on 5xx, no retry on 4xx, a bounded queue, filters; and
+//! against a real HTTPS receiver with a certificate made for the test:
+//! delivered when it is trusted and names the URL's host, refused with a
+//! reason a person can act on otherwise.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,6 +23,42 @@ struct Receiver {
 
 impl Receiver {
     async fn start(answers: &[u16]) -> (Self, String) {
+        let (receiver, app) = Self::app(answers);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (receiver, url)
+    }
+
+    /// A receiver over TLS on 127.0.0.1 with a fresh self-signed certificate
+    /// for `names`; the port, and the certificate (PEM) to trust.
+    async fn start_tls(names: &[&str]) -> (Self, u16, String) {
+        let (receiver, app) = Self::app(&[]);
+        let made = rcgen::generate_simple_self_signed(
+            names.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(made.signing_key.serialize_der().into());
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![made.cert.der().clone()], key)
+        .unwrap();
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        let listener = TlsListener {
+            tcp,
+            tls: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+        };
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (receiver, port, made.cert.pem())
+    }
+
+    /// Records what it gets and answers `answers` in turn (then 200).
+    fn app(answers: &[u16]) -> (Self, Router) {
         let receiver = Receiver::default();
         *receiver.answers.lock().unwrap() = answers.to_vec();
         let state = receiver.clone();
@@ -39,10 +78,7 @@ impl Receiver {
                 }
             }),
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/hook", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        (receiver, url)
+        (receiver, app)
     }
 
     fn bodies(&self) -> Vec<serde_json::Value> {
@@ -52,6 +88,34 @@ impl Receiver {
             .iter()
             .map(|(_, body)| serde_json::from_str(body).unwrap())
             .collect()
+    }
+}
+
+/// Connections that completed a TLS handshake; the others are dropped (a
+/// client that refused the certificate).
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    tls: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((tcp, from)) = self.tcp.accept().await else {
+                continue;
+            };
+            let handshake = self.tls.accept(tcp);
+            if let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(5), handshake).await {
+                return (stream, from);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
     }
 }
 
@@ -71,6 +135,20 @@ fn settings(retry_for: Duration) -> Settings {
     Settings {
         retry_for,
         allow_private: false,
+        tls: tls::client_config(None).unwrap(),
+    }
+}
+
+/// Settings that trust `cert_pem` (as `--webhook-ca-file` would) and let
+/// tenants' webhooks reach loopback (as `--webhook-allow-private` would).
+fn settings_trusting(cert_pem: &str) -> Settings {
+    let dir = crate::runtime::fake::TempDir::new("webhook-ca");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, cert_pem).unwrap();
+    Settings {
+        retry_for: Duration::from_secs(30),
+        allow_private: true,
+        tls: tls::client_config(Some(&ca_file)).unwrap(),
     }
 }
 
@@ -244,16 +322,94 @@ async fn a_webhook_gets_what_its_owner_sees_and_its_filters_let_through() {
 #[tokio::test]
 async fn a_tenants_webhook_to_a_local_address_is_never_dialled() {
     let (receiver, url) = Receiver::start(&[]).await;
-    let hooks = Webhooks::new(settings(Duration::from_secs(5)));
-    hooks.start(row(&url, "acme", &[]));
+    let (tls_receiver, port, cert) = Receiver::start_tls(&["localhost"]).await;
+    for url in [url, format!("https://localhost:{port}/hook")] {
+        let hooks = Webhooks::new(Settings {
+            allow_private: false,
+            ..settings_trusting(&cert)
+        });
+        hooks.start(row(&url, "acme", &[]));
+        let bus = ();
+        hooks.dispatch(&event(&bus, "a", "acme", ContainerState::Running));
+        until("a refusal", || hooks.list()[0].1.last_error.is_some()).await;
+        let why = hooks.list()[0].1.last_error.clone().unwrap();
+        assert!(why.contains("private or local"), "{url}: {why}");
+    }
+    assert!(receiver.got.lock().unwrap().is_empty());
+    assert!(tls_receiver.got.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn an_https_receiver_with_a_trusted_certificate_gets_signed_events() {
+    let (receiver, port, cert) = Receiver::start_tls(&["localhost"]).await;
+    let hooks = Webhooks::new(settings_trusting(&cert));
+    // A tenant's webhook, on loopback only because private addresses are
+    // allowed; by name, so the certificate is checked against it.
+    hooks.start(row(&format!("https://localhost:{port}/hook"), "acme", &[]));
     let bus = ();
     hooks.dispatch(&event(&bus, "a", "acme", ContainerState::Running));
-    until("a refusal", || hooks.list()[0].1.failed == 1).await;
+    until("a delivery over TLS", || {
+        receiver.got.lock().unwrap().len() == 1
+    })
+    .await;
+    let (headers, body) = receiver.got.lock().unwrap()[0].clone();
+    let signed = headers[SIGNATURE_HEADER].to_str().unwrap();
+    let t: u64 = signed.split(',').next().unwrap()[2..].parse().unwrap();
+    assert_eq!(signed, signature("s3cret", t, body.as_bytes()));
+    assert_eq!(headers["host"], format!("localhost:{port}"));
+    let (_, status) = hooks.list().pop().unwrap();
+    assert_eq!((status.delivered, status.last_status), (1, Some(200)));
+}
+
+/// The last error of the only webhook of `hooks`, once an attempt failed.
+async fn first_error(hooks: &Webhooks) -> String {
+    until("a failed attempt", || {
+        hooks.list()[0].1.last_error.is_some()
+    })
+    .await;
+    hooks.list()[0].1.last_error.clone().unwrap()
+}
+
+#[tokio::test]
+async fn an_https_receiver_with_an_untrusted_certificate_gets_nothing_and_the_status_says_why() {
+    let (receiver, port, _cert) = Receiver::start_tls(&["localhost"]).await;
+    let hooks = Webhooks::new(settings(Duration::from_secs(30)));
+    hooks.start(row(&format!("https://localhost:{port}/hook"), "admin", &[]));
+    let bus = ();
+    hooks.dispatch(&event(&bus, "a", "admin", ContainerState::Running));
+    let why = first_error(&hooks).await;
+    assert!(
+        why.contains("certificate is not trusted") && why.contains("--webhook-ca-file"),
+        "{why}"
+    );
+    assert!(
+        why.contains("trying again"),
+        "the receiver may fix it: {why}"
+    );
     assert!(receiver.got.lock().unwrap().is_empty());
-    assert!(hooks.list()[0]
-        .1
-        .last_error
-        .clone()
-        .unwrap()
-        .contains("private or local"));
+    assert_eq!(hooks.list()[0].1.delivered, 0);
+}
+
+#[tokio::test]
+async fn an_https_receiver_whose_certificate_names_another_host_gets_nothing() {
+    let (receiver, port, cert) = Receiver::start_tls(&["hooks.example.com"]).await;
+    let hooks = Webhooks::new(settings_trusting(&cert));
+    hooks.start(row(&format!("https://localhost:{port}/hook"), "admin", &[]));
+    let bus = ();
+    hooks.dispatch(&event(&bus, "a", "admin", ContainerState::Running));
+    let why = first_error(&hooks).await;
+    assert!(why.contains("not valid for `localhost`"), "{why}");
+    assert!(receiver.got.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn an_https_url_on_a_plain_http_receiver_says_it_does_not_speak_tls() {
+    let (receiver, url) = Receiver::start(&[]).await;
+    let hooks = Webhooks::new(settings(Duration::from_secs(30)));
+    hooks.start(row(&url.replacen("http://", "https://", 1), "admin", &[]));
+    let bus = ();
+    hooks.dispatch(&event(&bus, "a", "admin", ContainerState::Running));
+    let why = first_error(&hooks).await;
+    assert!(why.contains("https on this port"), "{why}");
+    assert!(receiver.got.lock().unwrap().is_empty());
 }
