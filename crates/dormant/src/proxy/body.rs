@@ -32,6 +32,15 @@ impl RequestBody {
         }
     }
 
+    /// No body at all.
+    pub fn empty() -> Self {
+        Self {
+            read_ahead: None,
+            ticket: None,
+            rest: None,
+        }
+    }
+
     /// `read_ahead`, then `rest` if the client had more to send. `ticket`
     /// is held until `read_ahead` is handed on.
     pub fn resumed(read_ahead: Bytes, ticket: HoldTicket, rest: Option<Incoming>) -> Self {

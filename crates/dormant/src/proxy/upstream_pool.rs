@@ -43,6 +43,11 @@ pub struct PoolSettings {
     /// waits for an answer: long enough for the app to accept it, short
     /// enough that slow requests (long polls) don't hold the others back.
     pub first_answer_turn: Duration,
+    /// A pooled connection idle at least this long may be closed by the
+    /// app's keep-alive timer just as a request goes out on it: an
+    /// idempotent request without a body is then kept, to go again once
+    /// on a new connection. (Busier connections skip that copy.)
+    pub replay_after_idle: Duration,
 }
 
 impl Default for PoolSettings {
@@ -53,6 +58,7 @@ impl Default for PoolSettings {
             connect_timeout: Duration::from_secs(5),
             max_connecting: 32,
             first_answer_turn: Duration::from_millis(250),
+            replay_after_idle: Duration::from_secs(1),
         }
     }
 }
@@ -129,11 +135,12 @@ impl UpstreamPool {
     }
 
     /// Sends `req` (origin-form URI, `Host` set) to `upstream` over a pooled
-    /// connection, or a new one. A request the pooled connection turned
-    /// out to be closed for (the app closed it while idle) was never
-    /// written, so it goes again once on a new connection, whatever its
-    /// method. `reusable` is false for upgrades: that connection becomes the
-    /// tunnel and never returns to the pool.
+    /// connection, or a new one. When the app closed a pooled connection
+    /// while it was idle, the request goes again once on a new connection:
+    /// always if it was not written yet, and if it was, when it is
+    /// idempotent and has no body (see `PoolSettings::replay_after_idle`).
+    /// `reusable` is false for upgrades: that connection becomes the tunnel
+    /// and never returns to the pool.
     pub async fn send(
         &self,
         upstream: SocketAddr,
@@ -141,18 +148,34 @@ impl UpstreamPool {
         reusable: bool,
     ) -> Result<Response<Incoming>, SendError> {
         let req = match self.checkout(upstream) {
-            Ok(mut sender) => match sender.try_send_request(req).await {
-                Ok(response) => {
-                    if reusable {
-                        self.give_back(upstream, sender);
+            Ok(Checkout { mut sender, idle }) => {
+                let again = if idle >= self.settings.replay_after_idle {
+                    replayable(&req)
+                } else {
+                    None
+                };
+                match sender.try_send_request(req).await {
+                    Ok(response) => {
+                        if reusable {
+                            self.give_back(upstream, sender);
+                        }
+                        return Ok(response);
                     }
-                    return Ok(response);
+                    Err(mut failed) => match failed.take_message() {
+                        Some(unsent) => unsent,
+                        None => {
+                            let error = failed.into_error();
+                            match again {
+                                Some(copy) if closed_before_answer(&error) => {
+                                    tracing::debug!(%upstream, %error, "an idle upstream connection was closed under a request; sending it again");
+                                    copy
+                                }
+                                _ => return Err(SendError::Request(error)),
+                            }
+                        }
+                    },
                 }
-                Err(mut failed) => match failed.take_message() {
-                    Some(unsent) => unsent,
-                    None => return Err(SendError::Request(failed.into_error())),
-                },
-            },
+            }
             Err(_) => req,
         };
         let (mut sender, turn) = self.connect_or_reuse(upstream).await?;
@@ -195,13 +218,13 @@ impl UpstreamPool {
         SendError,
     > {
         let connecting = match self.checkout(upstream) {
-            Ok(sender) => return Ok((sender, None)),
+            Ok(pooled) => return Ok((pooled.sender, None)),
             Err(connecting) => connecting,
         };
         // The semaphore is never closed.
         let turn = connecting.acquire_owned().await.ok();
-        if let Ok(sender) = self.checkout(upstream) {
-            return Ok((sender, None));
+        if let Ok(pooled) = self.checkout(upstream) {
+            return Ok((pooled.sender, None));
         }
         Ok((self.connect(upstream).await?, turn))
     }
@@ -209,10 +232,7 @@ impl UpstreamPool {
     /// The most recently used ready connection to `upstream`, or else the
     /// permits to open a new one; closed and expired ones found on the way
     /// are dropped.
-    fn checkout(
-        &self,
-        upstream: SocketAddr,
-    ) -> Result<http1::SendRequest<RequestBody>, Arc<Semaphore>> {
+    fn checkout(&self, upstream: SocketAddr) -> Result<Checkout, Arc<Semaphore>> {
         let now = Instant::now();
         let mut upstreams = self.lock();
         upstreams.checkouts_since_sweep += 1;
@@ -244,7 +264,11 @@ impl UpstreamPool {
                 continue;
             }
             if candidate.sender.is_ready() {
-                return Ok(pooled.swap_remove(index).sender);
+                let pooled = pooled.swap_remove(index);
+                return Ok(Checkout {
+                    sender: pooled.sender,
+                    idle: now.duration_since(pooled.used_at),
+                });
             }
             // Busy: its response body is still being read.
         }
@@ -312,6 +336,44 @@ impl UpstreamPool {
             .get(&upstream)
             .map_or(0, |upstream| upstream.pooled.len())
     }
+}
+
+/// A pooled connection handed out, and how long it had been idle.
+struct Checkout {
+    sender: http1::SendRequest<RequestBody>,
+    idle: Duration,
+}
+
+/// A copy of `req` to send again, if sending it twice does no harm: an
+/// idempotent method (RFC 9110 §9.2.2) and no body.
+fn replayable(req: &Request<RequestBody>) -> Option<Request<RequestBody>> {
+    use http::Method;
+    let idempotent = matches!(
+        *req.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    );
+    if !idempotent || !hyper::body::Body::is_end_stream(req.body()) {
+        return None;
+    }
+    let mut copy = Request::new(RequestBody::empty());
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    Some(copy)
+}
+
+/// Whether `error` says the app closed the connection before answering
+/// (rather than answering badly, or too slowly).
+fn closed_before_answer(error: &hyper::Error) -> bool {
+    if error.is_incomplete_message() {
+        return true;
+    }
+    let io = std::error::Error::source(error).and_then(|e| e.downcast_ref::<std::io::Error>());
+    matches!(
+        io.map(std::io::Error::kind),
+        Some(std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe)
+    )
 }
 
 fn usable(pooled: &Pooled, now: Instant, idle_timeout: Duration) -> bool {
@@ -498,6 +560,93 @@ mod tests {
         assert_eq!(body_of(second).await, "ok");
         assert_eq!(connections.load(Ordering::SeqCst), 2);
         assert_eq!(body_of(slow.await.unwrap().unwrap()).await, "okok");
+    }
+
+    /// An app whose keep-alive timer fires just as a second request comes
+    /// in on a connection: it reads that request and closes without an
+    /// answer. Counts connections.
+    async fn closes_under_the_second_request() -> (SocketAddr, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = connections.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buffer = vec![0u8; 4096];
+                    let mut seen = Vec::new();
+                    let mut heads = 0;
+                    loop {
+                        let Ok(read) = stream.read(&mut buffer).await else {
+                            return;
+                        };
+                        if read == 0 {
+                            return;
+                        }
+                        seen.extend_from_slice(&buffer[..read]);
+                        while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                            seen.drain(..end + 4);
+                            heads += 1;
+                            if heads == 2 {
+                                return; // closes with the request unanswered
+                            }
+                            let _ = stream
+                                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                                .await;
+                        }
+                    }
+                });
+            }
+        });
+        (address, connections)
+    }
+
+    fn replaying_pool() -> UpstreamPool {
+        UpstreamPool::new(PoolSettings {
+            replay_after_idle: Duration::ZERO,
+            ..PoolSettings::default()
+        })
+    }
+
+    #[tokio::test]
+    async fn an_idempotent_request_goes_again_when_the_app_closed_its_idle_connection() {
+        let (address, connections) = closes_under_the_second_request().await;
+        let pool = replaying_pool();
+        let first = pool.send(address, get("/"), true).await.unwrap();
+        assert_eq!(body_of(first).await, "ok");
+        tokio::task::yield_now().await;
+        // Goes out on the pooled connection, which the app closes under it;
+        // answered on a new one.
+        let second = pool.send(address, get("/"), true).await.unwrap();
+        assert_eq!(body_of(second).await, "ok");
+        assert_eq!(connections.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_post_is_not_sent_twice() {
+        let (address, connections) = closes_under_the_second_request().await;
+        let pool = replaying_pool();
+        let first = pool.send(address, get("/"), true).await.unwrap();
+        assert_eq!(body_of(first).await, "ok");
+        tokio::task::yield_now().await;
+        let mut post = get("/");
+        *post.method_mut() = http::Method::POST;
+        let error = pool.send(address, post, true).await.unwrap_err();
+        assert!(!error.is_connect(), "{error:?}");
+        assert_eq!(connections.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_busy_connection_is_not_replayed_by_default() {
+        // Used a moment ago: the default skips the copy, so the request
+        // fails like any broken answer.
+        let (address, _) = closes_under_the_second_request().await;
+        let pool = UpstreamPool::new(PoolSettings::default());
+        let first = pool.send(address, get("/"), true).await.unwrap();
+        assert_eq!(body_of(first).await, "ok");
+        tokio::task::yield_now().await;
+        assert!(pool.send(address, get("/"), true).await.is_err());
     }
 
     #[tokio::test]
