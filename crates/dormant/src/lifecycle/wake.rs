@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use super::context::{Change, Context};
 use super::table::{Owner, Route, RouteStatus, WakeOutcome};
-use super::{bring_up, capacity, restore, LifecycleError};
+use super::{bring_up, capacity, flush, restore, LifecycleError};
 use crate::domain::ContainerState;
 use crate::proxy::waker::{WakeError, WakeErrorKind};
 
@@ -81,7 +81,7 @@ pub(super) fn begin(
 }
 
 /// The wake itself, owning the container.
-async fn run(ctx: &Context, owner: &Owner) -> WakeOutcome {
+async fn run(ctx: &Arc<Context>, owner: &Owner) -> WakeOutcome {
     let status = owner.status();
     match status.state {
         ContainerState::Running => {
@@ -103,6 +103,7 @@ async fn run(ctx: &Context, owner: &Owner) -> WakeOutcome {
     let deadline = started + ctx.config.wake_timeout;
     let record = owner.record();
     let archived = record.snapshot.is_some() && record.docker_id.is_none();
+    let mut restored = None;
     if archived {
         // Room first: a restore is wasted work for a container that cannot run.
         let admitted =
@@ -111,7 +112,7 @@ async fn run(ctx: &Context, owner: &Owner) -> WakeOutcome {
             return Err(no_room(ctx, owner, error).await);
         }
         match restore::run(ctx, owner).await {
-            Ok(()) => {}
+            Ok(done) => restored = Some(done),
             // Not the container's fault: it stays archived, nothing lost.
             Err(LifecycleError::NoSpace { reason, .. }) => {
                 let error = WakeError {
@@ -125,7 +126,13 @@ async fn run(ctx: &Context, owner: &Owner) -> WakeOutcome {
         }
     }
     let starting = RouteStatus::not_serving(ContainerState::Starting, None);
-    if let Err(e) = ctx.commit(owner, starting, Change::default()).await {
+    let committed = ctx.commit(owner, starting, Change::default()).await;
+    // Flushed while the container starts; `starting` first, so that a crash
+    // from here on leaves a restore that start-up finishes, never undoes.
+    if let Some(restored) = restored {
+        flush::spawn(ctx, owner, restored.trees, restored.snapshot_file);
+    }
+    if let Err(e) = committed {
         return Err(fail(ctx, owner, reason_of(e)).await);
     }
     match bring_up::run(ctx, owner, deadline).await {
@@ -151,8 +158,7 @@ async fn run(ctx: &Context, owner: &Owner) -> WakeOutcome {
     }
 }
 
-/// Records a successful wake; a restored container's snapshot has done its
-/// job once `running` is committed, and only then is it deleted.
+/// Records a successful wake.
 async fn woke(ctx: &Context, owner: &Owner, upstream: SocketAddr, started: Instant) {
     let name = owner.name();
     let took = started.elapsed();
@@ -171,18 +177,6 @@ async fn woke(ctx: &Context, owner: &Owner, upstream: SocketAddr, started: Insta
         tracing::error!(container = %name, error = %e, "cannot record state running; serving it anyway");
         ctx.publish(owner, RouteStatus::running(upstream));
         return;
-    }
-    if let Some(snapshot) = owner.record().snapshot {
-        let forget = Change {
-            snapshot: Some(None),
-            ..Change::default()
-        };
-        match ctx.commit_record(owner, forget).await {
-            Ok(()) => ctx.delete_snapshot_file(&snapshot.file),
-            Err(e) => {
-                tracing::warn!(container = %name, error = %e, "cannot forget the restored snapshot; it is kept")
-            }
-        }
     }
     tracing::info!(container = %name, took_ms = took.as_millis() as u64, %upstream, "woke");
 }
