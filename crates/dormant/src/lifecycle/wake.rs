@@ -126,16 +126,13 @@ async fn run(ctx: &Arc<Context>, owner: &Owner) -> WakeOutcome {
         }
     }
     let starting = RouteStatus::not_serving(ContainerState::Starting, None);
-    let committed = ctx.commit(owner, starting, Change::default()).await;
-    // Flushed while the container starts; `starting` first, so that a crash
-    // from here on leaves a restore that start-up finishes, never undoes.
-    if let Some(restored) = restored {
-        flush::spawn(ctx, owner, restored.trees, restored.snapshot_file);
-    }
-    if let Err(e) = committed {
+    if let Err(e) = ctx.commit(owner, starting, Change::default()).await {
+        flush_restored(ctx, owner, restored);
         return Err(fail(ctx, owner, reason_of(e)).await);
     }
-    match bring_up::run(ctx, owner, deadline).await {
+    let brought_up = bring_up::run(ctx, owner, deadline).await;
+    flush_restored(ctx, owner, restored);
+    match brought_up {
         Ok(upstream) => {
             woke(ctx, owner, upstream, started).await;
             Ok(upstream)
@@ -155,6 +152,17 @@ async fn run(ctx: &Arc<Context>, owner: &Owner) -> WakeOutcome {
             }
             Err(fail(ctx, owner, reason).await)
         }
+    }
+}
+
+/// Makes what a restore wrote durable, in the background, once the app
+/// answers or failed to: the start's own writes (Docker's, the app's) would
+/// otherwise queue behind the flush on the same disk. `starting` is
+/// committed by then, so a crash from here on leaves a restore that
+/// start-up finishes (flushes again), never undoes.
+fn flush_restored(ctx: &Arc<Context>, owner: &Owner, restored: Option<restore::Restored>) {
+    if let Some(restored) = restored {
+        flush::spawn(ctx, owner, restored.trees, restored.snapshot_file);
     }
 }
 
