@@ -66,7 +66,9 @@ pub(super) async fn wait(owner: &Owner) {
 }
 
 /// Forgets and deletes the snapshot `file` unless the owned container was
-/// deleted, archived again, or no longer records it.
+/// deleted, archived again, or no longer records it. Never while the store
+/// still says `restoring` (its commits failed since): start-up would undo
+/// that restore, and the snapshot would be the only copy.
 async fn forget_snapshot(ctx: &Context, owner: &Owner, file: &str) {
     let record = owner.record();
     let still_pending = pending(&record)
@@ -74,6 +76,15 @@ async fn forget_snapshot(ctx: &Context, owner: &Owner, file: &str) {
         && owner.status().state != ContainerState::Deleted;
     if !still_pending {
         return;
+    }
+    // The table may show a state the store could not record.
+    match ctx.store.get(owner.name()).await {
+        Ok(Some(stored)) if stored.state != ContainerState::Restoring => {}
+        Ok(_) => return,
+        Err(e) => {
+            tracing::warn!(container = %owner.name(), error = %e, "cannot read its row; the restored snapshot is kept (the next start-up tries again)");
+            return;
+        }
     }
     let forget = Change {
         snapshot: Some(None),
