@@ -498,7 +498,7 @@ bench_restore() {
       [[ $(api net GET "/v1/containers/$name" | jq -r .snapshot) == null ]] && break
       sleep 0.05
     done
-    calc "($(date +%s.%N) - $t0) * 1000" 0 >>"$WORK/flush-dirty.txt"
+    echo "$(calc "($(date +%s.%N) - $t0) * 1000" 0)" >>"$WORK/flush-dirty.txt"
     rm -f "$DIRTY_FILE"
     api net DELETE "/v1/containers/$name" >/dev/null
     say "  run $i: dormant $(tail -1 "$WORK/restore.txt") ms (snapshot ${R[empty_snapshot_bytes]} B)," \
@@ -507,13 +507,13 @@ bench_restore() {
   done
   read -r 'R[restore_dirty_p50]' 'R[restore_dirty_max]' < <(percentiles 50 100 <"$WORK/restore-dirty.txt")
   read -r 'R[flush_dirty_p50]' 'R[flush_dirty_max]' < <(percentiles 50 100 <"$WORK/flush-dirty.txt")
-  R[restore_dirty_ratio]=$(calc "${R[restore_dirty_p50]} / ${R[restore_p50]}")
   read -r 'R[restore_p50]' 'R[restore_max]' < <(percentiles 50 100 <"$WORK/restore.txt")
   read -r 'R[restore_self_p50]' 'R[restore_self_max]' < <(percentiles 50 100 <"$WORK/restore-self.txt")
   read -r 'R[cold_p50]' 'R[cold_max]' < <(percentiles 50 100 <"$WORK/cold.txt")
   read -r 'R[cold_create_p50]' < <(percentiles 50 <"$WORK/cold-create.txt")
   R[restore_ratio_p50]=$(calc "${R[restore_p50]} / ${R[cold_p50]}")
   R[restore_overhead_pct]=$(overhead_pct "${R[restore_p50]}" "${R[cold_p50]}")
+  R[restore_dirty_ratio]=$(calc "${R[restore_dirty_p50]} / ${R[restore_p50]}")
 
   make_big_files
   R[big_mb]=$(calc "$BIG_BYTES / 1048576" 0)
