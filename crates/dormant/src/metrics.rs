@@ -35,6 +35,8 @@ pub struct Metrics {
     pub archived_bytes: Counter,
     pub restores: Counter,
     pub restore_duration: Histogram,
+    /// From a restore's end to its files being on disk, off the request's path.
+    pub restore_flush_duration: Histogram,
     pub restored_bytes: Counter,
     pub proxy_requests: Family<StatusClassLabel, Counter>,
     /// From a request's arrival to its response headers.
@@ -119,6 +121,7 @@ impl Metrics {
             archived_bytes: Counter::default(),
             restores: Counter::default(),
             restore_duration: seconds(),
+            restore_flush_duration: seconds(),
             restored_bytes: Counter::default(),
             proxy_requests: Family::default(),
             proxy_duration: Histogram::new(exponential_buckets(0.0001, 2.0, 20)),
@@ -193,6 +196,12 @@ impl Metrics {
             "Time to restore a snapshot into a new container",
             Unit::Seconds,
             metrics.restore_duration.clone(),
+        );
+        registry.register_with_unit(
+            "restore_flush_duration",
+            "Time to make a restore's files durable, after the wake went on",
+            Unit::Seconds,
+            metrics.restore_flush_duration.clone(),
         );
         registry.register_with_unit(
             "restored",

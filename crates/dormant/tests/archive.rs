@@ -397,3 +397,84 @@ async fn a_crash_at_any_point_of_an_archive_or_restore_loses_nothing() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_crash_between_a_restore_and_its_flush_is_flushed_at_the_next_start() {
+    for point in ["restore-before-flush", "restore-after-flush"] {
+        crash_around_the_flush(point).await;
+    }
+}
+
+async fn crash_around_the_flush(point: &str) {
+    let mut dormant = Dormant::start();
+    let name = unique("flush");
+    dormant
+        .create(json!({"image": demo_image(), "name": name, "volumes": ["/data"]}))
+        .await;
+    put(&dormant, &name, "/home/u/a.txt", "survives").await;
+    put(&dormant, &name, "/data/v.txt", "survives too").await;
+    archive(&dormant, &name).await;
+    dormant.kill();
+    dormant.set_env("DORMANT_FAULT_POINT", Some(point));
+    dormant.restart();
+    let dormant_api = dormant.api;
+    let _ = tokio::time::timeout(
+        Duration::from_secs(60),
+        common::raw_post(
+            dormant_api,
+            &format!("/v1/containers/{name}/wake"),
+            "test-token",
+        ),
+    )
+    .await;
+    let status = dormant.wait_aborted();
+    assert!(!status.success(), "{point}: dormant did not stop there");
+    let snapshot_dir = dormant.data_dir.join("snapshots");
+    let snapshots = || -> Vec<String> {
+        std::fs::read_dir(&snapshot_dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    assert_eq!(
+        snapshots().len(),
+        1,
+        "{point}: the snapshot goes only after the flush"
+    );
+    assert_eq!(
+        dormant.docker_containers().len(),
+        1,
+        "{point}: the restored container"
+    );
+
+    dormant.set_env("DORMANT_FAULT_POINT", None);
+    dormant.restart();
+    let flushed = common::eventually(Duration::from_secs(60), async || {
+        view(&dormant, &name).await["snapshot"].is_null() && snapshots().is_empty()
+    })
+    .await;
+    assert!(
+        flushed,
+        "{point}: the snapshot was not dropped:\n{}",
+        dormant.log()
+    );
+    assert!(
+        dormant.log().contains("the restored files are on disk"),
+        "{point}: {}",
+        dormant.log()
+    );
+    let (status, body) = dormant.get(&name, "/files/home/u/a.txt").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, "survives"),
+        "{point}"
+    );
+    let (status, body) = dormant.get(&name, "/files/data/v.txt").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, "survives too"),
+        "{point}"
+    );
+    assert_eq!(view(&dormant, &name).await["state"], "running", "{point}");
+}

@@ -379,3 +379,33 @@ async fn a_container_stopped_behind_dormants_back_is_woken_again() {
     let (status, _) = dormant.get(&name, "/").await;
     assert_eq!(status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn an_app_listening_on_the_wrong_port_fails_at_once_naming_its_port() {
+    let dormant = Dormant::start_with(&["--wake-timeout", "60s"]);
+    let name = unique("wrong-port");
+    // Configured for 8080, the demo app listens on 3000 only.
+    let started = std::time::Instant::now();
+    let (status, json) = dormant
+        .api(
+            Method::POST,
+            "/v1/containers",
+            Some(json!({"image": demo_image(), "name": name, "port": 8080, "cmd": ["--port", "3000"]})),
+        )
+        .await;
+    let took = started.elapsed();
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{json}");
+    let text = json.to_string();
+    assert!(
+        text.contains(
+            "the app listens on 3000 but not on the configured port 8080; set `port` to 3000"
+        ),
+        "{text}"
+    );
+    // Seen within a second of the start, failed 2 s later: far from the
+    // 60 s the wake would otherwise wait.
+    assert!(took < Duration::from_secs(20), "took {took:?}: {text}");
+    dormant
+        .assert_nothing_left("after a create on the wrong port")
+        .await;
+}

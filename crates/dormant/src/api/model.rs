@@ -112,7 +112,8 @@ pub struct ContainerView {
     /// Capabilities added back at create.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub cap_add: Vec<String>,
-    /// Its snapshot, while archived.
+    /// Its snapshot, while archived, and after a restore until the restored
+    /// files are flushed to disk.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub snapshot: Option<SnapshotView>,
     /// Bytes processed so far by the archive or restore in progress.

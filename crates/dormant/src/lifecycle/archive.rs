@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 use super::context::{docker_ref, volume_names, Change, Context};
 use super::table::{Owner, RouteStatus};
-use super::LifecycleError;
+use super::{flush, LifecycleError};
 use crate::domain::{now_millis, ContainerRecord, ContainerState, SnapshotRecord};
 use crate::fault;
 use crate::runtime::Runtime;
@@ -98,6 +98,9 @@ pub(super) async fn run(ctx: &Context, owner: &Owner) -> Result<(), LifecycleErr
             )))
         }
     }
+    // The snapshot a restore left is deleted once its files are flushed:
+    // this archive replaces it only after that.
+    flush::wait(owner).await;
     let record = owner.record();
     if record.docker_id.is_some() {
         snapshot_quota_allows(ctx, &record.owner)?;

@@ -110,13 +110,27 @@ async fn wait_until_ready(
             Err(e) => Err(e.to_string()),
         }
     };
-    readiness::wait_ready(
-        ctx.runtime.as_ref(),
+    let listening = || async {
+        match ctx.runtime.listening_ports(id).await {
+            Ok(ports) => ports,
+            Err(e) => {
+                tracing::debug!(container = %record.name, error = %e, "cannot see the ports it listens on");
+                None
+            }
+        }
+    };
+    let target = readiness::Target {
         upstream,
         path,
         require_success,
+        port: record.spec.port,
+    };
+    readiness::wait_ready(
+        ctx.runtime.as_ref(),
+        &target,
         deadline,
         still_running,
+        listening,
     )
     .await
 }

@@ -13,6 +13,7 @@
 //! - `wake.rs`: the proxy's way in: a ready upstream, waking once if needed.
 //! - `bring_up.rs`: the step create and wake share: start, wait until ready.
 //! - `restore.rs`: an archived container made again from its snapshot.
+//! - `flush.rs`: a restore's files made durable off the request's path.
 //! - `nap.rs`: pausing an idle container, and unpausing it for a request.
 //! - `sleep.rs`: stopping a container; `sweep.rs` finds the idle and the due.
 //! - `archive.rs`: an asleep container becomes one snapshot file.
@@ -31,6 +32,7 @@ mod create;
 mod delete;
 mod error;
 mod events;
+mod flush;
 pub mod names;
 mod nap;
 mod readiness;

@@ -2,7 +2,7 @@
 //!
 //! Docker is the truth about what exists, the store about what should. Rows
 //! left `creating` by a crash are undone; archives and restores cut short
-//! are finished or undone; containers this node labelled but the store
+//! are finished or undone (a restore's flush is done again); containers this node labelled but the store
 //! doesn't know are removed. Every other container enters the table in the
 //! state Docker shows: running ones serve at once, the rest are `asleep` (or
 //! `archived`) and wake on their next request, and one caught mid-wake
@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use super::context::{docker_ref, Change, Context};
 use super::table::RouteStatus;
-use super::{wake, LifecycleError};
+use super::{archive, flush, wake, LifecycleError};
 use crate::domain::{ContainerRecord, ContainerState, LABEL_NAME, LABEL_NODE};
 use crate::runtime::Inspection;
 
@@ -63,20 +63,22 @@ pub(super) async fn run(ctx: &Arc<Context>) -> Result<(), LifecycleError> {
             ctx.publish_as_of(&owner, status, record.state_since);
         }
         // A recorded Docker id means its container holds the user's files
-        // (see restore.rs): a snapshot beside it is left over from a restore
-        // that finished, unless the wake is still to be finished.
-        if let (Some(snapshot), Some(_), true) = (
-            &record.snapshot,
-            &inspection,
-            record.docker_id.is_some() && state != ContainerState::Starting,
-        ) {
-            tracing::info!(container = %record.name, "dropping the snapshot of a finished restore");
-            let forget = Change {
-                snapshot: Some(None),
-                ..Change::default()
-            };
-            ctx.commit_record(&owner, forget).await?;
-            ctx.delete_snapshot_file(&snapshot.file);
+        // (see restore.rs): a snapshot beside it waits for the restore's
+        // flush, which a crash or restart cut short: flushed again, then the
+        // snapshot is deleted (see flush.rs).
+        if flush::pending(&record) {
+            if let Some(upper) = inspection.as_ref().and_then(|i| i.upper_dir.clone()) {
+                match archive::trees(ctx, &record, upper).await {
+                    Ok(trees) => {
+                        tracing::info!(container = %record.name, "flushing the files of a restore cut short, then dropping its snapshot");
+                        let file = record.snapshot.as_ref().expect("pending").file.clone();
+                        flush::spawn(ctx, &owner, trees, file);
+                    }
+                    Err(e) => {
+                        tracing::error!(container = %record.name, error = %e, "cannot find a restored container's files to flush; its snapshot is kept")
+                    }
+                }
+            }
         }
         match state {
             ContainerState::Running | ContainerState::Napping => running += 1,

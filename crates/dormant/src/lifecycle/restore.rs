@@ -7,17 +7,26 @@
 //! the user's files". Until then the snapshot is the only copy, and a crash
 //! or an error leaves it recorded and the half-filled container to be
 //! removed. A snapshot that fails its checksum is kept for inspection.
+//! Once written, nothing is flushed here: the snapshot still holds it all,
+//! and `flush.rs` makes it durable after the wake went on.
 
 use super::context::{Change, Context};
 use super::table::{Owner, RouteStatus};
 use super::{archive, bring_up, LifecycleError};
 use crate::domain::ContainerState;
 use crate::fault;
-use crate::snapshot;
+use crate::snapshot::{self, Tree};
+
+/// What a restore wrote: the trees to flush, and the snapshot to delete after.
+pub(super) struct Restored {
+    pub trees: Vec<Tree>,
+    pub snapshot_file: String,
+}
 
 /// Makes the owned, archived container again from its snapshot, ready to
-/// be started. The caller commits the state that follows, or fails the wake.
-pub(super) async fn run(ctx: &Context, owner: &Owner) -> Result<(), LifecycleError> {
+/// be started. The caller commits the state that follows, or fails the
+/// wake, and hands what was written to `flush::spawn`.
+pub(super) async fn run(ctx: &Context, owner: &Owner) -> Result<Restored, LifecycleError> {
     let mut record = owner.record();
     let name = record.name.clone();
     let snapshot = record.snapshot.clone().ok_or_else(|| {
@@ -40,7 +49,7 @@ pub(super) async fn run(ctx: &Context, owner: &Owner) -> Result<(), LifecycleErr
         .map_err(|e| LifecycleError::runtime(&name, e))?;
     let started = std::time::Instant::now();
     match fill_new_container(ctx, owner, &path, &snapshot.sha256).await {
-        Ok(id) => {
+        Ok((id, trees)) => {
             let change = Change {
                 docker_id: Some(Some(id)),
                 ..Change::default()
@@ -51,7 +60,10 @@ pub(super) async fn run(ctx: &Context, owner: &Owner) -> Result<(), LifecycleErr
                 .restore_duration
                 .observe(started.elapsed().as_secs_f64());
             ctx.metrics.restored_bytes.inc_by(snapshot.bytes);
-            Ok(())
+            Ok(Restored {
+                trees,
+                snapshot_file: snapshot.file,
+            })
         }
         Err(e) => {
             // Nothing half-restored stays behind; the snapshot does. If the
@@ -65,13 +77,14 @@ pub(super) async fn run(ctx: &Context, owner: &Owner) -> Result<(), LifecycleErr
     }
 }
 
-/// Creates the container and writes the snapshot into it; returns its id.
+/// Creates the container and writes the snapshot into it; returns its id
+/// and the trees written.
 async fn fill_new_container(
     ctx: &Context,
     owner: &Owner,
     path: &std::path::Path,
     sha256: &str,
-) -> Result<String, LifecycleError> {
+) -> Result<(String, Vec<Tree>), LifecycleError> {
     let record = owner.record();
     let name = record.name.as_str();
     let runtime_err = |e| LifecycleError::runtime(name, e);
@@ -93,6 +106,7 @@ async fn fill_new_container(
         let route = (*owner).clone();
         let path = path.to_owned();
         let sha256 = sha256.to_owned();
+        let trees = trees.clone();
         let options = snapshot::Options {
             min_free_disk: ctx.config.min_free_disk,
         };
@@ -107,7 +121,7 @@ async fn fill_new_container(
     match restored {
         Ok(Ok(_)) => {
             fault::point("restore-after-write");
-            Ok(id)
+            Ok((id, trees))
         }
         Ok(Err(e)) => Err(LifecycleError::from_snapshot(name, e)),
         Err(e) => Err(LifecycleError::Snapshot {

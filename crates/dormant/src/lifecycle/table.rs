@@ -126,6 +126,9 @@ pub struct Route {
     /// The wake in flight (or the last one), so concurrent requests join it
     /// and hear its verdict instead of starting another.
     wake: Mutex<Option<watch::Receiver<Option<WakeOutcome>>>>,
+    /// The flush of a restore's files in flight (or the last one): true once
+    /// it ended. An archive waits for it (see `flush.rs`).
+    flush: Mutex<Option<watch::Receiver<bool>>>,
     /// Unix milliseconds of the last request, connection or heartbeat.
     last_active_ms: AtomicI64,
     /// The activity time last handed to the store, so a flush writes only
@@ -295,6 +298,19 @@ impl Route {
         self.wake_failures.store(0, Ordering::Relaxed);
     }
 
+    /// Records a restore's flush as in flight; the sender tells its end.
+    pub(super) fn start_flush(&self) -> watch::Sender<bool> {
+        let (ended, rx) = watch::channel(false);
+        *self.flush.lock().unwrap_or_else(|p| p.into_inner()) = Some(rx);
+        ended
+    }
+
+    /// The restore's flush still in flight, if any.
+    pub(super) fn flush_in_flight(&self) -> Option<watch::Receiver<bool>> {
+        let slot = self.flush.lock().unwrap_or_else(|p| p.into_inner());
+        slot.as_ref().filter(|rx| !*rx.borrow()).cloned()
+    }
+
     pub(super) fn set_progress(&self, bytes: u64) {
         self.progress_bytes.store(bytes, Ordering::Relaxed);
     }
@@ -405,6 +421,7 @@ impl ContainerTable {
             status: watch::Sender::new(status),
             owner: Arc::new(tokio::sync::Mutex::new(())),
             wake: Mutex::new(None),
+            flush: Mutex::new(None),
             last_active_ms: AtomicI64::new(last_active),
             flushed_ms: AtomicI64::new(last_active),
             in_use: AtomicUsize::new(0),

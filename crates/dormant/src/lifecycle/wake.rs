@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use super::context::{Change, Context};
 use super::nap::{self, Unpaused};
 use super::table::{Owner, Route, RouteStatus, WakeOutcome};
-use super::{bring_up, capacity, restore, LifecycleError};
+use super::{bring_up, capacity, flush, restore, LifecycleError};
 use crate::domain::ContainerState;
 use crate::proxy::waker::{WakeError, WakeErrorKind};
 
@@ -86,7 +86,7 @@ pub(super) fn begin(
 /// The wake itself, owning the container. An unpause tells `tell` its
 /// verdict early, before its row is written.
 async fn run(
-    ctx: &Context,
+    ctx: &Arc<Context>,
     owner: &Owner,
     tell: &watch::Sender<Option<WakeOutcome>>,
 ) -> WakeOutcome {
@@ -124,6 +124,7 @@ async fn run(
     let deadline = started + ctx.config.wake_timeout;
     let record = owner.record();
     let archived = record.snapshot.is_some() && record.docker_id.is_none();
+    let mut restored = None;
     if archived {
         // Room first: a restore is wasted work for a container that cannot run.
         let admitted =
@@ -132,7 +133,7 @@ async fn run(
             return Err(no_room(ctx, owner, error).await);
         }
         match restore::run(ctx, owner).await {
-            Ok(()) => {}
+            Ok(done) => restored = Some(done),
             // Not the container's fault: it stays archived, nothing lost.
             Err(LifecycleError::NoSpace { reason, .. }) => {
                 let error = WakeError {
@@ -147,9 +148,12 @@ async fn run(
     }
     let starting = RouteStatus::not_serving(ContainerState::Starting, None);
     if let Err(e) = ctx.commit(owner, starting, Change::default()).await {
+        flush_restored(ctx, owner, restored);
         return Err(fail(ctx, owner, reason_of(e)).await);
     }
-    match bring_up::run(ctx, owner, deadline).await {
+    let brought_up = bring_up::run(ctx, owner, deadline).await;
+    flush_restored(ctx, owner, restored);
+    match brought_up {
         Ok(upstream) => {
             woke(ctx, owner, upstream, started).await;
             Ok(upstream)
@@ -172,8 +176,18 @@ async fn run(
     }
 }
 
-/// Records a successful wake; a restored container's snapshot has done its
-/// job once `running` is committed, and only then is it deleted.
+/// Makes what a restore wrote durable, in the background, once the app
+/// answers or failed to: the start's own writes (Docker's, the app's) would
+/// otherwise queue behind the flush on the same disk. `starting` is
+/// committed by then, so a crash from here on leaves a restore that
+/// start-up finishes (flushes again), never undoes.
+fn flush_restored(ctx: &Arc<Context>, owner: &Owner, restored: Option<restore::Restored>) {
+    if let Some(restored) = restored {
+        flush::spawn(ctx, owner, restored.trees, restored.snapshot_file);
+    }
+}
+
+/// Records a successful wake.
 async fn woke(ctx: &Context, owner: &Owner, upstream: SocketAddr, started: Instant) {
     let name = owner.name();
     let took = started.elapsed();
@@ -192,18 +206,6 @@ async fn woke(ctx: &Context, owner: &Owner, upstream: SocketAddr, started: Insta
         tracing::error!(container = %name, error = %e, "cannot record state running; serving it anyway");
         ctx.publish(owner, RouteStatus::running(upstream));
         return;
-    }
-    if let Some(snapshot) = owner.record().snapshot {
-        let forget = Change {
-            snapshot: Some(None),
-            ..Change::default()
-        };
-        match ctx.commit_record(owner, forget).await {
-            Ok(()) => ctx.delete_snapshot_file(&snapshot.file),
-            Err(e) => {
-                tracing::warn!(container = %name, error = %e, "cannot forget the restored snapshot; it is kept")
-            }
-        }
     }
     tracing::info!(container = %name, took_ms = took.as_millis() as u64, %upstream, "woke");
 }

@@ -34,6 +34,7 @@ use futures_util::stream::BoxStream;
 
 mod events;
 mod networks;
+mod ports;
 mod setup;
 
 use networks::Networks;
@@ -581,6 +582,24 @@ impl Runtime for DockerRuntime {
 
     async fn probe(&self, upstream: SocketAddr, path: &str, require_success: bool) -> ProbeOutcome {
         probe::http(upstream, path, require_success).await
+    }
+
+    async fn listening_ports(&self, id: &str) -> RuntimeResult<Option<Vec<u16>>> {
+        let inspect = match self
+            .docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+        {
+            Ok(inspect) => inspect,
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(runtime_error(Op::Inspect(id), e)),
+        };
+        let state = inspect.state.unwrap_or_default();
+        if state.running != Some(true) {
+            return Ok(None);
+        }
+        let full_id = inspect.id.unwrap_or_default();
+        Ok(ports::listening(state.pid.unwrap_or(0), &full_id))
     }
 }
 

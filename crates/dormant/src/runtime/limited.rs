@@ -124,6 +124,10 @@ impl<R: Runtime> Runtime for Limited<R> {
     async fn probe(&self, upstream: SocketAddr, path: &str, require_success: bool) -> ProbeOutcome {
         self.inner.probe(upstream, path, require_success).await
     }
+
+    async fn listening_ports(&self, id: &str) -> RuntimeResult<Option<Vec<u16>>> {
+        limited!(self, "docker inspect", self.inner.listening_ports(id))
+    }
 }
 
 #[cfg(test)]

@@ -207,6 +207,12 @@ pub trait Runtime: Send + Sync + 'static {
     /// HTTP status line (below 500 when `require_success`). Part of the
     /// runtime so that tests can script readiness without real sockets.
     async fn probe(&self, upstream: SocketAddr, path: &str, require_success: bool) -> ProbeOutcome;
+    /// The TCP ports the container's processes listen on in its network
+    /// namespace, at an address reachable from outside it (not loopback),
+    /// sorted; `None` where this dormant cannot see them (a daemon on
+    /// another host, not root) or the container does not run. Tells an app
+    /// on the wrong port from a slow one.
+    async fn listening_ports(&self, id: &str) -> RuntimeResult<Option<Vec<u16>>>;
 }
 
 /// What one readiness probe saw.

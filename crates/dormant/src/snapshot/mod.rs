@@ -30,9 +30,12 @@
 //! # Durability
 //!
 //! [`write`] returns once the snapshot is fsynced, renamed into place and its directory
-//! fsynced. [`restore`] returns once every file and directory it wrote is fsynced.
+//! fsynced. [`restore`] returns once everything is written, not yet durable: the snapshot
+//! still holds it all, so the caller makes the trees durable with [`make_durable`] off its
+//! request's path and deletes the snapshot only after that.
 
 mod capture;
+mod durable;
 mod extract;
 mod format;
 mod fsops;
@@ -48,6 +51,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+pub use durable::{make_durable, DurableStats};
 use stream::{hex, sha256_file, Hashing, Meter};
 
 /// One directory tree to capture or restore into, under a name in the snapshot
@@ -286,8 +290,9 @@ fn write_tmp(
 /// snapshot, which does not record it: the snapshot's own size) plus `options.min_free_disk`,
 /// else [`SnapshotError::NoSpace`]. Targets should be empty dirs (created if missing); where a
 /// path exists already, the snapshot's entry replaces it (a directory is never replaced). On
-/// success every file and directory written is on disk (fsynced). A failed restore leaves the
-/// targets partly written: discard them.
+/// success everything is written but nothing is fsynced: keep the snapshot until
+/// [`make_durable`] has made the targets durable. A failed restore leaves the targets partly
+/// written: discard them.
 pub fn restore(
     path: &Path,
     expected_sha256: &str,

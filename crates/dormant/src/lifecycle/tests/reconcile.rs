@@ -153,14 +153,69 @@ async fn a_wake_cut_short_is_finished() {
     assert!(h.fake().running("a"));
 }
 
+/// Whether `name`'s restore flush has ended (or none was started).
+fn no_flush_in_flight(h: &Harness, name: &str) -> bool {
+    let route = h.lifecycle().table().get(name).expect("a route");
+    route.flush_in_flight().is_none()
+}
+
 #[tokio::test(start_paused = true)]
-async fn the_snapshot_of_a_finished_restore_is_dropped() {
+async fn a_restore_whose_flush_was_cut_short_is_flushed_then_its_snapshot_dropped() {
     let mut h = Harness::new().await;
     h.running("a").await;
+    h.write_file("a", "home/u/notes.txt", "restored");
+    h.write_file("a", "data/db", "rows");
+    // A snapshot beside a Docker id: what a crash between a restore and
+    // the end of its flush leaves.
     recorded_snapshot(&h, "a").await;
     h.restart().await.unwrap();
+    assert_eq!(h.assert_settled("a").await, Running);
+    h.eventually("the snapshot is dropped after the flush", || {
+        h.snapshot_files().is_empty()
+    })
+    .await;
     assert!(h.record("a").await.unwrap().snapshot.is_none());
-    assert!(h.snapshot_files().is_empty());
+    assert_eq!(
+        h.read_file("a", "home/u/notes.txt").as_deref(),
+        Some("restored")
+    );
+    assert_eq!(h.read_file("a", "data/db").as_deref(), Some("rows"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_flush_that_fails_at_start_up_keeps_the_snapshot() {
+    let mut h = Harness::new().await;
+    h.running("a").await;
+    // Deeper than the flush walks: it fails, and the snapshot must stay.
+    let upper = h.fake().container("a").unwrap().upper_dir;
+    let mut at = std::fs::File::open(&upper).unwrap();
+    for _ in 0..520 {
+        use rustix::fs::{mkdirat, openat, Mode, OFlags};
+        mkdirat(&at, "d", Mode::from_raw_mode(0o755)).unwrap();
+        let next = openat(&at, "d", OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        at = std::fs::File::from(next);
+    }
+    let file = recorded_snapshot(&h, "a").await;
+    h.restart().await.unwrap();
+    h.eventually("the flush ends", || no_flush_in_flight(&h, "a"))
+        .await;
+    h.advance(Duration::from_secs(1)).await;
+    assert_eq!(h.snapshot_files(), std::slice::from_ref(&file));
+    let kept = h.record("a").await.unwrap().snapshot.map(|s| s.file);
+    assert_eq!(kept, Some(file));
+    assert_eq!(h.assert_settled("a").await, Running);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restored_container_gone_from_docker_keeps_its_snapshot() {
+    let mut h = Harness::new().await;
+    h.running("a").await;
+    let file = recorded_snapshot(&h, "a").await;
+    h.fake().remove_outside("a");
+    h.restart().await.unwrap();
+    h.advance(Duration::from_secs(1)).await;
+    assert_eq!(h.snapshot_files(), [file], "the only copy left");
+    assert!(h.record("a").await.unwrap().snapshot.is_some());
 }
 
 #[tokio::test(start_paused = true)]

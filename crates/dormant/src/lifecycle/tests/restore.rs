@@ -19,7 +19,7 @@ async fn a_request_restores_an_archived_container_with_the_users_files() {
     for (path, content) in files {
         assert_eq!(h.read_file("a", path).as_deref(), Some(content), "{path}");
     }
-    // The snapshot has done its job: it goes once the wake is over.
+    // The snapshot has done its job once the restored files are flushed.
     h.eventually("the snapshot file is deleted", || {
         h.snapshot_files().is_empty()
     })
@@ -35,10 +35,33 @@ async fn the_api_wake_restores_too_and_the_container_can_be_archived_again() {
     }
     h.lifecycle().wake("a").await.unwrap();
     h.write_file("a", "data/x", "2");
+    // At once: the archive waits for the restore's flush, then replaces
+    // its snapshot; the flush, when it ends, must not drop the new one.
     h.lifecycle().archive("a").await.unwrap();
-    assert_eq!(h.snapshot_files().len(), 1, "the old snapshot is not kept");
+    h.advance(Duration::from_secs(1)).await;
+    let files = h.snapshot_files();
+    assert_eq!(files.len(), 1, "the old snapshot is not kept: {files:?}");
+    let recorded = h.record("a").await.unwrap().snapshot.map(|s| s.file);
+    assert_eq!(recorded.as_ref(), files.first());
     h.served("a").await;
     assert_eq!(h.read_file("a", "data/x").as_deref(), Some("2"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_delete_right_after_a_restore_leaves_nothing_while_the_flush_runs() {
+    let h = Harness::new().await;
+    if h.archived("a", &[("data/x", "1"), ("home/u/y", "2")])
+        .await
+        .is_none()
+    {
+        return;
+    }
+    h.served("a").await;
+    h.lifecycle().delete("a").await.unwrap();
+    h.advance(Duration::from_secs(1)).await;
+    assert!(h.record("a").await.is_none());
+    assert!(h.snapshot_files().is_empty(), "{:?}", h.snapshot_files());
+    assert!(h.fake().container("a").is_none());
 }
 
 #[tokio::test(start_paused = true)]

@@ -153,6 +153,13 @@ async fn a_restore_whose_snapshot_cannot_be_forgotten_still_serves() {
     h.fail_store(StoreFault::SetSnapshot { forget: true });
     h.served("a").await;
     assert_eq!(h.read_file("a", "data/x").as_deref(), Some("1"));
+    // The flush ends, then forgetting the snapshot fails.
+    h.eventually("the restore's flush ends", || {
+        let route = h.lifecycle().table().get("a").expect("a route");
+        route.flush_in_flight().is_none()
+    })
+    .await;
+    h.advance(std::time::Duration::from_secs(1)).await;
     assert_eq!(
         h.snapshot_files().len(),
         1,

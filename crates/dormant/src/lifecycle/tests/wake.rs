@@ -275,3 +275,63 @@ async fn a_finished_wake_is_counted_in_the_last_hours_history() {
     assert!(minute.max_ms >= 2_000, "{minute:?}");
     assert_eq!(minute.avg_ms, minute.max_ms);
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_app_on_other_ports_fails_the_wake_within_two_seconds_naming_them() {
+    use crate::events::{EventKind, Next};
+    let h = Harness::new().await;
+    h.asleep("a").await;
+    // An admin port at once, the main one on the wrong port a little later;
+    // port 8080 never answers.
+    h.fake().script(
+        "a",
+        Script {
+            ready: Readiness::Never,
+            listens: Some(vec![
+                (9090, Duration::ZERO),
+                (3000, Duration::from_millis(600)),
+            ]),
+            ..Script::default()
+        },
+    );
+    let mut events = h.lifecycle().events().subscribe(None);
+    let started = tokio::time::Instant::now();
+    let err = h.request("a").await.unwrap_err();
+    let reason = "the app listens on 3000, 9090 but not on the configured port 8080; \
+                  set `port` to one of them";
+    assert_eq!(err.kind, WakeErrorKind::Failed);
+    assert_eq!(err.reason, reason);
+    // 9090 is seen at the first look (250 ms after the start): within 2 s of it.
+    assert!(
+        started.elapsed() <= Duration::from_millis(2_250),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(h.assert_settled("a").await, Failed);
+    assert_eq!(h.reason("a").as_deref(), Some(reason));
+    assert_eq!(h.record("a").await.unwrap().reason.as_deref(), Some(reason));
+    let failed = loop {
+        match events.next().await {
+            Next::Event(event) if event.kind == EventKind::Failed => break event,
+            Next::Event(_) => continue,
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(failed.reason.as_deref(), Some(reason));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_app_that_opens_its_port_after_an_admin_port_is_served() {
+    let h = Harness::new().await;
+    h.asleep("a").await;
+    h.fake().script(
+        "a",
+        Script {
+            ready: Readiness::After(Duration::from_millis(1_500)),
+            listens: Some(vec![(9090, Duration::ZERO)]),
+            ..Script::default()
+        },
+    );
+    h.served("a").await;
+    assert_eq!(h.assert_settled("a").await, Running);
+}

@@ -16,7 +16,7 @@ use super::state::{
     died, image_name, lock, paused_event, remove_container_dir, Container, Subscriber, Volume,
 };
 use super::{Call, Crash, FakeRuntime, Readiness};
-use crate::domain::LABEL_NAME;
+use crate::domain::{LABEL_NAME, LABEL_PORT};
 use crate::runtime::{
     ContainerEvent, ContainerEventKind, CreateParams, EngineEvent, ImageInfo, Inspection, Managed,
     ProbeOutcome, Runtime, RuntimeError, RuntimeResult, StorageInfo,
@@ -71,6 +71,7 @@ impl Runtime for FakeRuntime {
             paused: false,
             upstream: None,
             answers_at: None,
+            started_at: None,
             exit_code: None,
             upper_dir,
             run: 0,
@@ -132,6 +133,7 @@ impl Runtime for FakeRuntime {
         container.running = true;
         container.upstream = Some(port);
         container.exit_code = None;
+        container.started_at = Some(Instant::now());
         container.answers_at = match script.ready {
             Readiness::After(after) => Some(Instant::now() + after),
             Readiness::Never => None,
@@ -315,6 +317,35 @@ impl Runtime for FakeRuntime {
                 labels: v.labels.clone(),
             })
             .collect())
+    }
+
+    async fn listening_ports(&self, id: &str) -> RuntimeResult<Option<Vec<u16>>> {
+        self.call(Call::ListeningPorts, &format!("/proc of {id}"), id)
+            .await?;
+        let state = self.state();
+        let Some(container) = state.find(id).filter(|c| c.running) else {
+            return Ok(None);
+        };
+        let Some(listens) = state.script_for(container).listens else {
+            return Ok(None);
+        };
+        let now = Instant::now();
+        let started = container.started_at.unwrap_or(now);
+        let mut ports: Vec<u16> = listens
+            .iter()
+            .filter(|(_, after)| started + *after <= now)
+            .map(|(port, _)| *port)
+            .collect();
+        let configured = container
+            .labels
+            .get(LABEL_PORT)
+            .and_then(|p| p.parse().ok());
+        if let (Some(port), true) = (configured, container.answers_at.is_some_and(|at| at <= now)) {
+            ports.push(port);
+        }
+        ports.sort_unstable();
+        ports.dedup();
+        Ok(Some(ports))
     }
 
     async fn probe(&self, upstream: SocketAddr, _path: &str, _require: bool) -> ProbeOutcome {

@@ -50,6 +50,7 @@ pub enum Call {
     VolumeDir,
     Storage,
     Probe,
+    ListeningPorts,
 }
 
 /// The kind of error an injected failure returns (see `RuntimeError`).
@@ -72,6 +73,10 @@ pub struct Script {
     /// When, after a start, the app answers probes.
     pub ready: Readiness,
     pub crash: Option<Crash>,
+    /// The ports the app opens besides its configured one (which counts as
+    /// open once it answers), each this long after the start. `None`: the
+    /// runtime cannot tell which ports a container listens on.
+    pub listens: Option<Vec<(u16, Duration)>>,
 }
 
 impl Default for Script {
@@ -80,6 +85,7 @@ impl Default for Script {
             start_latency: Duration::ZERO,
             ready: Readiness::After(Duration::ZERO),
             crash: None,
+            listens: None,
         }
     }
 }

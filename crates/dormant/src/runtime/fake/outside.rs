@@ -110,6 +110,7 @@ impl FakeRuntime {
             paused: false,
             upstream: None,
             answers_at: None,
+            started_at: None,
             exit_code: Some(0),
             upper_dir,
             run: 0,

@@ -44,6 +44,8 @@ pub(super) struct Container {
     pub(super) upstream: Option<SocketAddr>,
     /// When the app answers probes, while running; `None`: never.
     pub(super) answers_at: Option<Instant>,
+    /// When it last started, while running.
+    pub(super) started_at: Option<Instant>,
     pub(super) exit_code: Option<i64>,
     pub(super) upper_dir: PathBuf,
     /// Counts starts, so a crash planned for one run spares the next.

@@ -4,7 +4,7 @@
 use std::fs;
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::super::format::{self, Manifest};
 use super::super::space::{self, Watch};
@@ -65,11 +65,7 @@ impl Extract<'_, '_> {
                     })
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    let existing = space::existing_ancestor(&t.dir).to_path_buf();
-                    fs::create_dir_all(&t.dir).map_err(|e| io_err(&t.dir, e))?;
-                    let created = t.dir.ancestors().skip(1).take_while(|a| *a != existing);
-                    self.above_targets.extend(created.map(Path::to_path_buf));
-                    self.above_targets.push(existing);
+                    fs::create_dir_all(&t.dir).map_err(|e| io_err(&t.dir, e))?
                 }
                 Err(e) => return Err(io_err(&t.dir, e)),
             }

@@ -19,11 +19,9 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use tar::EntryType;
 
-mod durable;
 mod manifest;
 mod place;
 
-use durable::Syncer;
 use place::components;
 
 use super::format::{self, Pax, Xattr, WHITEOUT_PREFIX};
@@ -48,9 +46,7 @@ pub(super) fn run(
         min_free_disk: options.min_free_disk,
         trees: Vec::new(),
         known: HashSet::new(),
-        above_targets: Vec::new(),
         dirs: Vec::new(),
-        syncer: Syncer::new(),
         stats: RestoreStats::default(),
         meter: Meter::new(progress, Watch::default()),
         buf: vec![0; 1 << 20],
@@ -114,14 +110,9 @@ struct Extract<'a, 'p> {
     min_free_disk: u64,
     trees: Vec<Target>,
     /// Directories verified (lstat: a real directory) or created by us; never replaced later.
-    /// Each gained an entry, so each is fsynced at the end.
     known: HashSet<PathBuf>,
-    /// Directories above the targets that gained an entry (a target or a parent we created).
-    above_targets: Vec<PathBuf>,
     /// Directory metadata to apply at the end, in creation order.
     dirs: Vec<(PathBuf, Meta, Vec<Xattr>)>,
-    /// Fsyncs what was written.
-    syncer: Syncer,
     stats: RestoreStats,
     meter: Meter<'p>,
     buf: Vec<u8>,
@@ -201,7 +192,6 @@ impl Extract<'_, '_> {
                 let t = UNIX_EPOCH + Duration::from_secs(meta.mtime);
                 file.set_times(FileTimes::new().set_accessed(t).set_modified(t))
                     .map_err(io)?;
-                self.syncer.push(&at, file)?;
             }
             EntryType::Directory => {
                 if !self.clear(&at, true, path)? {
@@ -331,15 +321,11 @@ impl Extract<'_, '_> {
         })
     }
 
-    /// Directory metadata, deepest first; then every file and directory written to disk.
+    /// Directory metadata, deepest first.
     fn finish(mut self) -> Result<RestoreStats, SnapshotError> {
         for (dir, meta, xattrs) in self.dirs.iter().rev() {
             set_meta(dir, meta, xattrs, true)?;
         }
-        for dir in self.known.iter().chain(&self.above_targets) {
-            self.syncer.push_dir(dir)?;
-        }
-        self.syncer.finish()?;
         self.meter.finish();
         Ok(self.stats)
     }

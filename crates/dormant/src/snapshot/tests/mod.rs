@@ -1,6 +1,7 @@
 //! Tests of the snapshot module (run as root: they make whiteout devices, chown and set
 //! `trusted.*` xattrs), with helpers to build trees by hand and describe them for comparison.
 
+mod durable;
 mod failures;
 mod fixture;
 mod hostile;
