@@ -22,16 +22,17 @@ use serde_json::json;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
-/// The nginx recipe the README shows: `{listen}`, `{cert}`, `{key}` and
-/// `{dormant}` are filled in.
+/// The nginx recipe the README shows: `{listen}`, `{hosts}`, `{cert}`,
+/// `{key}` and `{dormant}` are filled in.
 pub const NGINX_RECIPE: &str = include_str!("gateway/nginx-server.conf");
 /// The HAProxy recipe the README shows: `{listen}`, `{pem}` and `{dormant}`
 /// are filled in.
 pub const HAPROXY_RECIPE: &str = include_str!("gateway/haproxy.cfg");
 
 /// Where the README's copies put dormant, the certificate and the gateway.
-const README_VALUES: [(&str, &str); 5] = [
+const README_VALUES: [(&str, &str); 6] = [
     ("{listen}", "443"),
+    ("{hosts}", ".apps.example.com"),
     ("{dormant}", "127.0.0.1:8080"),
     ("{cert}", "/etc/ssl/dormant/fullchain.pem"),
     ("{key}", "/etc/ssl/dormant/privkey.pem"),
@@ -141,6 +142,7 @@ fn start_nginx(dormant: &Dormant, cert: &TestCertificate) -> Gateway {
         NGINX_RECIPE,
         &[
             ("{listen}", &format!("127.0.0.1:{port}")),
+            ("{hosts}", ".localhost"),
             ("{dormant}", &dormant.proxy.to_string()),
             ("{cert}", &format!("{d}/cert.pem")),
             ("{key}", &format!("{d}/key.pem")),
