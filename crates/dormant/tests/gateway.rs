@@ -16,7 +16,7 @@ use bytes::Bytes;
 use common::{demo_image, docker_running, unique, Dormant};
 use futures_util::{SinkExt, StreamExt};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -243,22 +243,70 @@ async fn tls(
 
 /// One HTTPS GET through the gateway on `port` as `host`.
 async fn https_get(port: u16, host: &str, path: &str, cert: &TestCertificate) -> Response<Bytes> {
+    https_get_with(port, host, path, cert, &[]).await
+}
+
+/// As [`https_get`], with extra request headers.
+async fn https_get_with(
+    port: u16,
+    host: &str,
+    path: &str,
+    cert: &TestCertificate,
+    headers: &[(&str, &str)],
+) -> Response<Bytes> {
     let stream = tls(port, host, cert).await;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .unwrap();
     tokio::spawn(connection);
-    let request = Request::builder()
+    let mut request = Request::builder()
         .uri(path)
-        .header("host", format!("{host}:{port}"))
-        .body(Empty::<Bytes>::new())
-        .unwrap();
+        .header("host", format!("{host}:{port}"));
+    for (key, value) in headers {
+        request = request.header(*key, *value);
+    }
+    let request = request.body(Empty::<Bytes>::new()).unwrap();
     let response = tokio::time::timeout(Duration::from_secs(60), sender.send_request(request))
         .await
         .expect("an answer through the gateway within 60 s")
         .unwrap();
     let (parts, body) = response.into_parts();
     Response::from_parts(parts, body.collect().await.unwrap().to_bytes())
+}
+
+/// A login link for `name`, asked of the API with `headers` (as a gateway
+/// in front of the API would send them).
+async fn login_link(dormant: &Dormant, name: &str, headers: &[(&str, &str)]) -> String {
+    let mut request = Request::builder()
+        .method(Method::POST)
+        .uri(format!(
+            "http://{}/v1/containers/{name}/login-link",
+            dormant.api
+        ))
+        .header("authorization", format!("Bearer {}", dormant.token));
+    for (key, value) in headers {
+        request = request.header(*key, *value);
+    }
+    let response = dormant
+        .http_client()
+        .request(request.body(Full::new(Bytes::new())).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let link: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    link["url"].as_str().unwrap().to_owned()
+}
+
+async fn make_private(dormant: &Dormant, name: &str) {
+    let (status, json) = dormant
+        .api(
+            Method::POST,
+            &format!("/v1/containers/{name}/access"),
+            Some(json!({"access": "private"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{json}");
 }
 
 /// The `hello from <hostname>` line the demo app answers `/` with.
@@ -380,6 +428,53 @@ async fn through(
         assert_eq!(reply, message, "{kind}");
     }
     socket.close(None).await.unwrap();
+
+    // A login link made for this gateway's clients signs in through it: a
+    // Secure cookie, and back under the prefix.
+    make_private(dormant, &names.redirected).await;
+    let port_text = port.to_string();
+    let link = login_link(
+        dormant,
+        &names.redirected,
+        &[
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-port", &port_text),
+            ("x-forwarded-prefix", PREFIX),
+        ],
+    )
+    .await;
+    let host = format!("{}.localhost", names.redirected);
+    let login = link
+        .strip_prefix(&format!("https://{host}:{port}"))
+        .unwrap_or_else(|| panic!("{kind}: the link is not on the gateway: {link}"));
+    assert!(
+        login.starts_with(&format!("{PREFIX}/.dormant/login?code=")),
+        "{link}"
+    );
+    let signed_in = https_get(port, &host, login, cert).await;
+    assert_eq!(
+        signed_in.status(),
+        StatusCode::SEE_OTHER,
+        "{}",
+        context("sign-in")
+    );
+    assert_eq!(
+        signed_in.headers()["location"],
+        format!("{PREFIX}/"),
+        "{kind}"
+    );
+    let set_cookie = signed_in.headers()["set-cookie"].to_str().unwrap();
+    assert!(set_cookie.ends_with("; Secure"), "{kind}: {set_cookie}");
+    let cookie = set_cookie.split(';').next().unwrap();
+    let page = https_get_with(
+        port,
+        &host,
+        &format!("{PREFIX}/"),
+        cert,
+        &[("cookie", cookie)],
+    )
+    .await;
+    assert_eq!(page.status(), StatusCode::OK, "{}", context("signed in"));
 }
 
 struct Names {
@@ -454,6 +549,14 @@ async fn only_a_trusted_peer_steers_routing_and_urls() {
         response.headers()["location"],
         format!("http://{}.localhost/x", names.redirected)
     );
+    make_private(&dormant, &names.held).await;
+    let link = login_link(&dormant, &names.held, &forged[1..]).await;
+    let plain = format!(
+        "http://{}.localhost:{}/.dormant/login?code=",
+        names.held,
+        dormant.proxy.port()
+    );
+    assert!(link.starts_with(&plain), "{link}");
     drop(dormant);
 
     // Trusted: the same header routes, and a host outside the base domain

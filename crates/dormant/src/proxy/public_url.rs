@@ -90,6 +90,28 @@ impl<'a> PublicOrigin<'a> {
         }
     }
 
+    /// Where a client of the trusted gateway that sent `headers` (to the
+    /// API, say) reaches container host `host`: its `X-Forwarded-Proto`,
+    /// `-Port` and `-Prefix` around `host`. `None` when it sent neither a
+    /// protocol nor a port: it said nothing about its public side.
+    pub fn gateway_for(headers: &'a HeaderMap, host: &str) -> Option<Self> {
+        let proto_given = first_value(headers, &X_FORWARDED_PROTO);
+        let port = first_value(headers, &X_FORWARDED_PORT).and_then(parse_port);
+        if proto_given.is_none() && port.is_none() {
+            return None;
+        }
+        let proto = match proto_given {
+            Some(p) if p.eq_ignore_ascii_case("https") => "https",
+            _ => "http",
+        };
+        let default = if proto == "https" { 443 } else { 80 };
+        Some(Self {
+            proto,
+            host: with_port(host, port.unwrap_or(default), proto),
+            prefix: forwarded_prefix(headers).unwrap_or_default(),
+        })
+    }
+
     /// `proto://host[:port]prefix` followed by `path_and_query` (which
     /// starts with `/`).
     pub fn url(&self, path_and_query: &str) -> String {
@@ -257,6 +279,26 @@ mod tests {
         ] {
             assert!(ok(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_gateway_names_the_public_side_of_another_host() {
+        let h = headers(&GATEWAY);
+        assert_eq!(
+            PublicOrigin::gateway_for(&h, "web.localhost")
+                .unwrap()
+                .url("/.dormant/login?code=c"),
+            "https://web.localhost:8443/apps/.dormant/login?code=c"
+        );
+        let h = headers(&[("x-forwarded-proto", "https")]);
+        assert_eq!(
+            PublicOrigin::gateway_for(&h, "web.localhost")
+                .unwrap()
+                .url("/"),
+            "https://web.localhost/"
+        );
+        let h = headers(&[("host", "api.example"), ("x-forwarded-prefix", "/apps")]);
+        assert_eq!(PublicOrigin::gateway_for(&h, "web.localhost"), None);
     }
 
     #[test]
