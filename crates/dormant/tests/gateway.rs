@@ -90,6 +90,16 @@ impl Gateway {
 
 impl Drop for Gateway {
     fn drop(&mut self) {
+        // SIGTERM, so that nginx's master stops its workers too (SIGKILL
+        // would leave them running); SIGKILL if it is still there after 5 s.
+        let pid = rustix::process::Pid::from_child(&self.child);
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        for _ in 0..100 {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
