@@ -1,4 +1,5 @@
-//! The reverse proxy: routes each request by its Host header to the
+//! The reverse proxy: routes each request by its Host header (a trusted
+//! gateway's X-Forwarded-Host, when it sends one) to the
 //! container's upstream and forwards it.
 //!
 //! It knows nothing of Docker or SQL. For a running container the hot path is:
