@@ -121,6 +121,19 @@ impl CappedListener {
     }
 }
 
+/// The address of the peer on an API connection, for handlers that ask
+/// (`ConnectInfo<ApiPeer>`).
+#[derive(Debug, Clone, Copy)]
+pub struct ApiPeer(pub std::net::SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, CappedListener>>
+    for ApiPeer
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, CappedListener>) -> Self {
+        Self(*stream.remote_addr())
+    }
+}
+
 impl axum::serve::Listener for CappedListener {
     type Io = CappedStream;
     type Addr = std::net::SocketAddr;

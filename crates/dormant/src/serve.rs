@@ -181,7 +181,13 @@ pub async fn run(
     );
     let api_listener = CappedListener::new(api_listener, config.api_max_connections.get());
     let api_server =
-        axum::serve(api_listener, api::router(state)).with_graceful_shutdown(stopped());
+        // The peer's address tells whether a login link may follow a trusted
+        // gateway's X-Forwarded-* headers.
+        axum::serve(
+            api_listener,
+            api::router(state).into_make_service_with_connect_info::<crate::listen::ApiPeer>(),
+        )
+        .with_graceful_shutdown(stopped());
     let api_task = tasks.spawn(async move { api_server.await });
     tasks.spawn(lifecycle.sweep_periodically(stopped()));
     tasks.spawn(flush_activity_periodically(lifecycle.clone(), stopped()));
@@ -359,6 +365,7 @@ fn api_state(
         tokens,
         store,
         access,
+        trusted_proxies: TrustedProxies::new(config.trusted_proxies.clone()),
         public: Arc::new(api::model::PublicAddress::new(
             &config.base_domain,
             proxy_port,

@@ -333,6 +333,9 @@ async fn forwarded_headers_from_a_trusted_proxy_are_kept_and_extended() {
     dormant
         .create(json!({"image": demo_image(), "name": name}))
         .await;
+    // A trusted proxy's X-Forwarded-Host also routes: it must name the
+    // container under the base domain.
+    let public_host = format!("{name}.localhost:8443");
     let response = dormant
         .proxy_response(
             Method::GET,
@@ -340,7 +343,7 @@ async fn forwarded_headers_from_a_trusted_proxy_are_kept_and_extended() {
             "/headers",
             &[
                 ("x-forwarded-for", "203.0.113.7"),
-                ("x-forwarded-host", "app.example"),
+                ("x-forwarded-host", &public_host),
                 ("x-forwarded-proto", "https"),
             ],
         )
@@ -348,7 +351,7 @@ async fn forwarded_headers_from_a_trusted_proxy_are_kept_and_extended() {
     assert_eq!(response.status(), StatusCode::OK);
     let seen: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
     assert_eq!(seen["x-forwarded-for"], "203.0.113.7, 127.0.0.1", "{seen}");
-    assert_eq!(seen["x-forwarded-host"], "app.example", "{seen}");
+    assert_eq!(seen["x-forwarded-host"], public_host.as_str(), "{seen}");
     assert_eq!(seen["x-forwarded-proto"], "https", "{seen}");
 }
 

@@ -55,6 +55,9 @@ pub struct ApiState {
     pub stopping: tokio::sync::watch::Receiver<bool>,
     /// The registered webhooks and their delivery workers.
     pub webhooks: Arc<crate::webhooks::Webhooks>,
+    /// Gateways whose X-Forwarded-* headers shape the login links they ask
+    /// for (`--trusted-proxies`).
+    pub trusted_proxies: crate::proxy::forwarded::TrustedProxies,
 }
 
 pub fn router(state: ApiState) -> Router {

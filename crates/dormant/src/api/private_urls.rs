@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::de::DeserializeOwned;
@@ -21,6 +22,8 @@ use crate::access::login::{check_redirect_path, TooManyPending, LOGIN_PATH};
 use crate::access::tokens::TokenError;
 use crate::auth::Caller;
 use crate::domain::{now_millis, rfc3339, Access};
+use crate::listen::ApiPeer;
+use crate::proxy::public_url::PublicOrigin;
 
 /// A login link's lifetime when the request gives none.
 pub const DEFAULT_LINK_TTL: Duration = Duration::from_secs(60);
@@ -190,6 +193,8 @@ pub async fn login_link(
     State(state): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
+    peer: Option<Extension<ConnectInfo<ApiPeer>>>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<LoginLink>, ApiError> {
     let request: LoginLinkRequest =
@@ -225,11 +230,20 @@ pub async fn login_link(
             ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", e.to_string())
         })?;
     let public = &state.public;
+    let host = format!("{name}.{}", public.base_domain);
+    let login = format!("{LOGIN_PATH}?code={code}");
+    let trusted = peer.is_some_and(|Extension(ConnectInfo(ApiPeer(peer)))| {
+        state.trusted_proxies.trusts(peer.ip())
+    });
+    let url = match trusted
+        .then(|| PublicOrigin::gateway_for(&headers, &host))
+        .flatten()
+    {
+        Some(origin) => origin.url(&login),
+        None => format!("http://{host}{}{login}", public.port_suffix),
+    };
     Ok(Json(LoginLink {
-        url: format!(
-            "http://{name}.{}{}{LOGIN_PATH}?code={code}",
-            public.base_domain, public.port_suffix
-        ),
+        url,
         expires_at: rfc3339(now_millis().saturating_add(ttl.as_millis() as i64)),
     }))
 }

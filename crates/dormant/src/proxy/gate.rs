@@ -20,6 +20,7 @@ use http::{Method, Response, StatusCode};
 use http_body_util::Full;
 
 use super::error::{NotAdmitted, ProxyError};
+use super::public_url::forwarded_prefix;
 use crate::access::login::{check_redirect_path, code_from_query, LOGIN_PATH};
 use crate::access::session::{set_cookie, strip_session_cookie};
 use crate::access::tokens::TOKEN_PREFIX;
@@ -121,6 +122,14 @@ fn sign_in(
         .sessions
         .sign(route.name(), route.created_at(), unix_now() + ttl);
     let secure = trusted && forwarded_https(&parts.headers);
+    // A path-absolute reference keeps the scheme, host and port the browser
+    // used; behind a gateway that strips a prefix, the prefix goes first.
+    let prefix = if trusted {
+        forwarded_prefix(&parts.headers).unwrap_or_default()
+    } else {
+        ""
+    };
+    let target = format!("{prefix}{target}");
     let mut response = Response::new(Full::new(Bytes::new()));
     *response.status_mut() = StatusCode::SEE_OTHER;
     let headers = response.headers_mut();
@@ -355,6 +364,28 @@ mod tests {
         assert!(!parts.headers.contains_key(header::COOKIE), "stripped");
         let (mut parts, path) = request("/app", &[("cookie", &cookie)]);
         refused(admit(&access, &b, &mut parts, &path, false));
+    }
+
+    #[tokio::test]
+    async fn a_trusted_gateway_s_prefix_leads_the_sign_in_redirect() {
+        let access = AccessControl::for_test().await;
+        let a = route("a", Access::Private, "admin");
+        let prefixed = [("x-forwarded-prefix", "/apps/")];
+        for (trusted, location) in [(true, "/apps/x?y=1"), (false, "/x?y=1")] {
+            let code = access
+                .logins
+                .issue("a", 7, "/x?y=1", Duration::from_secs(60), Instant::now())
+                .unwrap();
+            let (mut parts, path) = request(&format!("/.dormant/login?code={code}"), &prefixed);
+            let answer = admit(&access, &a, &mut parts, &path, trusted)
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                answer.headers()[header::LOCATION],
+                location,
+                "trusted: {trusted}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -1,4 +1,5 @@
-//! The reverse proxy: routes each request by its Host header to the
+//! The reverse proxy: routes each request by its Host header (a trusted
+//! gateway's X-Forwarded-Host, when it sends one) to the
 //! container's upstream and forwards it.
 //!
 //! It knows nothing of Docker or SQL. For a running container the hot path is:
@@ -16,6 +17,7 @@ mod gate;
 mod head_timer;
 pub mod host;
 pub mod no_wake;
+pub mod public_url;
 pub mod rate_limit;
 pub mod target;
 mod upstream_pool;
@@ -47,7 +49,7 @@ use error::ALLOWED_METHODS;
 pub use error::{NotAdmitted, ProxyError};
 use forward::{forward, Hop};
 use forwarded::TrustedProxies;
-use target::{classify, RouteTarget};
+use target::{classify_behind, RouteTarget};
 use upstream_pool::UpstreamPool;
 use wake_filter::WakeFilter;
 use waker::Waker;
@@ -234,25 +236,35 @@ impl Proxy {
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let (client_addr, trusted) = (client.addr, client.trusted);
         let (mut parts, body) = req.into_parts();
-        let found = classify(
-            &parts.method,
-            &parts.uri,
-            parts.headers.get_all(header::HOST),
-            &self.base_domain,
-        )
-        .and_then(|target| match target {
-            RouteTarget::ServerOptions => Ok(None),
-            RouteTarget::Container { name, path } => match self.routes.get(&name) {
-                Some(route) => Ok(Some((route, path))),
-                None => Err(ProxyError::UnknownContainer {
-                    name: name.into_owned(),
-                }),
-            },
-        })
-        .map_err(|error| {
-            self.wake_filter
-                .unknown_host(error, client_addr, trusted, &parts.headers)
-        })?;
+        // Only a trusted gateway may say which host the client asked for.
+        let forwarded_host = if trusted {
+            public_url::forwarded_host(&parts.headers)
+        } else {
+            Ok(None)
+        };
+        let found = forwarded_host
+            .and_then(|forwarded_host| {
+                classify_behind(
+                    &parts.method,
+                    &parts.uri,
+                    parts.headers.get_all(header::HOST),
+                    forwarded_host,
+                    &self.base_domain,
+                )
+            })
+            .and_then(|target| match target {
+                RouteTarget::ServerOptions => Ok(None),
+                RouteTarget::Container { name, path } => match self.routes.get(&name) {
+                    Some(route) => Ok(Some((route, path))),
+                    None => Err(ProxyError::UnknownContainer {
+                        name: name.into_owned(),
+                    }),
+                },
+            })
+            .map_err(|error| {
+                self.wake_filter
+                    .unknown_host(error, client_addr, trusted, &parts.headers)
+            })?;
         let Some((route, path)) = found else {
             return Ok(server_options().map(Either::Right));
         };
@@ -298,7 +310,7 @@ impl Proxy {
             (state, _) => match route.config().wake {
                 WakeStrategy::Redirect => {
                     waking::wait_for_upstream(self.waker.as_ref(), &route, &self.holds).await?;
-                    return Ok(waking::redirect_to_same_url(&parts).map(Either::Right));
+                    return Ok(waking::redirect_to_same_url(&parts, trusted).map(Either::Right));
                 }
                 WakeStrategy::Page
                     if state != ContainerState::Failed && waking::wants_html(&parts) =>

@@ -39,6 +39,21 @@ pub fn classify<'a>(
     hosts: GetAll<'a, HeaderValue>,
     base_domain: &str,
 ) -> Result<RouteTarget<'a>, ProxyError> {
+    classify_behind(method, uri, hosts, None, base_domain)
+}
+
+/// As [`classify`], but behind a trusted gateway: `forwarded_host` (its
+/// `X-Forwarded-Host`, see [`super::public_url::forwarded_host`]), when
+/// given, names the container instead of `Host`, and must be under the
+/// base domain just the same (else 404). `Host` is still checked as the
+/// request's own.
+pub fn classify_behind<'a>(
+    method: &Method,
+    uri: &'a Uri,
+    hosts: GetAll<'a, HeaderValue>,
+    forwarded_host: Option<&'a str>,
+    base_domain: &str,
+) -> Result<RouteTarget<'a>, ProxyError> {
     if method == Method::CONNECT {
         return Err(ProxyError::MethodNotAllowed {
             method: method.clone(),
@@ -84,6 +99,7 @@ pub fn classify<'a>(
             reason: "the target must be a path starting with `/`",
         });
     }
+    let host = forwarded_host.unwrap_or(host);
     let name = name_from_host(host, base_domain).ok_or_else(|| ProxyError::NotOurHost {
         host: host.to_owned(),
         base_domain: base_domain.to_owned(),
@@ -211,6 +227,30 @@ mod tests {
             classify_with("GET", "/", &["example.com"]),
             Err(StatusCode::NOT_FOUND)
         );
+    }
+
+    #[test]
+    fn a_gateway_s_forwarded_host_names_the_container() {
+        let uri: Uri = "/x".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.append(HOST, HeaderValue::from_static("127.0.0.1:9000"));
+        let behind = |forwarded| {
+            classify_behind(
+                &Method::GET,
+                &uri,
+                headers.get_all(HOST),
+                forwarded,
+                "localhost",
+            )
+            .map(|target| match target {
+                RouteTarget::Container { name, .. } => name.into_owned(),
+                RouteTarget::ServerOptions => "*".into(),
+            })
+            .map_err(|e| e.status())
+        };
+        assert_eq!(behind(Some("web.localhost:8443")), Ok("web".into()));
+        assert_eq!(behind(Some("web.example.com")), Err(StatusCode::NOT_FOUND));
+        assert_eq!(behind(None), Err(StatusCode::NOT_FOUND));
     }
 
     #[test]

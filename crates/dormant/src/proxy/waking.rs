@@ -14,6 +14,7 @@ use hyper::body::{Body, Incoming};
 use super::body::RequestBody;
 use super::budget::HoldBudget;
 use super::error::ProxyError;
+use super::public_url::PublicOrigin;
 use super::waker::Waker;
 use crate::lifecycle::table::Route;
 
@@ -106,15 +107,14 @@ async fn next_frame(body: &mut Option<Incoming>) -> Option<Result<Bytes, hyper::
 }
 
 /// 307 to the very URL asked for: the client repeats the request, method and
-/// body included, now that the container answers.
-pub fn redirect_to_same_url(parts: &Parts) -> Response<Full<Bytes>> {
-    let host = parts
-        .headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or_default();
-    let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let location = format!("http://{host}{path}");
+/// body included, now that the container answers. Behind a trusted gateway
+/// (`trusted`) that is the URL the client used at the gateway.
+pub fn redirect_to_same_url(parts: &Parts, trusted: bool) -> Response<Full<Bytes>> {
+    let path = match parts.uri.path_and_query() {
+        Some(pq) if pq.as_str().starts_with('/') => pq.as_str(),
+        _ => "/",
+    };
+    let location = PublicOrigin::of(&parts.headers, trusted).url(path);
     let mut response = Response::new(Full::new(Bytes::new()));
     *response.status_mut() = StatusCode::TEMPORARY_REDIRECT;
     if let Ok(location) = HeaderValue::from_str(&location) {
