@@ -23,6 +23,9 @@ fi
 OLD_BIN=$(realpath "$1")
 NEW_BIN=$(realpath "$2")
 ROUNDS=${ROUNDS:-3}
+# Old builds know no `nap_after`; each container here is idle well under the
+# 60 s default between its rounds.
+NAP_AFTER_FIELD=""
 
 # run.sh's helpers and settings (it runs nothing when sourced).
 set --
