@@ -407,6 +407,22 @@ mod tests {
     /// connections, and closes each after `per_connection` answers
     /// (`usize::MAX`: never).
     async fn upstream(per_connection: usize) -> (SocketAddr, Arc<AtomicUsize>) {
+        serve(per_connection, false).await
+    }
+
+    /// An app whose keep-alive timer fires just as a second request comes
+    /// in on a connection: it reads that request and closes without an
+    /// answer. Counts connections.
+    async fn closes_under_the_second_request() -> (SocketAddr, Arc<AtomicUsize>) {
+        serve(1, true).await
+    }
+
+    /// `upstream`'s server; with `under_next_request`, a connection is
+    /// closed once the request after its last answer has been read.
+    async fn serve(
+        per_connection: usize,
+        under_next_request: bool,
+    ) -> (SocketAddr, Arc<AtomicUsize>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let connections = Arc::new(AtomicUsize::new(0));
@@ -418,7 +434,10 @@ mod tests {
                     let mut buffer = vec![0u8; 4096];
                     let mut seen = Vec::new();
                     let mut answered = 0;
-                    while answered < per_connection {
+                    loop {
+                        if answered == per_connection && !under_next_request {
+                            return;
+                        }
                         let Ok(read) = stream.read(&mut buffer).await else {
                             return;
                         };
@@ -427,6 +446,9 @@ mod tests {
                         }
                         seen.extend_from_slice(&buffer[..read]);
                         while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                            if answered == per_connection {
+                                return; // closes with the request unanswered
+                            }
                             let slow = seen.starts_with(b"GET /slow");
                             seen.drain(..end + 4);
                             if slow {
@@ -560,46 +582,6 @@ mod tests {
         assert_eq!(body_of(second).await, "ok");
         assert_eq!(connections.load(Ordering::SeqCst), 2);
         assert_eq!(body_of(slow.await.unwrap().unwrap()).await, "okok");
-    }
-
-    /// An app whose keep-alive timer fires just as a second request comes
-    /// in on a connection: it reads that request and closes without an
-    /// answer. Counts connections.
-    async fn closes_under_the_second_request() -> (SocketAddr, Arc<AtomicUsize>) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let connections = Arc::new(AtomicUsize::new(0));
-        let counted = connections.clone();
-        tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
-                counted.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(async move {
-                    let mut buffer = vec![0u8; 4096];
-                    let mut seen = Vec::new();
-                    let mut heads = 0;
-                    loop {
-                        let Ok(read) = stream.read(&mut buffer).await else {
-                            return;
-                        };
-                        if read == 0 {
-                            return;
-                        }
-                        seen.extend_from_slice(&buffer[..read]);
-                        while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
-                            seen.drain(..end + 4);
-                            heads += 1;
-                            if heads == 2 {
-                                return; // closes with the request unanswered
-                            }
-                            let _ = stream
-                                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                                .await;
-                        }
-                    }
-                });
-            }
-        });
-        (address, connections)
     }
 
     fn replaying_pool() -> UpstreamPool {
