@@ -1,4 +1,4 @@
-//! Accepting client connections: the connection cap, the HTTP/1 limits of
+//! Serving the client connections one proxy thread is handed: the HTTP/1 limits of
 //! each connection (head time, size and field count, idle time), and the
 //! drain at shutdown.
 
@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
 use super::budget::ConnectionSlot;
 use super::head_timer::{HeadClock, HeadTimer, TimedIo};
+use super::spread::Handed;
 use super::{Client, Proxy};
 
 /// hyper's own default: up to this many fields it parses a head on the
@@ -22,11 +23,12 @@ const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
 const MIN_CONNECTION_BUFFER: usize = 64 * 1024;
 
 impl Proxy {
-    /// Serves connections from `listener` until `shutdown` completes, then
-    /// lets in-flight requests finish for up to `drain`.
+    /// Serves the connections handed to this thread (see `spread`) until
+    /// `shutdown` completes or no more come, then lets in-flight requests
+    /// finish for up to `drain`.
     pub async fn run(
         self: Arc<Self>,
-        listener: TcpListener,
+        mut inbox: mpsc::UnboundedReceiver<Handed>,
         shutdown: impl Future<Output = ()>,
         drain: Duration,
     ) {
@@ -37,24 +39,23 @@ impl Proxy {
         let builder = self.connection_builder();
         tokio::pin!(shutdown);
         loop {
-            let (stream, client_addr) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        // Usually EMFILE: back off instead of spinning.
-                        tracing::warn!(error = %e, "proxy accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
+            let Handed {
+                stream,
+                peer: client_addr,
+                slot,
+            } = tokio::select! {
+                handed = inbox.recv() => match handed {
+                    Some(handed) => handed,
+                    None => break,
                 },
                 () = &mut shutdown => break,
             };
-            // Past `--max-connections`, close at once: a full proxy must
-            // not take the API, the store or a wake down with it.
-            let Some(slot) = self.connections.try_open() else {
-                self.metrics.refused_connections.inc();
-                drop(stream);
-                continue;
+            let stream = match TcpStream::from_std(stream) {
+                Ok(stream) => stream,
+                Err(e) => {
+                    tracing::warn!(client = %client_addr, error = %e, "cannot serve a client connection on this proxy thread");
+                    continue;
+                }
             };
             let _ = stream.set_nodelay(true);
             let trusted = self.limits.trusted_proxies.trusts(client_addr.ip());
@@ -89,7 +90,7 @@ impl Proxy {
                 }
             });
         }
-        drop(listener);
+        drop(inbox);
         let _ = stop_tx.send(true);
         drop(open_tx);
         if tokio::time::timeout(drain, open_rx.recv()).await.is_err() {

@@ -39,19 +39,38 @@ impl ConnectionLimit {
             return None;
         }
         self.open.inc();
-        Some(ConnectionSlot(self.clone()))
+        Some(ConnectionSlot {
+            limit: self.clone(),
+            thread: None,
+        })
     }
 }
 
 /// One open connection's slot, given back when dropped. It goes with the
 /// client's socket, so an upgraded connection (a WebSocket tunnel) keeps it.
 #[derive(Debug)]
-pub struct ConnectionSlot(Arc<ConnectionLimit>);
+pub struct ConnectionSlot {
+    limit: Arc<ConnectionLimit>,
+    /// The open connections of the proxy thread serving it (see `spread`).
+    thread: Option<Arc<AtomicUsize>>,
+}
+
+impl ConnectionSlot {
+    /// Also counts the connection in `thread`'s open connections (already
+    /// incremented) until the slot is dropped.
+    pub fn counted_in(mut self, thread: Arc<AtomicUsize>) -> Self {
+        self.thread = Some(thread);
+        self
+    }
+}
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
-        self.0.open.dec();
-        self.0.left.fetch_add(1, Ordering::AcqRel);
+        self.limit.open.dec();
+        self.limit.left.fetch_add(1, Ordering::AcqRel);
+        if let Some(thread) = &self.thread {
+            thread.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 

@@ -19,6 +19,7 @@ pub mod host;
 pub mod no_wake;
 pub mod public_url;
 pub mod rate_limit;
+mod spread;
 pub mod target;
 mod upstream_pool;
 pub mod wake_filter;
@@ -36,7 +37,6 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::access::AccessControl;
@@ -97,8 +97,9 @@ pub struct ProxyParts {
 }
 
 /// Serves the proxy on `threads` threads, each with a single-threaded
-/// runtime, its own accept loop on the shared listener and its own upstream
-/// connection pool, until `stopped` turns true.
+/// runtime and its own upstream connection pool, until `stopped` turns true.
+/// One accept loop, on the caller's runtime, hands each connection to the
+/// thread with the fewest open (see `spread`).
 ///
 /// Why not the shared multi-threaded runtime: a proxied request hops between
 /// the client's connection task and the upstream connection's task; on a
@@ -112,10 +113,11 @@ pub fn serve_per_core(
     stopped: watch::Receiver<bool>,
     drain: Duration,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    listener.set_nonblocking(true)?;
     let mut handles = Vec::with_capacity(threads);
+    let mut inboxes = Vec::with_capacity(threads);
     for index in 0..threads.max(1) {
-        let listener = listener.try_clone()?;
+        let (inbox, handed) = spread::inbox();
+        inboxes.push(inbox);
         let parts = parts.clone();
         let mut stopped = stopped.clone();
         let handle = std::thread::Builder::new()
@@ -132,26 +134,37 @@ pub fn serve_per_core(
                     }
                 };
                 runtime.block_on(async move {
-                    let listener = match TcpListener::from_std(listener) {
-                        Ok(listener) => listener,
-                        Err(e) => {
-                            tracing::error!(error = %e, "cannot use the proxy listener");
-                            return;
-                        }
-                    };
                     let proxy = Arc::new(Proxy::new(parts));
                     let stop = async move {
                         let _ = stopped.wait_for(|stop| *stop).await;
                     };
-                    proxy.run(listener, stop, drain).await;
+                    proxy.run(handed, stop, drain).await;
                 });
             })?;
         handles.push(handle);
     }
-    Ok(tokio::task::spawn_blocking(move || {
-        for handle in handles {
-            let _ = handle.join();
+    let mut stop_accepting = stopped;
+    let accepting = tokio::spawn(spread::spread(
+        listener,
+        inboxes,
+        parts.connections.clone(),
+        parts.metrics.refused_connections.clone(),
+        async move {
+            let _ = stop_accepting.wait_for(|stop| *stop).await;
+        },
+    ));
+    Ok(tokio::spawn(async move {
+        match accepting.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "the proxy stopped accepting connections"),
+            Err(e) => tracing::error!(error = %e, "the proxy's accept loop failed"),
         }
+        let _ = tokio::task::spawn_blocking(move || {
+            for handle in handles {
+                let _ = handle.join();
+            }
+        })
+        .await;
     }))
 }
 
@@ -165,7 +178,6 @@ pub struct Proxy {
     /// Request body bytes read ahead while a container wakes (`--wake-buffer`).
     read_ahead_limit: usize,
     limits: EdgeLimits,
-    connections: Arc<ConnectionLimit>,
     holds: Arc<HoldBudget>,
     wake_filter: Arc<WakeFilter>,
     access: Arc<AccessControl>,
@@ -183,7 +195,6 @@ impl Proxy {
             upstreams: UpstreamPool::new(Default::default()),
             read_ahead_limit: parts.read_ahead_limit,
             limits: parts.limits,
-            connections: parts.connections,
             holds: parts.holds,
             wake_filter: parts.wake_filter,
             access: parts.access,

@@ -102,10 +102,18 @@ impl TestProxy {
             wake_filter: Arc::new(WakeFilter::new(filter, &metrics)),
             access: access.clone(),
         };
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
+        let (inbox, handed) = super::spread::inbox();
+        tokio::spawn(super::spread::spread(
+            listener,
+            vec![inbox],
+            parts.connections.clone(),
+            metrics.refused_connections.clone(),
+            std::future::pending(),
+        ));
         let proxy = Arc::new(Proxy::new(parts));
-        tokio::spawn(proxy.run(listener, std::future::pending(), Duration::ZERO));
+        tokio::spawn(proxy.run(handed, std::future::pending(), Duration::ZERO));
         Self {
             addr,
             waker,
