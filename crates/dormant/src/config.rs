@@ -14,6 +14,7 @@ use crate::proxy::forwarded::Cidr;
 use crate::proxy::no_wake::AgentList;
 use crate::proxy::rate_limit::Rate;
 use crate::runtime::capabilities::AllowedCapabilities;
+use crate::snapshot_store::SnapshotLocation;
 use crate::units::parse_memory;
 
 /// Every setting of `dormant serve`. Each flag `--some-flag` is also read from
@@ -270,6 +271,14 @@ pub struct ServeConfig {
     /// is refused before it writes anything. `0` turns the check off.
     #[arg(long, env = "DORMANT_MIN_FREE_DISK", default_value = "2g", value_parser = parse_disk_size, value_name = "SIZE")]
     pub min_free_disk: u64,
+
+    /// Where archived containers' snapshots are kept. Unset: the data dir's
+    /// `snapshots/`. `s3://bucket/prefix`: an S3-compatible object store, reached
+    /// through AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID and
+    /// AWS_SECRET_ACCESS_KEY (AWS_ALLOW_HTTP=true for a plain-http endpoint);
+    /// snapshots pass through the data dir's `snapshots/` on their way.
+    #[arg(long, env = "DORMANT_SNAPSHOTS", value_name = "URL")]
+    pub snapshots: Option<SnapshotLocation>,
 
     /// How long shutdown waits for in-flight requests.
     #[arg(long, env = "DORMANT_DRAIN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]

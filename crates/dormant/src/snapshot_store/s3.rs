@@ -1,0 +1,585 @@
+//! Snapshots as objects in an S3-compatible object store (`--snapshots s3://bucket/prefix`),
+//! through `object_store`. Endpoint, region and credentials come from the usual `AWS_*`
+//! environment variables (`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`,
+//! `AWS_SECRET_ACCESS_KEY`, `AWS_ALLOW_HTTP` for a plain-http server).
+//!
+//! An archive writes its snapshot to a spool file in the local snapshot dir, uploads it (one
+//! PUT, or a multipart upload of bounded parts, a bounded number at once, read from the file
+//! as they go), checks the object's size, then deletes the spool file: no whole snapshot is
+//! ever in memory. A restore downloads the object in ranges into a private spool file,
+//! hashing as it goes, and refuses it before anything is written into a container unless
+//! its size and SHA-256 are the record's. Every request has a timeout and is retried a
+//! bounded number of times when the failure is transient (object_store's retry policy).
+//!
+//! Objects are `<prefix>/<node>/<container>-<ms>.snap.zst`; the store row records
+//! `<node>/<container>-<ms>.snap.zst`, so any node configured with the same URL finds it.
+//! Crash safety: an upload in flight is noted in a marker file beside its spool file first;
+//! start-up aborts the multipart uploads such markers name, deletes the spool files, and
+//! deletes this node's objects that no row records (uploaded, but the crash came before they
+//! were recorded). Only this node's own objects are ever listed or deleted at start-up.
+
+use std::collections::HashSet;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt};
+use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::client::ClientConfigKey;
+use object_store::multipart::MultipartStore;
+use object_store::path::Path as ObjectPath;
+use object_store::{
+    BackoffConfig, MultipartId, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
+};
+use sha2::{Digest, Sha256};
+
+use super::{random_suffix, Fetched, SnapshotStore};
+use crate::domain::{SnapshotRecord, UnixMillis};
+use crate::snapshot::{self, SnapshotError, SnapshotInfo};
+
+/// S3 refuses more parts than this in one upload.
+const MAX_PARTS: u64 = 10_000;
+/// S3 refuses smaller parts (but the last).
+const MIN_PART: u64 = 5 << 20;
+/// Suffix of the marker file of an upload in flight, beside its spool file.
+const UPLOAD_MARKER: &str = ".upload";
+
+/// Sizes, concurrency and patience of the object store calls.
+#[derive(Debug, Clone)]
+pub struct S3Tuning {
+    /// Bytes of one uploaded part and of one downloaded range (raised for a snapshot that
+    /// would need more than 10,000 parts). What one transfer holds in memory at most is this
+    /// times `concurrency`.
+    pub part_bytes: u64,
+    /// Parts (or ranges) in flight at once.
+    pub concurrency: usize,
+    /// Longest one request may take, its body included.
+    pub request_timeout: Duration,
+    /// Longest connecting may take.
+    pub connect_timeout: Duration,
+    /// Tries after the first of a request that failed transiently (5xx, a dropped
+    /// connection, a timeout).
+    pub retries: usize,
+    /// First pause between two tries; it doubles, up to 5 s.
+    pub first_backoff: Duration,
+    /// Bytes a download must leave free on the local disk (`--min-free-disk`).
+    pub min_free_disk: u64,
+}
+
+impl Default for S3Tuning {
+    fn default() -> Self {
+        S3Tuning {
+            part_bytes: 16 << 20,
+            concurrency: 4,
+            request_timeout: Duration::from_secs(120),
+            connect_timeout: Duration::from_secs(5),
+            retries: 4,
+            first_backoff: Duration::from_millis(200),
+            min_free_disk: 0,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct S3Snapshots {
+    client: Arc<AmazonS3>,
+    bucket: String,
+    /// Without leading or trailing '/'; may be empty.
+    prefix: String,
+    node: String,
+    /// Spool files, download files and upload markers.
+    spool: PathBuf,
+    tuning: S3Tuning,
+}
+
+/// An upload in flight, as its marker file records it.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct UploadMarker {
+    key: String,
+    upload_id: String,
+}
+
+impl S3Snapshots {
+    /// A store in `bucket` under `prefix`, for node `node`, spooling in `spool`. `builder`
+    /// holds the endpoint, region and credentials (from the environment in `serve`).
+    pub fn new(
+        builder: AmazonS3Builder,
+        bucket: &str,
+        prefix: &str,
+        node: &str,
+        spool: PathBuf,
+        tuning: S3Tuning,
+    ) -> Result<Self, String> {
+        // reqwest's rustls takes the process's crypto provider: ring, like the rest of
+        // dormant's TLS. Installing it twice is harmless (the first one stays).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let retry = RetryConfig {
+            backoff: BackoffConfig {
+                init_backoff: tuning.first_backoff,
+                max_backoff: Duration::from_secs(5),
+                base: 2.0,
+            },
+            max_retries: tuning.retries,
+            retry_timeout: tuning.request_timeout * 2,
+        };
+        let client = builder
+            .with_bucket_name(bucket)
+            .with_config(
+                AmazonS3ConfigKey::Client(ClientConfigKey::Timeout),
+                humantime::format_duration(tuning.request_timeout).to_string(),
+            )
+            .with_config(
+                AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
+                humantime::format_duration(tuning.connect_timeout).to_string(),
+            )
+            .with_retry(retry)
+            .build()
+            .map_err(|e| {
+                format!(
+                    "cannot set up the object store for s3://{bucket}/{prefix}: {}; set AWS_REGION (and AWS_ENDPOINT_URL for a server other than AWS), AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+                    chain(&e)
+                )
+            })?;
+        Ok(S3Snapshots {
+            client: Arc::new(client),
+            bucket: bucket.to_owned(),
+            prefix: prefix.trim_matches('/').to_owned(),
+            node: node.to_owned(),
+            spool,
+            tuning,
+        })
+    }
+
+    fn key(&self, name: &str) -> String {
+        if self.prefix.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{}/{name}", self.prefix)
+        }
+    }
+
+    fn object_path(&self, name: &str) -> Result<ObjectPath, SnapshotError> {
+        let key = self.key(name);
+        ObjectPath::parse(&key).map_err(|e| {
+            SnapshotError::Remote(format!(
+                "snapshot name {name:?} makes no valid object key {key:?}: {e}"
+            ))
+        })
+    }
+
+    fn url(&self, key: &str) -> String {
+        format!("s3://{}/{key}", self.bucket)
+    }
+
+    /// A failed call, naming the bucket, the key and what to check.
+    fn remote(&self, call: &str, key: &str, e: &object_store::Error) -> SnapshotError {
+        SnapshotError::Remote(format!(
+            "object store: {call} {} failed: {}; is the endpoint reachable (AWS_ENDPOINT_URL)? are the credentials set (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) and allowed to read and write the bucket?",
+            self.url(key),
+            chain(e)
+        ))
+    }
+
+    /// The spool file of `name` (its last segment, in the spool dir).
+    fn spool_file(&self, name: &str) -> PathBuf {
+        self.spool.join(name.rsplit('/').next().unwrap_or(name))
+    }
+
+    fn marker_file(&self, name: &str) -> PathBuf {
+        let mut file = self.spool_file(name).into_os_string();
+        file.push(UPLOAD_MARKER);
+        PathBuf::from(file)
+    }
+
+    /// Bytes per part for an object of `size`: at least the tuning's, and few enough parts.
+    fn part_bytes(&self, size: u64) -> u64 {
+        let fewest = size.div_ceil(MAX_PARTS).next_multiple_of(1 << 20);
+        self.tuning.part_bytes.max(MIN_PART).max(fewest)
+    }
+
+    /// Uploads the spool file `file` of `size` bytes to `path`.
+    async fn upload(
+        &self,
+        file: &Path,
+        size: u64,
+        path: &ObjectPath,
+        name: &str,
+    ) -> Result<(), SnapshotError> {
+        let key = path.as_ref();
+        let part = self.part_bytes(size);
+        let source = Arc::new(std::fs::File::open(file).map_err(|e| io(file, e))?);
+        if size <= part {
+            let body = read_at(&source, file, 0, size).await?;
+            self.client
+                .put(path, PutPayload::from(body))
+                .await
+                .map_err(|e| self.remote("PUT", key, &e))?;
+            return Ok(());
+        }
+        let id = self
+            .client
+            .create_multipart(path)
+            .await
+            .map_err(|e| self.remote("starting a multipart upload of", key, &e))?;
+        let marker = self.marker_file(name);
+        let noted = serde_json::to_vec(&UploadMarker {
+            key: key.to_owned(),
+            upload_id: id.clone(),
+        })
+        .expect("the marker serializes");
+        if let Err(e) = std::fs::write(&marker, noted) {
+            self.abort(path, &id).await;
+            return Err(io(&marker, e));
+        }
+        let parts = size.div_ceil(part);
+        let uploaded = futures_util::stream::iter(0..parts)
+            .map(|index| {
+                let source = source.clone();
+                let id = id.clone();
+                async move {
+                    let start = index * part;
+                    let body = read_at(&source, file, start, part.min(size - start)).await?;
+                    self.client
+                        .put_part(path, &id, index as usize, PutPayload::from(body))
+                        .await
+                        .map_err(|e| self.remote(&format!("uploading part {index} of"), key, &e))
+                }
+            })
+            .buffered(self.tuning.concurrency.max(1))
+            .try_collect::<Vec<_>>()
+            .await;
+        let completed = match uploaded {
+            Ok(parts) => self
+                .client
+                .complete_multipart(path, &id, parts)
+                .await
+                .map(|_| ())
+                .map_err(|e| self.remote("completing the multipart upload of", key, &e)),
+            Err(e) => Err(e),
+        };
+        if completed.is_err() {
+            self.abort(path, &id).await;
+        }
+        // A marker left behind only costs start-up an abort that finds nothing.
+        let _ = std::fs::remove_file(&marker);
+        completed
+    }
+
+    /// Aborts a multipart upload; a failure is logged (start-up tries again while the
+    /// marker is there).
+    async fn abort(&self, path: &ObjectPath, id: &MultipartId) {
+        if let Err(e) = self.client.abort_multipart(path, id).await {
+            if !matches!(e, object_store::Error::NotFound { .. }) {
+                tracing::warn!(key = %path, error = %chain(&e), "cannot abort an unfinished multipart upload; the bucket keeps its parts until a lifecycle rule drops them");
+            }
+        }
+    }
+
+    /// Downloads `path` into `into`, in ranges, hashing in order; returns the SHA-256.
+    async fn download(
+        &self,
+        path: &ObjectPath,
+        size: u64,
+        into: &Path,
+    ) -> Result<String, SnapshotError> {
+        let key = path.as_ref();
+        let part = self.part_bytes(size);
+        let out = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(into)
+            .map_err(|e| io(into, e))?;
+        let out = Arc::new(out);
+        let mut hasher = Sha256::new();
+        let mut ranges = futures_util::stream::iter(0..size.div_ceil(part))
+            .map(|index| {
+                let start = index * part;
+                let end = (start + part).min(size);
+                async move {
+                    let got = self
+                        .client
+                        .get_range(path, start..end)
+                        .await
+                        .map_err(|e| self.remote(&format!("GET bytes {start}..{end} of"), key, &e))?;
+                    if got.len() as u64 != end - start {
+                        return Err(SnapshotError::Remote(format!(
+                            "object store: GET bytes {start}..{end} of {} gave {} bytes; the object changed while it was read",
+                            self.url(key),
+                            got.len()
+                        )));
+                    }
+                    Ok((start, got))
+                }
+            })
+            .buffered(self.tuning.concurrency.max(1));
+        while let Some(range) = ranges.next().await {
+            let (start, bytes) = range?;
+            hasher.update(&bytes);
+            let out = out.clone();
+            let into_path = into.to_owned();
+            tokio::task::spawn_blocking(move || out.write_all_at(&bytes, start))
+                .await
+                .map_err(|e| io(&into_path, std::io::Error::other(e)))?
+                .map_err(|e| io(&into_path, e))?;
+        }
+        Ok(hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect())
+    }
+
+    /// Removes leftovers in the spool dir: partial writes, spool files, downloads, and the
+    /// unfinished uploads their markers name.
+    async fn clean_spool(&self, removed: &mut Vec<String>) {
+        match snapshot::remove_partial_files(&self.spool) {
+            Ok(partial) => removed.extend(partial.iter().map(|p| p.display().to_string())),
+            Err(e) => {
+                tracing::warn!(dir = %self.spool.display(), error = %e, "cannot clean partial snapshots")
+            }
+        }
+        let Ok(entries) = std::fs::read_dir(&self.spool) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Some(file) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            if file.ends_with(UPLOAD_MARKER) {
+                let marker = std::fs::read(&path)
+                    .ok()
+                    .and_then(|raw| serde_json::from_slice::<UploadMarker>(&raw).ok());
+                if let Some(marker) = marker {
+                    let Ok(object) = ObjectPath::parse(&marker.key) else {
+                        continue;
+                    };
+                    match self
+                        .client
+                        .abort_multipart(&object, &marker.upload_id)
+                        .await
+                    {
+                        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                        Err(e) => {
+                            tracing::warn!(key = %marker.key, error = %chain(&e), "cannot abort an unfinished multipart upload yet; the next start-up tries again");
+                            continue;
+                        }
+                    }
+                    removed.push(format!(
+                        "unfinished upload {} of {}",
+                        marker.upload_id,
+                        self.url(&marker.key)
+                    ));
+                }
+                let _ = std::fs::remove_file(&path);
+            } else if file.ends_with(".snap.zst") {
+                // A spool file whose upload never finished: never recorded.
+                if std::fs::remove_file(&path).is_ok() {
+                    removed.push(path.display().to_string());
+                }
+            }
+        }
+    }
+
+    /// Deletes this node's objects no name in `referenced` records.
+    async fn clean_objects(&self, referenced: &HashSet<String>, removed: &mut Vec<String>) {
+        let mine = match ObjectPath::parse(self.key(&self.node)) {
+            Ok(path) => path,
+            Err(_) => return,
+        };
+        let listed: Result<Vec<_>, _> = self.client.list(Some(&mine)).try_collect().await;
+        let objects = match listed {
+            Ok(objects) => objects,
+            Err(e) => {
+                tracing::warn!(error = %self.remote("LIST", mine.as_ref(), &e), "cannot look for snapshots no container refers to; the next start-up tries again");
+                return;
+            }
+        };
+        let strip = if self.prefix.is_empty() {
+            0
+        } else {
+            self.prefix.len() + 1
+        };
+        for object in objects {
+            let key = object.location.as_ref();
+            let Some(name) = key.get(strip..) else {
+                continue;
+            };
+            if !name.ends_with(".snap.zst") || referenced.contains(name) {
+                continue;
+            }
+            match self.client.delete(&object.location).await {
+                Ok(()) => removed.push(self.url(key)),
+                Err(e) => {
+                    tracing::warn!(error = %self.remote("DELETE", key, &e), "cannot remove a snapshot no container refers to")
+                }
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl SnapshotStore for S3Snapshots {
+    fn describe(&self) -> String {
+        if self.prefix.is_empty() {
+            format!("s3://{}", self.bucket)
+        } else {
+            format!("s3://{}/{}", self.bucket, self.prefix)
+        }
+    }
+
+    fn local_dir(&self) -> &Path {
+        &self.spool
+    }
+
+    fn new_name(&self, container: &str, created_at: UnixMillis) -> String {
+        format!("{}/{container}-{created_at}.snap.zst", self.node)
+    }
+
+    fn staging_path(&self, name: &str) -> PathBuf {
+        self.spool_file(name)
+    }
+
+    async fn keep(&self, name: &str, info: &SnapshotInfo) -> Result<(), SnapshotError> {
+        let file = self.spool_file(name);
+        let result = async {
+            let path = self.object_path(name)?;
+            let size = std::fs::metadata(&file).map_err(|e| io(&file, e))?.len();
+            if size != info.bytes {
+                return Err(SnapshotError::Remote(format!(
+                    "the spool file {} holds {size} bytes, the snapshot written {}; not uploaded",
+                    file.display(),
+                    info.bytes
+                )));
+            }
+            self.upload(&file, size, &path, name).await?;
+            let stored = self
+                .client
+                .head(&path)
+                .await
+                .map_err(|e| self.remote("HEAD", path.as_ref(), &e))?;
+            if stored.size != size {
+                let _ = self.client.delete(&path).await;
+                return Err(SnapshotError::Remote(format!(
+                    "object store: {} holds {} bytes after its upload, not {size}; deleted, the container stays as it was",
+                    self.url(path.as_ref()),
+                    stored.size
+                )));
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = std::fs::remove_file(&file) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(path = %file.display(), error = %e, "cannot remove a snapshot's spool file; start-up removes it");
+            }
+        }
+        result
+    }
+
+    async fn fetch(&self, snapshot: &SnapshotRecord) -> Result<Fetched, SnapshotError> {
+        let path = self.object_path(&snapshot.file)?;
+        let key = path.as_ref();
+        let meta = match self.client.head(&path).await {
+            Ok(meta) => meta,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(SnapshotError::Missing {
+                    what: self.url(key),
+                    why: "no such object in the bucket: was it deleted, or does this node use another --snapshots URL than the one that archived it?".into(),
+                })
+            }
+            Err(e) => return Err(self.remote("HEAD", key, &e)),
+        };
+        if meta.size != snapshot.bytes {
+            return Err(SnapshotError::ChecksumMismatch {
+                path: PathBuf::from(self.url(key)),
+                expected: format!("{} ({} bytes)", snapshot.sha256, snapshot.bytes),
+                actual: format!("unknown ({} bytes)", meta.size),
+            });
+        }
+        snapshot::ensure_room(
+            &self.spool,
+            snapshot.bytes,
+            self.tuning.min_free_disk,
+            "the snapshot's download",
+        )?;
+        let last = snapshot.file.rsplit('/').next().unwrap_or(&snapshot.file);
+        let into = self
+            .spool
+            .join(format!("{last}.download.tmp-{}", random_suffix()));
+        // Deleted on every path out, a failed one too.
+        let fetched = Fetched::downloaded(into.clone());
+        let actual = self.download(&path, meta.size, &into).await?;
+        if !actual.eq_ignore_ascii_case(snapshot.sha256.trim()) {
+            return Err(SnapshotError::ChecksumMismatch {
+                path: PathBuf::from(self.url(key)),
+                expected: snapshot.sha256.clone(),
+                actual,
+            });
+        }
+        Ok(fetched)
+    }
+
+    async fn delete(&self, name: &str) -> Result<(), SnapshotError> {
+        let path = self.object_path(name)?;
+        match self.client.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.remote("DELETE", path.as_ref(), &e)),
+        }
+    }
+
+    fn known_missing(&self, _name: &str) -> bool {
+        // Asking the bucket about every archived container would make start-up cost grow
+        // with what exists; a missing object fails its restore, saying so.
+        false
+    }
+
+    async fn clean_up(&self, referenced: &HashSet<String>) -> Vec<String> {
+        let mut removed = Vec::new();
+        self.clean_spool(&mut removed).await;
+        self.clean_objects(referenced, &mut removed).await;
+        removed
+    }
+}
+
+/// Reads `len` bytes of `source` at `offset` off the async threads.
+async fn read_at(
+    source: &Arc<std::fs::File>,
+    path: &Path,
+    offset: u64,
+    len: u64,
+) -> Result<Bytes, SnapshotError> {
+    let source = source.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        let mut buf = vec![0u8; len as usize];
+        source.read_exact_at(&mut buf, offset).map(|()| buf)
+    })
+    .await
+    .map_err(|e| io(path, std::io::Error::other(e)))?;
+    read.map(Bytes::from).map_err(|e| io(path, e))
+}
+
+fn io(path: &Path, source: std::io::Error) -> SnapshotError {
+    SnapshotError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// An error and its causes, on one line.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let told = cause.to_string();
+        if !text.contains(&told) {
+            text.push_str(": ");
+            text.push_str(&told);
+        }
+        source = cause.source();
+    }
+    text
+}
