@@ -225,3 +225,73 @@ async fn an_unreachable_bucket_keeps_the_container_asleep_and_says_what_to_check
     let (status, body) = dormant.get(&name, "/files/home/u/a.txt").await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "still here"));
 }
+
+#[tokio::test]
+async fn a_damaged_object_is_refused_before_any_container_is_made() {
+    let server = S3Server::start(BUCKET);
+    let dormant = start(&server, &[]);
+    let name = unique("s3bad");
+    dormant
+        .create(json!({"image": demo_image(), "name": name}))
+        .await;
+    put(&dormant, &name, "/home/u/a.txt", "whatever").await;
+    archive(&dormant, &name).await;
+    let objects = server.objects(BUCKET);
+    let object = server.root.join(BUCKET).join(&objects[0]);
+    let mut bytes = std::fs::read(&object).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&object, bytes).unwrap();
+
+    let since = common::docker_time();
+    let (status, body) = dormant.get(&name, "/files/home/u/a.txt").await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert!(body.contains("damaged"), "{body}");
+    assert!(body.contains(&objects[0]), "the key is named: {body}");
+    let container = format!("dormant-{name}");
+    assert_eq!(
+        common::docker_events(&since, &container, "create"),
+        0,
+        "no container is made from a damaged snapshot"
+    );
+    assert_eq!(view(&dormant, &name).await["state"], "failed");
+    assert_eq!(server.objects(BUCKET), objects, "kept for inspection");
+    assert_eq!(local_snapshots(&dormant), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_crash_between_the_upload_and_its_record_leaves_no_orphan() {
+    let server = S3Server::start(BUCKET);
+    let mut dormant = start(&server, &[]);
+    let name = unique("s3crash");
+    dormant
+        .create(json!({"image": demo_image(), "name": name}))
+        .await;
+    put(&dormant, &name, "/home/u/a.txt", "not lost").await;
+    dormant.kill();
+    dormant.set_env("DORMANT_FAULT_POINT", Some("archive-after-snapshot-keep"));
+    dormant.restart();
+    let api = dormant.api;
+    let _ = tokio::time::timeout(
+        Duration::from_secs(60),
+        common::raw_post(api, &format!("/v1/containers/{name}/archive"), "test-token"),
+    )
+    .await;
+    assert!(
+        !dormant.wait_aborted().success(),
+        "dormant did not stop there"
+    );
+    assert_eq!(server.objects(BUCKET).len(), 1, "uploaded, not recorded");
+
+    dormant.set_env("DORMANT_FAULT_POINT", None);
+    dormant.restart();
+    assert_eq!(
+        server.objects(BUCKET),
+        Vec::<String>::new(),
+        "start-up removes the object no row records:\n{}",
+        dormant.log()
+    );
+    assert_eq!(view(&dormant, &name).await["state"], "asleep");
+    let (status, body) = dormant.get(&name, "/files/home/u/a.txt").await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "not lost"));
+}

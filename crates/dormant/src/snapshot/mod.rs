@@ -331,6 +331,11 @@ pub fn restore_verified(
     extract::run(path, trees, options, progress)
 }
 
+/// The lower-case hex SHA-256 of the file at `path`.
+pub fn sha256_of(path: &Path) -> Result<String, SnapshotError> {
+    sha256_file(path)
+}
+
 /// Refuses with [`SnapshotError::NoSpace`] unless the filesystem of `dir` has `bytes` free
 /// besides `min_free` (`what` says what the bytes are for).
 pub fn ensure_room(dir: &Path, bytes: u64, min_free: u64, what: &str) -> Result<(), SnapshotError> {

@@ -6,9 +6,9 @@
 //! An archive writes its snapshot to a spool file in the local snapshot dir, uploads it (one
 //! PUT, or a multipart upload of bounded parts, a bounded number at once, read from the file
 //! as they go), checks the object's size, then deletes the spool file: no whole snapshot is
-//! ever in memory. A restore downloads the object in ranges into a private spool file,
-//! hashing as it goes, and refuses it before anything is written into a container unless
-//! its size and SHA-256 are the record's. Every request has a timeout and is retried a
+//! ever in memory. A restore downloads the object in ranges, a few at once, each streamed
+//! into a private spool file at its offset, then hashes the file, and refuses it before
+//! any container is made unless its size and SHA-256 are the record's. Every request has a timeout and is retried a
 //! bounded number of times when the failure is transient (object_store's retry policy).
 //!
 //! Objects are `<prefix>/<node>/<container>-<ms>.snap.zst`; the store row records
@@ -31,9 +31,9 @@ use object_store::client::ClientConfigKey;
 use object_store::multipart::MultipartStore;
 use object_store::path::Path as ObjectPath;
 use object_store::{
-    BackoffConfig, MultipartId, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
+    BackoffConfig, GetOptions, GetRange, MultipartId, ObjectStore, ObjectStoreExt, PutPayload,
+    RetryConfig,
 };
-use sha2::{Digest, Sha256};
 
 use super::{random_suffix, Fetched, SnapshotStore};
 use crate::domain::{SnapshotRecord, UnixMillis};
@@ -71,7 +71,7 @@ pub struct S3Tuning {
 impl Default for S3Tuning {
     fn default() -> Self {
         S3Tuning {
-            part_bytes: 16 << 20,
+            part_bytes: 8 << 20,
             concurrency: 4,
             request_timeout: Duration::from_secs(120),
             connect_timeout: Duration::from_secs(5),
@@ -122,7 +122,7 @@ impl S3Snapshots {
                 base: 2.0,
             },
             max_retries: tuning.retries,
-            retry_timeout: tuning.request_timeout * 2,
+            retry_timeout: tuning.request_timeout / 2,
         };
         let client = builder
             .with_bucket_name(bucket)
@@ -277,13 +277,15 @@ impl S3Snapshots {
         }
     }
 
-    /// Downloads `path` into `into`, in ranges, hashing in order; returns the SHA-256.
+    /// Downloads `path` (`size` bytes) into the new file `into`: ranges of a part's size, a
+    /// few at once, each streamed to its offset as it arrives (what is in memory is the
+    /// chunks in flight, not the ranges).
     async fn download(
         &self,
         path: &ObjectPath,
         size: u64,
         into: &Path,
-    ) -> Result<String, SnapshotError> {
+    ) -> Result<(), SnapshotError> {
         let key = path.as_ref();
         let part = self.part_bytes(size);
         let out = std::fs::OpenOptions::new()
@@ -293,43 +295,47 @@ impl S3Snapshots {
             .open(into)
             .map_err(|e| io(into, e))?;
         let out = Arc::new(out);
-        let mut hasher = Sha256::new();
-        let mut ranges = futures_util::stream::iter(0..size.div_ceil(part))
+        futures_util::stream::iter(0..size.div_ceil(part))
             .map(|index| {
                 let start = index * part;
                 let end = (start + part).min(size);
+                let out = out.clone();
                 async move {
-                    let got = self
-                        .client
-                        .get_range(path, start..end)
-                        .await
-                        .map_err(|e| self.remote(&format!("GET bytes {start}..{end} of"), key, &e))?;
-                    if got.len() as u64 != end - start {
+                    let failed = |e: &object_store::Error| {
+                        self.remote(&format!("GET bytes {start}..{end} of"), key, e)
+                    };
+                    let options = GetOptions {
+                        range: Some(GetRange::Bounded(start..end)),
+                        ..GetOptions::default()
+                    };
+                    let got = self.client.get_opts(path, options).await.map_err(|e| failed(&e))?;
+                    let mut body = got.into_stream();
+                    let mut at = start;
+                    while let Some(chunk) = body.next().await {
+                        let chunk = chunk.map_err(|e| failed(&e))?;
+                        if at + chunk.len() as u64 > end {
+                            break;
+                        }
+                        let (out, into_path, offset) = (out.clone(), into.to_owned(), at);
+                        at += chunk.len() as u64;
+                        tokio::task::spawn_blocking(move || out.write_all_at(&chunk, offset))
+                            .await
+                            .map_err(|e| io(&into_path, std::io::Error::other(e)))?
+                            .map_err(|e| io(&into_path, e))?;
+                    }
+                    if at != end {
                         return Err(SnapshotError::Remote(format!(
                             "object store: GET bytes {start}..{end} of {} gave {} bytes; the object changed while it was read",
                             self.url(key),
-                            got.len()
+                            at - start
                         )));
                     }
-                    Ok((start, got))
+                    Ok(())
                 }
             })
-            .buffered(self.tuning.concurrency.max(1));
-        while let Some(range) = ranges.next().await {
-            let (start, bytes) = range?;
-            hasher.update(&bytes);
-            let out = out.clone();
-            let into_path = into.to_owned();
-            tokio::task::spawn_blocking(move || out.write_all_at(&bytes, start))
-                .await
-                .map_err(|e| io(&into_path, std::io::Error::other(e)))?
-                .map_err(|e| io(&into_path, e))?;
-        }
-        Ok(hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect())
+            .buffer_unordered(self.tuning.concurrency.max(1))
+            .try_collect::<()>()
+            .await
     }
 
     /// Removes leftovers in the spool dir: partial writes, spool files, downloads, and the
@@ -512,7 +518,11 @@ impl SnapshotStore for S3Snapshots {
             .join(format!("{last}.download.tmp-{}", random_suffix()));
         // Deleted on every path out, a failed one too.
         let fetched = Fetched::downloaded(into.clone());
-        let actual = self.download(&path, meta.size, &into).await?;
+        self.download(&path, meta.size, &into).await?;
+        let hashed = into.clone();
+        let actual = tokio::task::spawn_blocking(move || snapshot::sha256_of(&hashed))
+            .await
+            .map_err(|e| io(&into, std::io::Error::other(e)))??;
         if !actual.eq_ignore_ascii_case(snapshot.sha256.trim()) {
             return Err(SnapshotError::ChecksumMismatch {
                 path: PathBuf::from(self.url(key)),
