@@ -449,7 +449,7 @@ fn peak_rss() -> u64 {
         * 1024
 }
 
-/// Measures a 512 MiB snapshot's upload and download with the default tuning (16 MiB
+/// Measures a 512 MiB snapshot's upload and download with the default tuning (8 MiB
 /// parts, 4 at once) and what they add to the process's peak memory. Run by hand:
 /// `cargo test -p dormant --release --lib big_snapshot -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
