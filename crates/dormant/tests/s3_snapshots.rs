@@ -257,6 +257,16 @@ async fn a_damaged_object_is_refused_before_any_container_is_made() {
     assert_eq!(view(&dormant, &name).await["state"], "failed");
     assert_eq!(server.objects(BUCKET), objects, "kept for inspection");
     assert_eq!(local_snapshots(&dormant), Vec::<String>::new());
+
+    let (status, _) = dormant
+        .api(Method::DELETE, &format!("/v1/containers/{name}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        server.objects(BUCKET),
+        Vec::<String>::new(),
+        "deleting the container deletes its object"
+    );
 }
 
 #[tokio::test]

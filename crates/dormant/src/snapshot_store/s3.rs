@@ -17,6 +17,9 @@
 //! start-up aborts the multipart uploads such markers name, deletes the spool files, and
 //! deletes this node's objects that no row records (uploaded, but the crash came before they
 //! were recorded). Only this node's own objects are ever listed or deleted at start-up.
+//!
+//! Snapshots archived before `--snapshots s3://` was set are recorded under a plain file name
+//! (no node segment) and stay in the local snapshot dir: they are restored and deleted there.
 
 use std::collections::HashSet;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -193,6 +196,12 @@ impl S3Snapshots {
         PathBuf::from(file)
     }
 
+    /// The local file of a snapshot archived before the object store was set (a name with no
+    /// node segment).
+    fn from_before(&self, name: &str) -> Option<PathBuf> {
+        (!name.contains('/')).then(|| self.spool.join(name))
+    }
+
     /// Bytes per part for an object of `size`: at least the tuning's, and few enough parts.
     fn part_bytes(&self, size: u64) -> u64 {
         let fewest = size.div_ceil(MAX_PARTS).next_multiple_of(1 << 20);
@@ -340,7 +349,7 @@ impl S3Snapshots {
 
     /// Removes leftovers in the spool dir: partial writes, spool files, downloads, and the
     /// unfinished uploads their markers name.
-    async fn clean_spool(&self, removed: &mut Vec<String>) {
+    async fn clean_spool(&self, referenced: &HashSet<String>, removed: &mut Vec<String>) {
         match snapshot::remove_partial_files(&self.spool) {
             Ok(partial) => removed.extend(partial.iter().map(|p| p.display().to_string())),
             Err(e) => {
@@ -381,8 +390,9 @@ impl S3Snapshots {
                     ));
                 }
                 let _ = std::fs::remove_file(&path);
-            } else if file.ends_with(".snap.zst") {
-                // A spool file whose upload never finished: never recorded.
+            } else if file.ends_with(".snap.zst") && !referenced.contains(&file) {
+                // A spool file whose upload never finished: never recorded. (A snapshot
+                // from before the object store is recorded under its plain name: kept.)
                 if std::fs::remove_file(&path).is_ok() {
                     removed.push(path.display().to_string());
                 }
@@ -487,6 +497,11 @@ impl SnapshotStore for S3Snapshots {
     }
 
     async fn fetch(&self, snapshot: &SnapshotRecord) -> Result<Fetched, SnapshotError> {
+        if let Some(local) = self.from_before(&snapshot.file) {
+            if local.is_file() {
+                return Ok(Fetched::in_place(local));
+            }
+        }
         let path = self.object_path(&snapshot.file)?;
         let key = path.as_ref();
         let meta = match self.client.head(&path).await {
@@ -534,6 +549,13 @@ impl SnapshotStore for S3Snapshots {
     }
 
     async fn delete(&self, name: &str) -> Result<(), SnapshotError> {
+        if let Some(local) = self.from_before(name) {
+            match std::fs::remove_file(&local) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(&local, e)),
+            }
+        }
         let path = self.object_path(name)?;
         match self.client.delete(&path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
@@ -541,7 +563,10 @@ impl SnapshotStore for S3Snapshots {
         }
     }
 
-    fn known_missing(&self, _name: &str) -> bool {
+    fn known_missing(&self, name: &str) -> bool {
+        if let Some(local) = self.from_before(name) {
+            return !local.is_file();
+        }
         // Asking the bucket about every archived container would make start-up cost grow
         // with what exists; a missing object fails its restore, saying so.
         false
@@ -549,7 +574,7 @@ impl SnapshotStore for S3Snapshots {
 
     async fn clean_up(&self, referenced: &HashSet<String>) -> Vec<String> {
         let mut removed = Vec::new();
-        self.clean_spool(&mut removed).await;
+        self.clean_spool(referenced, &mut removed).await;
         self.clean_objects(referenced, &mut removed).await;
         removed
     }

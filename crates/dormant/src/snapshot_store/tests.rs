@@ -520,3 +520,31 @@ async fn big_snapshot_goes_up_and_down_in_bounded_memory() {
     drop(server);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_from_before_the_object_store_stay_local_and_are_kept() {
+    let dir = temp_dir("before");
+    let server = S3Server::start(&dir.join("s3"));
+    let spool = dir.join("spool");
+    // Archived while snapshots were kept in the data dir.
+    std::fs::create_dir_all(&spool).unwrap();
+    let local = LocalSnapshots::new(spool.clone());
+    let old = stage(&local, "alice", b"archived before --snapshots s3://");
+    let store = s3_store(server.builder(), &spool, "");
+    assert!(!store.known_missing(&old.file));
+    let removed = store.clean_up(&HashSet::from([old.file.clone()])).await;
+    assert_eq!(
+        removed,
+        Vec::<String>::new(),
+        "a recorded local snapshot stays"
+    );
+    let fetched = store.fetch(&old).await.unwrap();
+    assert_eq!(fetched.path, spool.join(&old.file));
+    assert!(!fetched.verified, "the restore checks it, as before");
+    drop(fetched);
+    assert!(spool.join(&old.file).is_file(), "not a download: kept");
+    store.delete(&old.file).await.unwrap();
+    assert!(store.known_missing(&old.file));
+    drop(server);
+    std::fs::remove_dir_all(dir).unwrap();
+}
