@@ -198,7 +198,7 @@ impl S3Snapshots {
 
     /// The local file of a snapshot archived before the object store was set (a name with no
     /// node segment).
-    fn from_before(&self, name: &str) -> Option<PathBuf> {
+    fn archived_before(&self, name: &str) -> Option<PathBuf> {
         (!name.contains('/')).then(|| self.spool.join(name))
     }
 
@@ -497,7 +497,7 @@ impl SnapshotStore for S3Snapshots {
     }
 
     async fn fetch(&self, snapshot: &SnapshotRecord) -> Result<Fetched, SnapshotError> {
-        if let Some(local) = self.from_before(&snapshot.file) {
+        if let Some(local) = self.archived_before(&snapshot.file) {
             if local.is_file() {
                 return Ok(Fetched::in_place(local));
             }
@@ -549,7 +549,7 @@ impl SnapshotStore for S3Snapshots {
     }
 
     async fn delete(&self, name: &str) -> Result<(), SnapshotError> {
-        if let Some(local) = self.from_before(name) {
+        if let Some(local) = self.archived_before(name) {
             match std::fs::remove_file(&local) {
                 Ok(()) => return Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -564,7 +564,7 @@ impl SnapshotStore for S3Snapshots {
     }
 
     fn known_missing(&self, name: &str) -> bool {
-        if let Some(local) = self.from_before(name) {
+        if let Some(local) = self.archived_before(name) {
             return !local.is_file();
         }
         // Asking the bucket about every archived container would make start-up cost grow
