@@ -7,9 +7,10 @@
 //! PUT, or a multipart upload of bounded parts, a bounded number at once, read from the file
 //! as they go), checks the object's size, then deletes the spool file: no whole snapshot is
 //! ever in memory. A restore downloads the object in ranges, a few at once, each streamed
-//! into a private spool file at its offset, then hashes the file, and refuses it before
-//! any container is made unless its size and SHA-256 are the record's. Every request has a timeout and is retried a
-//! bounded number of times when the failure is transient (object_store's retry policy).
+//! into a private spool file at its offset, then hashes the file, and refuses it before any
+//! container is made unless its size and SHA-256 are the record's. Every request has a
+//! timeout and is retried a bounded number of times when the failure is transient
+//! (object_store's retry policy).
 //!
 //! Objects are `<prefix>/<node>/<container>-<ms>.snap.zst`; the store row records
 //! `<node>/<container>-<ms>.snap.zst`, so any node configured with the same URL finds it.
@@ -21,22 +22,18 @@
 //! Snapshots archived before `--snapshots s3://` was set are recorded under a plain file name
 //! (no node segment) and stay in the local snapshot dir: they are restored and deleted there.
 
+mod cleanup;
+mod transfer;
+
 use std::collections::HashSet;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures_util::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::client::ClientConfigKey;
-use object_store::multipart::MultipartStore;
 use object_store::path::Path as ObjectPath;
-use object_store::{
-    BackoffConfig, GetOptions, GetRange, MultipartId, ObjectStore, ObjectStoreExt, PutPayload,
-    RetryConfig,
-};
+use object_store::{BackoffConfig, ObjectStoreExt, RetryConfig};
 
 use super::{random_suffix, Fetched, SnapshotStore};
 use crate::domain::{SnapshotRecord, UnixMillis};
@@ -207,234 +204,6 @@ impl S3Snapshots {
         let fewest = size.div_ceil(MAX_PARTS).next_multiple_of(1 << 20);
         self.tuning.part_bytes.max(MIN_PART).max(fewest)
     }
-
-    /// Uploads the spool file `file` of `size` bytes to `path`.
-    async fn upload(
-        &self,
-        file: &Path,
-        size: u64,
-        path: &ObjectPath,
-        name: &str,
-    ) -> Result<(), SnapshotError> {
-        let key = path.as_ref();
-        let part = self.part_bytes(size);
-        let source = Arc::new(std::fs::File::open(file).map_err(|e| io(file, e))?);
-        if size <= part {
-            let body = read_at(&source, file, 0, size).await?;
-            self.client
-                .put(path, PutPayload::from(body))
-                .await
-                .map_err(|e| self.remote("PUT", key, &e))?;
-            return Ok(());
-        }
-        let id = self
-            .client
-            .create_multipart(path)
-            .await
-            .map_err(|e| self.remote("starting a multipart upload of", key, &e))?;
-        let marker = self.marker_file(name);
-        let noted = serde_json::to_vec(&UploadMarker {
-            key: key.to_owned(),
-            upload_id: id.clone(),
-        })
-        .expect("the marker serializes");
-        if let Err(e) = std::fs::write(&marker, noted) {
-            self.abort(path, &id).await;
-            return Err(io(&marker, e));
-        }
-        let parts = size.div_ceil(part);
-        let uploaded = futures_util::stream::iter(0..parts)
-            .map(|index| {
-                let source = source.clone();
-                let id = id.clone();
-                async move {
-                    let start = index * part;
-                    let body = read_at(&source, file, start, part.min(size - start)).await?;
-                    self.client
-                        .put_part(path, &id, index as usize, PutPayload::from(body))
-                        .await
-                        .map_err(|e| self.remote(&format!("uploading part {index} of"), key, &e))
-                }
-            })
-            .buffered(self.tuning.concurrency.max(1))
-            .try_collect::<Vec<_>>()
-            .await;
-        let completed = match uploaded {
-            Ok(parts) => self
-                .client
-                .complete_multipart(path, &id, parts)
-                .await
-                .map(|_| ())
-                .map_err(|e| self.remote("completing the multipart upload of", key, &e)),
-            Err(e) => Err(e),
-        };
-        if completed.is_err() {
-            self.abort(path, &id).await;
-        }
-        // A marker left behind only costs start-up an abort that finds nothing.
-        let _ = std::fs::remove_file(&marker);
-        completed
-    }
-
-    /// Aborts a multipart upload; a failure is logged (start-up tries again while the
-    /// marker is there).
-    async fn abort(&self, path: &ObjectPath, id: &MultipartId) {
-        if let Err(e) = self.client.abort_multipart(path, id).await {
-            if !matches!(e, object_store::Error::NotFound { .. }) {
-                tracing::warn!(key = %path, error = %chain(&e), "cannot abort an unfinished multipart upload; the bucket keeps its parts until a lifecycle rule drops them");
-            }
-        }
-    }
-
-    /// Downloads `path` (`size` bytes) into the new file `into`: ranges of a part's size, a
-    /// few at once, each streamed to its offset as it arrives (what is in memory is the
-    /// chunks in flight, not the ranges).
-    async fn download(
-        &self,
-        path: &ObjectPath,
-        size: u64,
-        into: &Path,
-    ) -> Result<(), SnapshotError> {
-        let key = path.as_ref();
-        let part = self.part_bytes(size);
-        let out = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(into)
-            .map_err(|e| io(into, e))?;
-        let out = Arc::new(out);
-        futures_util::stream::iter(0..size.div_ceil(part))
-            .map(|index| {
-                let start = index * part;
-                let end = (start + part).min(size);
-                let out = out.clone();
-                async move {
-                    let failed = |e: &object_store::Error| {
-                        self.remote(&format!("GET bytes {start}..{end} of"), key, e)
-                    };
-                    let options = GetOptions {
-                        range: Some(GetRange::Bounded(start..end)),
-                        ..GetOptions::default()
-                    };
-                    let got = self.client.get_opts(path, options).await.map_err(|e| failed(&e))?;
-                    let mut body = got.into_stream();
-                    let mut at = start;
-                    while let Some(chunk) = body.next().await {
-                        let chunk = chunk.map_err(|e| failed(&e))?;
-                        if at + chunk.len() as u64 > end {
-                            break;
-                        }
-                        let (out, into_path, offset) = (out.clone(), into.to_owned(), at);
-                        at += chunk.len() as u64;
-                        tokio::task::spawn_blocking(move || out.write_all_at(&chunk, offset))
-                            .await
-                            .map_err(|e| io(&into_path, std::io::Error::other(e)))?
-                            .map_err(|e| io(&into_path, e))?;
-                    }
-                    if at != end {
-                        return Err(SnapshotError::Remote(format!(
-                            "object store: GET bytes {start}..{end} of {} gave {} bytes; the object changed while it was read",
-                            self.url(key),
-                            at - start
-                        )));
-                    }
-                    Ok(())
-                }
-            })
-            .buffer_unordered(self.tuning.concurrency.max(1))
-            .try_collect::<()>()
-            .await
-    }
-
-    /// Removes leftovers in the spool dir: partial writes, spool files, downloads, and the
-    /// unfinished uploads their markers name.
-    async fn clean_spool(&self, referenced: &HashSet<String>, removed: &mut Vec<String>) {
-        match snapshot::remove_partial_files(&self.spool) {
-            Ok(partial) => removed.extend(partial.iter().map(|p| p.display().to_string())),
-            Err(e) => {
-                tracing::warn!(dir = %self.spool.display(), error = %e, "cannot clean partial snapshots")
-            }
-        }
-        let Ok(entries) = std::fs::read_dir(&self.spool) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let Some(file) = entry.file_name().to_str().map(str::to_owned) else {
-                continue;
-            };
-            if file.ends_with(UPLOAD_MARKER) {
-                let marker = std::fs::read(&path)
-                    .ok()
-                    .and_then(|raw| serde_json::from_slice::<UploadMarker>(&raw).ok());
-                if let Some(marker) = marker {
-                    let Ok(object) = ObjectPath::parse(&marker.key) else {
-                        continue;
-                    };
-                    match self
-                        .client
-                        .abort_multipart(&object, &marker.upload_id)
-                        .await
-                    {
-                        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                        Err(e) => {
-                            tracing::warn!(key = %marker.key, error = %chain(&e), "cannot abort an unfinished multipart upload yet; the next start-up tries again");
-                            continue;
-                        }
-                    }
-                    removed.push(format!(
-                        "unfinished upload {} of {}",
-                        marker.upload_id,
-                        self.url(&marker.key)
-                    ));
-                }
-                let _ = std::fs::remove_file(&path);
-            } else if file.ends_with(".snap.zst") && !referenced.contains(&file) {
-                // A spool file whose upload never finished: never recorded. (A snapshot
-                // from before the object store is recorded under its plain name: kept.)
-                if std::fs::remove_file(&path).is_ok() {
-                    removed.push(path.display().to_string());
-                }
-            }
-        }
-    }
-
-    /// Deletes this node's objects no name in `referenced` records.
-    async fn clean_objects(&self, referenced: &HashSet<String>, removed: &mut Vec<String>) {
-        let mine = match ObjectPath::parse(self.key(&self.node)) {
-            Ok(path) => path,
-            Err(_) => return,
-        };
-        let listed: Result<Vec<_>, _> = self.client.list(Some(&mine)).try_collect().await;
-        let objects = match listed {
-            Ok(objects) => objects,
-            Err(e) => {
-                tracing::warn!(error = %self.remote("LIST", mine.as_ref(), &e), "cannot look for snapshots no container refers to; the next start-up tries again");
-                return;
-            }
-        };
-        let strip = if self.prefix.is_empty() {
-            0
-        } else {
-            self.prefix.len() + 1
-        };
-        for object in objects {
-            let key = object.location.as_ref();
-            let Some(name) = key.get(strip..) else {
-                continue;
-            };
-            if !name.ends_with(".snap.zst") || referenced.contains(name) {
-                continue;
-            }
-            match self.client.delete(&object.location).await {
-                Ok(()) => removed.push(self.url(key)),
-                Err(e) => {
-                    tracing::warn!(error = %self.remote("DELETE", key, &e), "cannot remove a snapshot no container refers to")
-                }
-            }
-        }
-    }
 }
 
 #[async_trait::async_trait]
@@ -578,23 +347,6 @@ impl SnapshotStore for S3Snapshots {
         self.clean_objects(referenced, &mut removed).await;
         removed
     }
-}
-
-/// Reads `len` bytes of `source` at `offset` off the async threads.
-async fn read_at(
-    source: &Arc<std::fs::File>,
-    path: &Path,
-    offset: u64,
-    len: u64,
-) -> Result<Bytes, SnapshotError> {
-    let source = source.clone();
-    let read = tokio::task::spawn_blocking(move || {
-        let mut buf = vec![0u8; len as usize];
-        source.read_exact_at(&mut buf, offset).map(|()| buf)
-    })
-    .await
-    .map_err(|e| io(path, std::io::Error::other(e)))?;
-    read.map(Bytes::from).map_err(|e| io(path, e))
 }
 
 fn io(path: &Path, source: std::io::Error) -> SnapshotError {
