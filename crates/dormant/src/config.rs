@@ -550,6 +550,15 @@ mod tests {
         assert_eq!(c.min_free_disk, 2 << 30);
         let min = Cli::try_parse_from(["dormant", "--min-free-disk", "0"]).unwrap();
         assert_eq!(min.config.min_free_disk, 0);
+        assert_eq!(c.snapshots, None, "the data dir's snapshots/");
+        let s3 = Cli::try_parse_from(["dormant", "--snapshots", "s3://snaps/site-a"]).unwrap();
+        assert_eq!(
+            s3.config.snapshots,
+            Some(SnapshotLocation::S3 {
+                bucket: "snaps".into(),
+                prefix: "site-a".into()
+            })
+        );
         assert_eq!(c.pids_limit, 1024);
         assert!(c.allowed_capabilities.is_empty());
         assert_eq!(c.log_max_size, 10 << 20);
