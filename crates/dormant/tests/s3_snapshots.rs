@@ -57,6 +57,20 @@ async fn archive(dormant: &Dormant, name: &str) -> Value {
     json
 }
 
+/// `len` bytes of text zstd cannot squeeze much (6 bits of noise per byte).
+fn noise(len: usize) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            ALPHABET[(x % 64) as usize] as char
+        })
+        .collect()
+}
+
 fn local_snapshots(dormant: &Dormant) -> Vec<String> {
     std::fs::read_dir(dormant.data_dir.join("snapshots"))
         .unwrap()
@@ -75,10 +89,16 @@ async fn an_archive_goes_to_the_bucket_and_a_request_restores_it_with_its_data()
         .await;
     put(&dormant, &name, "/home/u/notes.txt", "kept in the bucket").await;
     put(&dormant, &name, "/data/v.txt", "a volume's file").await;
+    // Big enough that its snapshot goes up as a multipart upload of 8 MiB parts.
+    let big = noise(24 << 20);
+    put(&dormant, &name, "/data/big.txt", &big).await;
 
     let archived = archive(&dormant, &name).await;
     let snapshot = &archived["snapshot"];
-    assert!(snapshot["bytes"].as_u64().unwrap() > 0, "{archived}");
+    assert!(
+        snapshot["bytes"].as_u64().unwrap() > 16 << 20,
+        "three parts or more: {archived}"
+    );
     let objects = server.objects(BUCKET);
     assert_eq!(objects.len(), 1, "one object: {objects:?}");
     let key = objects[0].clone();
@@ -105,6 +125,9 @@ async fn an_archive_goes_to_the_bucket_and_a_request_restores_it_with_its_data()
     );
     let (status, body) = dormant.get(&name, "/files/data/v.txt").await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "a volume's file"));
+    let (status, body) = dormant.get(&name, "/files/data/big.txt").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body == big, "the big file came back changed");
     assert_eq!(view(&dormant, &name).await["state"], "running");
 
     // Once the restored files are on disk, the object goes.
