@@ -50,8 +50,8 @@ const UPLOAD_MARKER: &str = ".upload";
 #[derive(Debug, Clone)]
 pub struct S3Tuning {
     /// Bytes of one uploaded part and of one downloaded range (raised for a snapshot that
-    /// would need more than 10,000 parts). What one transfer holds in memory at most is this
-    /// times `concurrency`.
+    /// would need more than 10,000 parts). An upload holds at most this times `concurrency`
+    /// in memory; a download streams each range to the file as it comes.
     pub part_bytes: u64,
     /// Parts (or ranges) in flight at once.
     pub concurrency: usize,
