@@ -50,10 +50,12 @@ pub(super) async fn run(ctx: &Context, owner: &Owner) -> Result<Restored, Lifecy
         .await
         .map_err(|e| LifecycleError::runtime(&name, e))?;
     let started = std::time::Instant::now();
+    let route = (*owner).clone();
+    route.set_progress(0);
     let fetched = ctx
         .config
         .snapshots
-        .fetch(&snapshot)
+        .fetch(&snapshot, &|bytes| route.set_progress(bytes))
         .await
         .map_err(|e| LifecycleError::from_snapshot(&name, e))?;
     fault::point("restore-after-fetch");

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::{Fetched, SnapshotStore};
 use crate::domain::{SnapshotRecord, UnixMillis};
-use crate::snapshot::{self, SnapshotError, SnapshotInfo};
+use crate::snapshot::{self, Progress, SnapshotError, SnapshotInfo};
 
 #[derive(Debug)]
 pub struct LocalSnapshots {
@@ -41,7 +41,11 @@ impl SnapshotStore for LocalSnapshots {
         Ok(())
     }
 
-    async fn fetch(&self, snapshot: &SnapshotRecord) -> Result<Fetched, SnapshotError> {
+    async fn fetch(
+        &self,
+        snapshot: &SnapshotRecord,
+        _progress: Progress<'_>,
+    ) -> Result<Fetched, SnapshotError> {
         let path = self.dir.join(&snapshot.file);
         if !path.is_file() {
             return Err(SnapshotError::Missing {

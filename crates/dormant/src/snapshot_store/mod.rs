@@ -22,7 +22,7 @@ pub use local::LocalSnapshots;
 pub use s3::{S3Snapshots, S3Tuning};
 
 use crate::domain::{SnapshotRecord, UnixMillis};
-use crate::snapshot::{SnapshotError, SnapshotInfo};
+use crate::snapshot::{Progress, SnapshotError, SnapshotInfo};
 
 /// Where `--snapshots` says snapshots go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,7 +97,12 @@ pub trait SnapshotStore: Send + Sync + std::fmt::Debug {
 
     /// A local file holding the recorded snapshot, ready to restore. Refuses a snapshot that
     /// is missing, or (when it is downloaded) whose size or SHA-256 differs from the record.
-    async fn fetch(&self, snapshot: &SnapshotRecord) -> Result<Fetched, SnapshotError>;
+    /// `progress` is told the bytes downloaded so far.
+    async fn fetch(
+        &self,
+        snapshot: &SnapshotRecord,
+        progress: Progress<'_>,
+    ) -> Result<Fetched, SnapshotError>;
 
     /// Deletes the snapshot recorded as `name`; one already gone is no error.
     async fn delete(&self, name: &str) -> Result<(), SnapshotError>;

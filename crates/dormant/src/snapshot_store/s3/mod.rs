@@ -37,7 +37,7 @@ use object_store::{BackoffConfig, ObjectStoreExt, RetryConfig};
 
 use super::{random_suffix, Fetched, SnapshotStore};
 use crate::domain::{SnapshotRecord, UnixMillis};
-use crate::snapshot::{self, SnapshotError, SnapshotInfo};
+use crate::snapshot::{self, Progress, SnapshotError, SnapshotInfo};
 
 /// S3 refuses more parts than this in one upload.
 const MAX_PARTS: u64 = 10_000;
@@ -265,7 +265,11 @@ impl SnapshotStore for S3Snapshots {
         result
     }
 
-    async fn fetch(&self, snapshot: &SnapshotRecord) -> Result<Fetched, SnapshotError> {
+    async fn fetch(
+        &self,
+        snapshot: &SnapshotRecord,
+        progress: Progress<'_>,
+    ) -> Result<Fetched, SnapshotError> {
         if let Some(local) = self.archived_before(&snapshot.file) {
             if local.is_file() {
                 return Ok(Fetched::in_place(local));
@@ -302,7 +306,7 @@ impl SnapshotStore for S3Snapshots {
             .join(format!("{last}.download.tmp-{}", random_suffix()));
         // Deleted on every path out, a failed one too.
         let fetched = Fetched::downloaded(into.clone());
-        self.download(&path, meta.size, &into).await?;
+        self.download(&path, meta.size, &into, progress).await?;
         let hashed = into.clone();
         let actual = tokio::task::spawn_blocking(move || snapshot::sha256_of(&hashed))
             .await

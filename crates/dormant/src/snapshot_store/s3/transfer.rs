@@ -4,6 +4,7 @@
 
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -13,7 +14,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{GetOptions, GetRange, MultipartId, ObjectStore, ObjectStoreExt, PutPayload};
 
 use super::{chain, io, S3Snapshots, UploadMarker};
-use crate::snapshot::SnapshotError;
+use crate::snapshot::{Progress, SnapshotError};
 
 impl S3Snapshots {
     /// Uploads the spool file `file` of `size` bytes to `path`.
@@ -102,8 +103,10 @@ impl S3Snapshots {
         path: &ObjectPath,
         size: u64,
         into: &Path,
+        progress: Progress<'_>,
     ) -> Result<(), SnapshotError> {
         let key = path.as_ref();
+        let downloaded = &AtomicU64::new(0);
         let part = self.part_bytes(size);
         let out = std::fs::OpenOptions::new()
             .write(true)
@@ -134,11 +137,13 @@ impl S3Snapshots {
                             break;
                         }
                         let (out, into_path, offset) = (out.clone(), into.to_owned(), at);
-                        at += chunk.len() as u64;
+                        let len = chunk.len() as u64;
+                        at += len;
                         tokio::task::spawn_blocking(move || out.write_all_at(&chunk, offset))
                             .await
                             .map_err(|e| io(&into_path, std::io::Error::other(e)))?
                             .map_err(|e| io(&into_path, e))?;
+                        progress(downloaded.fetch_add(len, Ordering::Relaxed) + len);
                     }
                     if at != end {
                         return Err(SnapshotError::Remote(format!(

@@ -38,7 +38,7 @@ async fn the_local_store_keeps_in_place_and_cleans_what_no_row_records() {
     let store = LocalSnapshots::new(dir.clone());
     let record = stage(&store, "alice", b"snapshot bytes");
     store.keep(&record.file, &info(&record)).await.unwrap();
-    let fetched = store.fetch(&record).await.unwrap();
+    let fetched = store.fetch(&record, &|_| {}).await.unwrap();
     assert_eq!(fetched.path, dir.join(&record.file));
     assert!(!fetched.verified, "the restore checks a local file itself");
     drop(fetched);
@@ -57,7 +57,7 @@ async fn the_local_store_keeps_in_place_and_cleans_what_no_row_records() {
     store.delete(&record.file).await.unwrap();
     store.delete(&record.file).await.unwrap();
     assert!(store.known_missing(&record.file));
-    match store.fetch(&record).await {
+    match store.fetch(&record, &|_| {}).await {
         Err(SnapshotError::Missing { what, .. }) => assert_eq!(what, record.file),
         other => panic!("expected Missing, got {other:?}"),
     }

@@ -63,7 +63,7 @@ async fn big_snapshot_goes_up_and_down_in_bounded_memory() {
     let up = started.elapsed();
     let after_up = peak_rss();
     let started = std::time::Instant::now();
-    let fetched = store.fetch(&record).await.unwrap();
+    let fetched = store.fetch(&record, &|_| {}).await.unwrap();
     let down = started.elapsed();
     let after_down = peak_rss();
     let mib = (size >> 20) as f64;

@@ -38,7 +38,16 @@ async fn a_snapshot_goes_up_in_parts_and_comes_back_verified() {
     let small = stage(&store, "bob", b"tiny snapshot");
     store.keep(&small.file, &info(&small)).await.unwrap();
 
-    let fetched = store.fetch(&record).await.unwrap();
+    let downloaded = std::sync::atomic::AtomicU64::new(0);
+    let told = |bytes| {
+        downloaded.fetch_max(bytes, std::sync::atomic::Ordering::Relaxed);
+    };
+    let fetched = store.fetch(&record, &told).await.unwrap();
+    assert_eq!(
+        downloaded.into_inner(),
+        big.len() as u64,
+        "progress tells every byte"
+    );
     assert!(fetched.verified);
     assert!(fetched.path.starts_with(&spool));
     assert_eq!(std::fs::read(&fetched.path).unwrap(), big);
@@ -53,7 +62,7 @@ async fn a_snapshot_goes_up_in_parts_and_comes_back_verified() {
     store.delete(&record.file).await.unwrap();
     store.delete(&record.file).await.unwrap();
     assert!(!object.exists());
-    match store.fetch(&record).await {
+    match store.fetch(&record, &|_| {}).await {
         Err(SnapshotError::Missing { what, why }) => {
             assert_eq!(what, format!("s3://snaps/dormant/test/{}", record.file));
             assert!(why.contains("no such object"), "{why}");
@@ -81,7 +90,7 @@ async fn a_damaged_object_is_refused_and_nothing_is_left_to_restore_from() {
     let client = server.builder().with_bucket_name(BUCKET).build().unwrap();
     let key = ObjectPath::parse(&record.file).unwrap();
     client.put(&key, PutPayload::from(damaged)).await.unwrap();
-    match store.fetch(&record).await {
+    match store.fetch(&record, &|_| {}).await {
         Err(SnapshotError::ChecksumMismatch { path, expected, .. }) => {
             assert_eq!(path, PathBuf::from(format!("s3://snaps/{}", record.file)));
             assert_eq!(expected, record.sha256);
@@ -98,7 +107,7 @@ async fn a_damaged_object_is_refused_and_nothing_is_left_to_restore_from() {
         .put(&key, PutPayload::from(b"short".to_vec()))
         .await
         .unwrap();
-    let error = store.fetch(&record).await.unwrap_err();
+    let error = store.fetch(&record, &|_| {}).await.unwrap_err();
     assert!(
         matches!(error, SnapshotError::ChecksumMismatch { .. }),
         "{error}"
@@ -129,7 +138,7 @@ async fn a_server_that_does_not_answer_is_named_with_what_to_check() {
         "nothing kept after a failed upload"
     );
 
-    let error = store.fetch(&record).await.unwrap_err();
+    let error = store.fetch(&record, &|_| {}).await.unwrap_err();
     assert!(matches!(error, SnapshotError::Remote(_)), "{error}");
     assert!(error.to_string().contains("HEAD s3://snaps/p/"), "{error}");
     std::fs::remove_dir_all(dir).unwrap();
@@ -209,7 +218,7 @@ async fn snapshots_from_before_the_object_store_stay_local_and_are_kept() {
         Vec::<String>::new(),
         "a recorded local snapshot stays"
     );
-    let fetched = store.fetch(&old).await.unwrap();
+    let fetched = store.fetch(&old, &|_| {}).await.unwrap();
     assert_eq!(fetched.path, spool.join(&old.file));
     assert!(!fetched.verified, "the restore checks it, as before");
     drop(fetched);
