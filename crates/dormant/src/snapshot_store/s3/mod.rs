@@ -160,7 +160,10 @@ impl S3Snapshots {
         }
     }
 
-    fn object_path(&self, name: &str) -> Result<ObjectPath, SnapshotError> {
+    pub(in crate::snapshot_store) fn object_path(
+        &self,
+        name: &str,
+    ) -> Result<ObjectPath, SnapshotError> {
         let key = self.key(name);
         ObjectPath::parse(&key).map_err(|e| {
             SnapshotError::Remote(format!(

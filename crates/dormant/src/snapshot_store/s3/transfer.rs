@@ -18,7 +18,7 @@ use crate::snapshot::{Progress, SnapshotError};
 
 impl S3Snapshots {
     /// Uploads the spool file `file` of `size` bytes to `path`.
-    pub(super) async fn upload(
+    pub(in crate::snapshot_store) async fn upload(
         &self,
         file: &Path,
         size: u64,
@@ -48,7 +48,9 @@ impl S3Snapshots {
         })
         .expect("the marker serializes");
         if let Err(e) = std::fs::write(&marker, noted) {
-            self.abort(path, &id).await;
+            if !self.abort(path, &id).await {
+                tracing::warn!(key, upload_id = %id, "an unfinished multipart upload with no marker: the bucket keeps its parts until a lifecycle rule (AbortIncompleteMultipartUpload) drops them");
+            }
             return Err(io(&marker, e));
         }
         let parts = size.div_ceil(part);
@@ -77,20 +79,21 @@ impl S3Snapshots {
                 .map_err(|e| self.remote("completing the multipart upload of", key, &e)),
             Err(e) => Err(e),
         };
-        if completed.is_err() {
-            self.abort(path, &id).await;
+        // The marker stays while the upload may still hold parts: start-up aborts it.
+        if completed.is_ok() || self.abort(path, &id).await {
+            let _ = std::fs::remove_file(&marker);
         }
-        // A marker left behind only costs start-up an abort that finds nothing.
-        let _ = std::fs::remove_file(&marker);
         completed
     }
 
-    /// Aborts a multipart upload; a failure is logged (start-up tries again while the
-    /// marker is there).
-    pub(super) async fn abort(&self, path: &ObjectPath, id: &MultipartId) {
-        if let Err(e) = self.client.abort_multipart(path, id).await {
-            if !matches!(e, object_store::Error::NotFound { .. }) {
-                tracing::warn!(key = %path, error = %chain(&e), "cannot abort an unfinished multipart upload; the bucket keeps its parts until a lifecycle rule drops them");
+    /// Aborts a multipart upload; whether it is gone. A failure is logged (start-up tries
+    /// again while the marker is there).
+    pub(super) async fn abort(&self, path: &ObjectPath, id: &MultipartId) -> bool {
+        match self.client.abort_multipart(path, id).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => true,
+            Err(e) => {
+                tracing::warn!(key = %path, error = %chain(&e), "cannot abort an unfinished multipart upload; the next start-up tries again");
+                false
             }
         }
     }

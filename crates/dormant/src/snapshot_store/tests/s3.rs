@@ -228,3 +228,36 @@ async fn snapshots_from_before_the_object_store_stay_local_and_are_kept() {
     drop(server);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multipart_upload_cut_short_is_aborted_and_leaves_no_marker() {
+    let dir = temp_dir("cut");
+    let server = S3Server::start(&dir.join("s3"));
+    let spool = dir.join("spool");
+    let store = s3_store(server.builder(), &spool, "");
+    let record = stage(&store, "alice", &content(6 << 20, 13));
+    let file = store.staging_path(&record.file);
+    let path = store.object_path(&record.file).unwrap();
+    // It claims 16 MiB: the second of its 5 MiB parts cannot be read.
+    let error = store
+        .upload(&file, 16 << 20, &path, &record.file)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, SnapshotError::Io { .. }), "{error}");
+    assert!(
+        server.unfinished_parts().is_empty(),
+        "the upload is aborted"
+    );
+    assert_eq!(
+        dir_entries(&spool),
+        vec!["alice-1764669600000.snap.zst".to_owned()],
+        "no marker is left once the upload is aborted"
+    );
+    let client = server.builder().with_bucket_name(BUCKET).build().unwrap();
+    assert!(matches!(
+        client.head(&path).await,
+        Err(object_store::Error::NotFound { .. })
+    ));
+    drop(server);
+    std::fs::remove_dir_all(dir).unwrap();
+}
