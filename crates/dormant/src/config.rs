@@ -14,6 +14,7 @@ use crate::proxy::forwarded::Cidr;
 use crate::proxy::no_wake::AgentList;
 use crate::proxy::rate_limit::Rate;
 use crate::runtime::capabilities::AllowedCapabilities;
+use crate::snapshot_store::SnapshotLocation;
 use crate::units::parse_memory;
 
 /// Every setting of `dormant serve`. Each flag `--some-flag` is also read from
@@ -270,6 +271,14 @@ pub struct ServeConfig {
     /// is refused before it writes anything. `0` turns the check off.
     #[arg(long, env = "DORMANT_MIN_FREE_DISK", default_value = "2g", value_parser = parse_disk_size, value_name = "SIZE")]
     pub min_free_disk: u64,
+
+    /// Where archived containers' snapshots are kept. Unset: the data dir's
+    /// `snapshots/`. `s3://bucket/prefix`: an S3-compatible object store, reached
+    /// through AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID and
+    /// AWS_SECRET_ACCESS_KEY (AWS_ALLOW_HTTP=true for a plain-http endpoint);
+    /// snapshots pass through the data dir's `snapshots/` on their way.
+    #[arg(long, env = "DORMANT_SNAPSHOTS", value_name = "URL")]
+    pub snapshots: Option<SnapshotLocation>,
 
     /// How long shutdown waits for in-flight requests.
     #[arg(long, env = "DORMANT_DRAIN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
@@ -541,6 +550,15 @@ mod tests {
         assert_eq!(c.min_free_disk, 2 << 30);
         let min = Cli::try_parse_from(["dormant", "--min-free-disk", "0"]).unwrap();
         assert_eq!(min.config.min_free_disk, 0);
+        assert_eq!(c.snapshots, None, "the data dir's snapshots/");
+        let s3 = Cli::try_parse_from(["dormant", "--snapshots", "s3://snaps/site-a"]).unwrap();
+        assert_eq!(
+            s3.config.snapshots,
+            Some(SnapshotLocation::S3 {
+                bucket: "snaps".into(),
+                prefix: "site-a".into()
+            })
+        );
         assert_eq!(c.pids_limit, 1024);
         assert!(c.allowed_capabilities.is_empty());
         assert_eq!(c.log_max_size, 10 << 20);

@@ -17,6 +17,8 @@
 //! - [`error_kind`]: one mapping from what went wrong to an HTTP status.
 //! - [`listen`]: the open-file limit and the API's connection cap.
 //! - [`runtime`]: the container engine as a small trait; Docker via bollard.
+//! - [`snapshot`], [`snapshot_store`]: a container's files as one compressed
+//!   file; where those are kept (the data dir, or an S3-compatible bucket).
 //! - [`store`]: SQLite, the durable truth about what should exist.
 //! - [`data_dir`]: the data dir on disk, private to dormant.
 //! - [`domain`]: the vocabulary: states, labels, the container record.
@@ -45,6 +47,7 @@ pub mod proxy;
 pub mod runtime;
 pub mod serve;
 pub mod snapshot;
+pub mod snapshot_store;
 pub mod store;
 pub mod tenant;
 pub mod token;

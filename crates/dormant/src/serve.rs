@@ -32,6 +32,7 @@ use crate::proxy::{self, ConnectionLimit, EdgeLimits, HoldBudget, ProxyParts};
 use crate::runtime::docker::{DockerRuntime, LogRotation, Reach};
 use crate::runtime::limited::Limited;
 use crate::runtime::Runtime;
+use crate::snapshot_store::{self, SnapshotLocation, SnapshotStore};
 use crate::store::Store;
 use crate::token::{self, TokenSource};
 use crate::webhooks::{self, Webhooks};
@@ -246,9 +247,15 @@ async fn build_lifecycle(
     let snapshot_dir = config.data_dir.join("snapshots");
     data_dir::create_private_dir(&snapshot_dir)
         .with_context(|| format!("cannot create the snapshot dir {}", snapshot_dir.display()))?;
+    let location = config
+        .snapshots
+        .clone()
+        .unwrap_or(SnapshotLocation::DataDir);
+    let snapshots = snapshot_store::open(&location, snapshot_dir, &node, config.min_free_disk)
+        .map_err(anyhow::Error::msg)?;
     let archive_support = check_archive_support(runtime.as_ref()).await;
     match &archive_support {
-        ArchiveSupport::Supported => tracing::info!(dir = %snapshot_dir.display(), "archiving enabled"),
+        ArchiveSupport::Supported => tracing::info!(snapshots = %snapshots.describe(), "archiving enabled"),
         ArchiveSupport::Unsupported(why) => tracing::error!(
             "archiving is DISABLED: {why}. Containers still sleep; none will be archived, and /archive answers 409"
         ),
@@ -264,7 +271,7 @@ async fn build_lifecycle(
     Ok(Lifecycle::new(
         store,
         runtime,
-        lifecycle_config(config, node, snapshot_dir, limits),
+        lifecycle_config(config, node, snapshots, limits),
         archive_support,
         metrics,
     ))
@@ -444,7 +451,7 @@ fn wake_filter(config: &ServeConfig, metrics: &Metrics) -> Arc<WakeFilter> {
 fn lifecycle_config(
     config: &ServeConfig,
     node: String,
-    snapshot_dir: std::path::PathBuf,
+    snapshots: Arc<dyn SnapshotStore>,
     limits: Limits,
 ) -> LifecycleConfig {
     LifecycleConfig {
@@ -457,7 +464,7 @@ fn lifecycle_config(
         sweep_interval: SWEEP_INTERVAL,
         default_archive_after: config.archive_after,
         default_nap_after: config.nap_after,
-        snapshot_dir,
+        snapshots,
         min_free_disk: config.min_free_disk,
         limits,
         event_buffer: config.event_buffer as usize,

@@ -144,7 +144,7 @@ pub(super) async fn run(ctx: &Context, owner: &Owner) -> Result<(), LifecycleErr
                 .observe(started.elapsed().as_secs_f64());
             ctx.metrics.archived_bytes.inc_by(snapshot.bytes);
             if let Some(old) = record.snapshot.filter(|old| old.file != snapshot.file) {
-                ctx.delete_snapshot_file(&old.file);
+                ctx.delete_snapshot(&old.file).await;
             }
             tracing::info!(
                 container = %name,
@@ -172,8 +172,8 @@ async fn write_and_remove(
 ) -> Result<SnapshotRecord, LifecycleError> {
     let name = owner.name();
     let created_at = now_millis();
-    let file = format!("{name}-{created_at}.snap.zst");
-    let path = ctx.snapshot_path(&file);
+    let file = ctx.config.snapshots.new_name(name, created_at);
+    let path = ctx.config.snapshots.staging_path(&file);
     let written = {
         let route = (*owner).clone();
         let path = path.clone();
@@ -197,6 +197,13 @@ async fn write_and_remove(
         }
     };
     fault::point("archive-after-snapshot-write");
+    // Uploaded, for an object store: durable where snapshots are kept before it is recorded.
+    ctx.config
+        .snapshots
+        .keep(&file, &info)
+        .await
+        .map_err(|e| LifecycleError::from_snapshot(name, e))?;
+    fault::point("archive-after-snapshot-keep");
     let snapshot = SnapshotRecord {
         file,
         bytes: info.bytes,
@@ -209,7 +216,7 @@ async fn write_and_remove(
         ..Change::default()
     };
     if let Err(e) = ctx.commit_record(owner, record_it).await {
-        ctx.delete_snapshot_file(&snapshot.file);
+        ctx.delete_snapshot(&snapshot.file).await;
         return Err(e);
     }
     fault::point("archive-after-snapshot-record");

@@ -7,7 +7,6 @@
 //! fails on an error path, `publish` alone still reopens the route: a request
 //! must never wait on a state nobody will leave.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::capacity::Capacity;
@@ -258,18 +257,11 @@ impl Context {
         self.runtime.remove_volumes(&volume_names(record)).await
     }
 
-    pub fn snapshot_path(&self, file: &str) -> PathBuf {
-        self.config.snapshot_dir.join(file)
-    }
-
-    pub fn delete_snapshot_file(&self, file: &str) {
-        let path = self.snapshot_path(file);
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "cannot remove an old snapshot")
-            }
+    /// Deletes the snapshot recorded as `file` where snapshots are kept; a failure is
+    /// logged (start-up removes snapshots no container refers to).
+    pub async fn delete_snapshot(&self, file: &str) {
+        if let Err(e) = self.config.snapshots.delete(file).await {
+            tracing::warn!(file, error = %e, "cannot remove an old snapshot; the next start-up removes it");
         }
     }
 

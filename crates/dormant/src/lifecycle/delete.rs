@@ -28,7 +28,7 @@ pub(super) async fn run(ctx: &Context, route: Arc<Route>) -> Result<(), Lifecycl
         .await
         .map_err(|e| LifecycleError::runtime(name, e))?;
     if let Some(snapshot) = &record.snapshot {
-        ctx.delete_snapshot_file(&snapshot.file);
+        ctx.delete_snapshot(&snapshot.file).await;
     }
     tracing::info!(container = %name, "deleted");
     Ok(())

@@ -91,7 +91,7 @@ async fn forget_snapshot(ctx: &Context, owner: &Owner, file: &str) {
         ..Change::default()
     };
     match ctx.commit_record(owner, forget).await {
-        Ok(()) => ctx.delete_snapshot_file(file),
+        Ok(()) => ctx.delete_snapshot(file).await,
         Err(e) => {
             tracing::warn!(container = %owner.name(), error = %e, "cannot forget the restored snapshot; it is kept (the next start-up tries again)")
         }

@@ -92,8 +92,8 @@ pub struct LifecycleConfig {
     /// Time idle before a running container is paused, unless the
     /// container says; zero: never (`--nap-after`).
     pub default_nap_after: Duration,
-    /// Where snapshots are kept.
-    pub snapshot_dir: std::path::PathBuf,
+    /// Where snapshots are kept (`--snapshots`).
+    pub snapshots: Arc<dyn crate::snapshot_store::SnapshotStore>,
     /// Bytes an archive or a restore must leave free on the filesystems it
     /// writes to (`--min-free-disk`).
     pub min_free_disk: u64,
@@ -416,9 +416,10 @@ impl Lifecycle {
         capacity::usage(&self.ctx)
     }
 
-    /// Snapshot files on disk and their total size.
+    /// Snapshot files on the local disk and their total size (with an object store: spool
+    /// files on their way).
     pub fn snapshot_disk_usage(&self) -> (u64, u64) {
-        capacity::snapshot_disk_usage(&self.ctx.config.snapshot_dir)
+        capacity::snapshot_disk_usage(self.ctx.config.snapshots.local_dir())
     }
 
     /// Runs the idle and archive sweeps until `stopped` completes.

@@ -34,7 +34,7 @@ pub(super) async fn run(ctx: &Arc<Context>) -> Result<(), LifecycleError> {
     }
     let records = settled;
     remove_orphans(ctx, &records).await;
-    remove_orphan_snapshots(ctx, &records);
+    remove_orphan_snapshots(ctx, &records).await;
 
     let (mut running, mut asleep, mut finishing) = (0, 0, Vec::new());
     for record in records {
@@ -113,7 +113,7 @@ fn status_at_start(
     let now = tokio::time::Instant::now();
     if holds_only_a_snapshot(record) {
         let snapshot = record.snapshot.as_ref().expect("checked above");
-        if !ctx.snapshot_path(&snapshot.file).is_file() {
+        if ctx.config.snapshots.known_missing(&snapshot.file) {
             let reason = "its snapshot file is missing from the data dir";
             tracing::error!(container = %record.name, "{reason}");
             return RouteStatus::failed(reason, now);
@@ -231,33 +231,20 @@ async fn settle_interrupted_archive(
     Ok(record)
 }
 
-/// Removes snapshot files no row refers to (written, but the crash came
-/// before they were recorded) and partial files of interrupted writes.
-fn remove_orphan_snapshots(ctx: &Context, records: &[ContainerRecord]) {
-    let dir = &ctx.config.snapshot_dir;
-    match crate::snapshot::remove_partial_files(dir) {
-        Ok(removed) if !removed.is_empty() => {
-            tracing::warn!(?removed, "removed partly written snapshots")
-        }
-        Ok(_) => {}
-        Err(e) => {
-            tracing::warn!(dir = %dir.display(), error = %e, "cannot clean partial snapshots")
-        }
-    }
-    let referenced: HashSet<&str> = records
+/// Removes snapshots no row refers to (written, but the crash came before
+/// they were recorded) and what interrupted archives and restores left.
+async fn remove_orphan_snapshots(ctx: &Context, records: &[ContainerRecord]) {
+    let referenced: HashSet<String> = records
         .iter()
-        .filter_map(|r| r.snapshot.as_ref().map(|s| s.file.as_str()))
+        .filter_map(|r| r.snapshot.as_ref().map(|s| s.file.clone()))
         .collect();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let file = entry.file_name();
-        let Some(file) = file.to_str() else { continue };
-        if file.ends_with(".snap.zst") && !referenced.contains(file) {
-            tracing::warn!(file, "removing a snapshot no container refers to");
-            ctx.delete_snapshot_file(file);
-        }
+    let removed = ctx.config.snapshots.clean_up(&referenced).await;
+    if !removed.is_empty() {
+        tracing::warn!(
+            ?removed,
+            at = %ctx.config.snapshots.describe(),
+            "removed snapshots no container refers to, partly written ones and unfinished uploads"
+        );
     }
 }
 

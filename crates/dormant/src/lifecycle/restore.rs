@@ -6,7 +6,9 @@
 //! written into it: a recorded Docker id always means "this container holds
 //! the user's files". Until then the snapshot is the only copy, and a crash
 //! or an error leaves it recorded and the half-filled container to be
-//! removed. A snapshot that fails its checksum is kept for inspection.
+//! removed. A snapshot that fails its checksum is kept for inspection. One
+//! kept in an object store is downloaded and its checksum verified before
+//! the new container is even made.
 //! Once written, nothing is flushed here: the snapshot still holds it all,
 //! and `flush.rs` makes it durable after the wake went on.
 
@@ -16,6 +18,7 @@ use super::{archive, bring_up, LifecycleError};
 use crate::domain::ContainerState;
 use crate::fault;
 use crate::snapshot::{self, Tree};
+use crate::snapshot_store::Fetched;
 
 /// What a restore wrote: the trees to flush, and the snapshot to delete after.
 pub(super) struct Restored {
@@ -33,8 +36,7 @@ pub(super) async fn run(ctx: &Context, owner: &Owner) -> Result<Restored, Lifecy
         LifecycleError::Conflict(format!("container `{name}` has no snapshot to restore"))
     })?;
     ctx.archive_supported()?;
-    let path = ctx.snapshot_path(&snapshot.file);
-    if !path.is_file() {
+    if ctx.config.snapshots.known_missing(&snapshot.file) {
         return Err(LifecycleError::Snapshot {
             name,
             reason: format!("its snapshot {} is missing", snapshot.file),
@@ -48,7 +50,19 @@ pub(super) async fn run(ctx: &Context, owner: &Owner) -> Result<Restored, Lifecy
         .await
         .map_err(|e| LifecycleError::runtime(&name, e))?;
     let started = std::time::Instant::now();
-    match fill_new_container(ctx, owner, &path, &snapshot.sha256).await {
+    let route = (*owner).clone();
+    route.set_progress(0);
+    let fetched = ctx
+        .config
+        .snapshots
+        .fetch(&snapshot, &|bytes| route.set_progress(bytes))
+        .await
+        .map_err(|e| LifecycleError::from_snapshot(&name, e))?;
+    fault::point("restore-after-fetch");
+    let filled = fill_new_container(ctx, owner, &fetched, &snapshot.sha256).await;
+    // A download is not needed once written into the container.
+    drop(fetched);
+    match filled {
         Ok((id, trees)) => {
             let change = Change {
                 docker_id: Some(Some(id)),
@@ -82,7 +96,7 @@ pub(super) async fn run(ctx: &Context, owner: &Owner) -> Result<Restored, Lifecy
 async fn fill_new_container(
     ctx: &Context,
     owner: &Owner,
-    path: &std::path::Path,
+    fetched: &Fetched,
     sha256: &str,
 ) -> Result<(String, Vec<Tree>), LifecycleError> {
     let record = owner.record();
@@ -104,7 +118,8 @@ async fn fill_new_container(
     let trees = archive::trees(ctx, &record, upper).await?;
     let restored = {
         let route = (*owner).clone();
-        let path = path.to_owned();
+        let path = fetched.path.clone();
+        let verified = fetched.verified;
         let sha256 = sha256.to_owned();
         let trees = trees.clone();
         let options = snapshot::Options {
@@ -112,9 +127,12 @@ async fn fill_new_container(
         };
         route.set_progress(0);
         tokio::task::spawn_blocking(move || {
-            snapshot::restore(&path, &sha256, &trees, &options, &|bytes| {
-                route.set_progress(bytes)
-            })
+            let progress = |bytes| route.set_progress(bytes);
+            if verified {
+                snapshot::restore_verified(&path, &trees, &options, &progress)
+            } else {
+                snapshot::restore(&path, &sha256, &trees, &options, &progress)
+            }
         })
         .await
     };

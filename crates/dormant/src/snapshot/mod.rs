@@ -138,6 +138,13 @@ pub enum SnapshotError {
     Unsupported { path: PathBuf, why: String },
     #[error("invalid tree list: {0}")]
     InvalidTrees(String),
+    /// The snapshot is missing where it is kept (a file, an object).
+    #[error("its snapshot {what} is missing; it cannot be restored from there ({why})")]
+    Missing { what: String, why: String },
+    /// The object store holding snapshots failed a call; the message names the bucket, the
+    /// key and what to check.
+    #[error("{0}")]
+    Remote(String),
     #[error(
         "not enough free disk on the filesystem of {}: {} available, {} needed ({why}); \
          free some space there or lower --min-free-disk",
@@ -310,6 +317,29 @@ pub fn restore(
         });
     }
     extract::run(path, trees, options, progress)
+}
+
+/// [`restore`] of a snapshot whose checksum the caller verified as it made `path` (a private
+/// download of it), without reading the whole file once more first.
+pub fn restore_verified(
+    path: &Path,
+    trees: &[Tree],
+    options: &Options,
+    progress: Progress,
+) -> Result<RestoreStats, SnapshotError> {
+    check_tree_names(trees.iter().map(|t| t.name.as_str())).map_err(SnapshotError::InvalidTrees)?;
+    extract::run(path, trees, options, progress)
+}
+
+/// The lower-case hex SHA-256 of the file at `path`.
+pub fn sha256_of(path: &Path) -> Result<String, SnapshotError> {
+    sha256_file(path)
+}
+
+/// Refuses with [`SnapshotError::NoSpace`] unless the filesystem of `dir` has `bytes` free
+/// besides `min_free` (`what` says what the bytes are for).
+pub fn ensure_room(dir: &Path, bytes: u64, min_free: u64, what: &str) -> Result<(), SnapshotError> {
+    space::ensure(dir, bytes, min_free, what)
 }
 
 /// Removes leftover `*.tmp-*` files in a dir (called at start-up: a crash mid-write).

@@ -412,7 +412,9 @@ fn boot(
         sweep_interval: SWEEP_INTERVAL,
         default_archive_after: Duration::from_secs(24 * 3600),
         default_nap_after: options.nap_after,
-        snapshot_dir: dir.join("snapshots"),
+        snapshots: Arc::new(crate::snapshot_store::LocalSnapshots::new(
+            dir.join("snapshots"),
+        )),
         min_free_disk: options.min_free_disk,
         limits: Limits {
             max_running: options.max_running,
