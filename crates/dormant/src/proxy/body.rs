@@ -9,6 +9,7 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 use super::budget::HoldTicket;
+use super::upstream_pool::Turn;
 use crate::lifecycle::table::InUse;
 
 /// A request body: what was read ahead (while waiting for a wake), then the
@@ -92,16 +93,27 @@ impl Body for RequestBody {
 }
 
 /// A response body from a container that keeps the route in use (never
-/// idle) until the last byte is sent or the client goes away.
+/// idle) until the last byte is sent or the client goes away, and the
+/// upstream connection's turn, if it is new, as long (see `Turn`).
 #[derive(Debug)]
 pub struct TrackedBody {
     inner: Incoming,
     in_use: Option<InUse>,
+    turn: Option<Turn>,
 }
 
 impl TrackedBody {
     pub fn new(inner: Incoming, in_use: Option<InUse>) -> Self {
-        Self { inner, in_use }
+        Self {
+            inner,
+            in_use,
+            turn: None,
+        }
+    }
+
+    pub fn keeping(mut self, turn: Option<Turn>) -> Self {
+        self.turn = turn;
+        self
     }
 }
 
@@ -115,8 +127,10 @@ impl Body for TrackedBody {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
-            // Done: the container is no longer in use by this response.
+            // Done: the container is no longer in use by this response,
+            // and its connection can take the next request.
             self.in_use = None;
+            self.turn = None;
         }
         polled
     }

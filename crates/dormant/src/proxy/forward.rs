@@ -133,9 +133,9 @@ pub async fn forward(
 
     let name = hop.name;
     let reusable = upgrade.is_none();
-    let mut response =
+    let (mut response, turn) =
         match tokio::time::timeout(hop.timeout, pool.send(upstream, req, reusable)).await {
-            Ok(Ok(response)) => response,
+            Ok(Ok(sent)) => sent,
             Ok(Err(e)) => {
                 return Err(ProxyError::Upstream {
                     name: name.to_owned(),
@@ -168,7 +168,7 @@ pub async fn forward(
         }
     }
     strip_hop_by_hop(response.headers_mut());
-    Ok(response.map(|body| TrackedBody::new(body, Some(in_use))))
+    Ok(response.map(|body| TrackedBody::new(body, Some(in_use)).keeping(turn)))
 }
 
 async fn tunnel(

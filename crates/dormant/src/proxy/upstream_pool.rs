@@ -21,7 +21,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::body::RequestBody;
 
@@ -141,12 +141,14 @@ impl UpstreamPool {
     /// idempotent and has no body (see `PoolSettings::replay_after_idle`).
     /// `reusable` is false for upgrades: that connection becomes the tunnel
     /// and never returns to the pool.
+    /// A request that opened a new connection also gets its [`Turn`], to
+    /// keep with the response body.
     pub async fn send(
         &self,
         upstream: SocketAddr,
         req: Request<RequestBody>,
         reusable: bool,
-    ) -> Result<Response<Incoming>, SendError> {
+    ) -> Result<(Response<Incoming>, Option<Turn>), SendError> {
         let req = match self.checkout(upstream) {
             Ok(Checkout { mut sender, idle }) => {
                 let again = if idle >= self.settings.replay_after_idle {
@@ -159,7 +161,7 @@ impl UpstreamPool {
                         if reusable {
                             self.give_back(upstream, sender);
                         }
-                        return Ok(response);
+                        return Ok((response, None));
                     }
                     Err(mut failed) => match failed.take_message() {
                         Some(unsent) => unsent,
@@ -179,25 +181,12 @@ impl UpstreamPool {
             Err(_) => req,
         };
         let (mut sender, turn) = self.connect_or_reuse(upstream).await?;
-        let sending = sender.send_request(req);
-        let response = match turn {
-            None => sending.await,
-            Some(turn) => {
-                tokio::pin!(sending);
-                let first =
-                    tokio::time::timeout(self.settings.first_answer_turn, &mut sending).await;
-                drop(turn);
-                match first {
-                    Ok(response) => response,
-                    Err(_) => sending.await,
-                }
-            }
-        }
-        .map_err(SendError::Request)?;
+        let turn = turn.map(|permit| Turn::start(permit, self.settings.first_answer_turn));
+        let response = sender.send_request(req).await.map_err(SendError::Request)?;
         if reusable {
             self.give_back(upstream, sender);
         }
-        Ok(response)
+        Ok((response, turn))
     }
 
     /// A new connection to `upstream` with its turn (see
@@ -335,6 +324,28 @@ impl UpstreamPool {
             .by_address
             .get(&upstream)
             .map_or(0, |upstream| upstream.pooled.len())
+    }
+}
+
+/// A new connection's turn (see `PoolSettings::max_connecting`): given back
+/// when its first response has been read to the end — the connection then
+/// takes the next waiting request, so a herd reuses it instead of opening
+/// another — or `first_answer_turn` after the request went out, whichever
+/// comes first, so slow answers (long polls, streams) don't hold the others.
+#[derive(Debug)]
+pub struct Turn {
+    _done: oneshot::Sender<()>,
+}
+
+impl Turn {
+    fn start(permit: OwnedSemaphorePermit, longest: Duration) -> Self {
+        let (done, until_done) = oneshot::channel();
+        // One timer task per new connection, not per request.
+        tokio::spawn(async move {
+            let _permit = permit;
+            let _ = tokio::time::timeout(longest, until_done).await;
+        });
+        Self { _done: done }
     }
 }
 
@@ -480,7 +491,7 @@ mod tests {
         let (address, connections) = upstream(usize::MAX).await;
         let pool = UpstreamPool::new(PoolSettings::default());
         for _ in 0..5 {
-            let response = pool.send(address, get("/"), true).await.unwrap();
+            let response = pool.send(address, get("/"), true).await.unwrap().0;
             assert_eq!(body_of(response).await, "ok");
             // Let the connection's task see the end of the response.
             tokio::task::yield_now().await;
@@ -495,8 +506,8 @@ mod tests {
         let pool = UpstreamPool::new(PoolSettings::default());
         // The first response's body has not all arrived: its connection is
         // busy.
-        let first = pool.send(address, get("/slow"), true).await.unwrap();
-        let second = pool.send(address, get("/b"), true).await.unwrap();
+        let first = pool.send(address, get("/slow"), true).await.unwrap().0;
+        let second = pool.send(address, get("/b"), true).await.unwrap().0;
         assert_eq!(connections.load(Ordering::SeqCst), 2);
         assert_eq!(body_of(first).await, "okok");
         assert_eq!(body_of(second).await, "ok");
@@ -509,7 +520,7 @@ mod tests {
         let (address, connections) = upstream(1).await;
         let pool = UpstreamPool::new(PoolSettings::default());
         for _ in 0..3 {
-            let response = pool.send(address, get("/"), true).await.unwrap();
+            let response = pool.send(address, get("/"), true).await.unwrap().0;
             assert_eq!(body_of(response).await, "ok");
         }
         assert_eq!(connections.load(Ordering::SeqCst), 3);
@@ -519,7 +530,7 @@ mod tests {
     async fn an_upgrade_connection_never_returns_to_the_pool() {
         let (address, _) = upstream(usize::MAX).await;
         let pool = UpstreamPool::new(PoolSettings::default());
-        let response = pool.send(address, get("/"), false).await.unwrap();
+        let response = pool.send(address, get("/"), false).await.unwrap().0;
         assert_eq!(body_of(response).await, "ok");
         assert_eq!(pool.held(address), 0);
     }
@@ -533,7 +544,7 @@ mod tests {
         });
         let mut open = Vec::new();
         for _ in 0..4 {
-            open.push(pool.send(address, get("/slow"), true).await.unwrap());
+            open.push(pool.send(address, get("/slow"), true).await.unwrap().0);
         }
         assert_eq!(pool.held(address), 2);
     }
@@ -552,7 +563,8 @@ mod tests {
             .map(|_| {
                 let pool = pool.clone();
                 tokio::spawn(async move {
-                    let response = pool.send(address, get("/"), true).await.unwrap();
+                    // As the proxy does: the turn goes with the body.
+                    let (response, _turn) = pool.send(address, get("/"), true).await.unwrap();
                     body_of(response).await
                 })
             })
@@ -575,13 +587,18 @@ mod tests {
         // second request opens its own connection without waiting for it.
         let slow = {
             let pool = pool.clone();
-            tokio::spawn(async move { pool.send(address, get("/slow"), true).await })
+            tokio::spawn(async move {
+                let (response, turn) = pool.send(address, get("/slow"), true).await.unwrap();
+                let body = body_of(response).await;
+                drop(turn);
+                body
+            })
         };
         tokio::task::yield_now().await;
-        let second = pool.send(address, get("/"), true).await.unwrap();
+        let second = pool.send(address, get("/"), true).await.unwrap().0;
         assert_eq!(body_of(second).await, "ok");
         assert_eq!(connections.load(Ordering::SeqCst), 2);
-        assert_eq!(body_of(slow.await.unwrap().unwrap()).await, "okok");
+        assert_eq!(slow.await.unwrap(), "okok");
     }
 
     fn replaying_pool() -> UpstreamPool {
@@ -595,12 +612,12 @@ mod tests {
     async fn an_idempotent_request_goes_again_when_the_app_closed_its_idle_connection() {
         let (address, connections) = closes_under_the_second_request().await;
         let pool = replaying_pool();
-        let first = pool.send(address, get("/"), true).await.unwrap();
+        let first = pool.send(address, get("/"), true).await.unwrap().0;
         assert_eq!(body_of(first).await, "ok");
         tokio::task::yield_now().await;
         // Goes out on the pooled connection, which the app closes under it;
         // answered on a new one.
-        let second = pool.send(address, get("/"), true).await.unwrap();
+        let second = pool.send(address, get("/"), true).await.unwrap().0;
         assert_eq!(body_of(second).await, "ok");
         assert_eq!(connections.load(Ordering::SeqCst), 2);
     }
@@ -609,7 +626,7 @@ mod tests {
     async fn a_post_is_not_sent_twice() {
         let (address, connections) = closes_under_the_second_request().await;
         let pool = replaying_pool();
-        let first = pool.send(address, get("/"), true).await.unwrap();
+        let first = pool.send(address, get("/"), true).await.unwrap().0;
         assert_eq!(body_of(first).await, "ok");
         tokio::task::yield_now().await;
         let mut post = get("/");
@@ -625,7 +642,7 @@ mod tests {
         // fails like any broken answer.
         let (address, _) = closes_under_the_second_request().await;
         let pool = UpstreamPool::new(PoolSettings::default());
-        let first = pool.send(address, get("/"), true).await.unwrap();
+        let first = pool.send(address, get("/"), true).await.unwrap().0;
         assert_eq!(body_of(first).await, "ok");
         tokio::task::yield_now().await;
         assert!(pool.send(address, get("/"), true).await.is_err());
