@@ -30,6 +30,12 @@ pub struct ServeConfig {
     #[arg(long, env = "DORMANT_DATA_DIR", default_value = Self::DEFAULT_DATA_DIR, value_name = "DIR")]
     pub data_dir: PathBuf,
 
+    /// Where the store lives: `sqlite://` (the default: `dormant.db` in the
+    /// data dir) or `postgres://user:password@host:port/database`, which
+    /// several nodes can share. Never logged with its password.
+    #[arg(long, env = "DORMANT_STORE", default_value = "sqlite://", value_parser = crate::store::StoreUrl::parse, value_name = "URL", hide_env_values = true)]
+    pub store: crate::store::StoreUrl,
+
     /// Address of the REST API.
     #[arg(
         long,
