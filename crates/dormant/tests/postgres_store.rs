@@ -68,6 +68,10 @@ async fn containers_outlive_restarts_of_dormant_and_of_postgres() {
     let log = dormant.log();
     assert!(log.contains("store open"), "{log}");
     assert!(
+        log.contains("connected to PostgreSQL again"),
+        "dormant made a new connection after the restart: {log}"
+    );
+    assert!(
         !log.contains(common::postgres::PASSWORD),
         "the store's password is in dormant's log"
     );

@@ -47,7 +47,8 @@ fn to_postgres(sql: &str) -> String {
 const MIGRATIONS: &[Migration] = &[
     // 1: containers, one row each, with their spec as JSON so that adding a
     // setting never needs a schema change.
-    Migration::Same("CREATE TABLE containers (
+    Migration::Same(
+        "CREATE TABLE containers (
         name            TEXT PRIMARY KEY,
         spec            TEXT NOT NULL,
         state           TEXT NOT NULL,
@@ -58,23 +59,29 @@ const MIGRATIONS: &[Migration] = &[
         created_at      INTEGER NOT NULL,
         last_active_at  INTEGER NOT NULL
     );
-    CREATE INDEX containers_state ON containers(state);"),
+    CREATE INDEX containers_state ON containers(state);",
+    ),
     // 2: wake statistics.
-    Migration::Same("ALTER TABLE containers ADD COLUMN wakes INTEGER NOT NULL DEFAULT 0;
-     ALTER TABLE containers ADD COLUMN last_wake_ms INTEGER;"),
+    Migration::Same(
+        "ALTER TABLE containers ADD COLUMN wakes INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE containers ADD COLUMN last_wake_ms INTEGER;",
+    ),
     // 3: when the state last changed (for archive-after), and the snapshot
     // of an archived container.
-    Migration::Same("ALTER TABLE containers ADD COLUMN state_since INTEGER NOT NULL DEFAULT 0;
+    Migration::Same(
+        "ALTER TABLE containers ADD COLUMN state_since INTEGER NOT NULL DEFAULT 0;
      UPDATE containers SET state_since = last_active_at;
      ALTER TABLE containers ADD COLUMN snapshot_file TEXT;
      ALTER TABLE containers ADD COLUMN snapshot_bytes INTEGER;
      ALTER TABLE containers ADD COLUMN snapshot_files INTEGER;
      ALTER TABLE containers ADD COLUMN snapshot_sha256 TEXT;
-     ALTER TABLE containers ADD COLUMN snapshot_created_at INTEGER;"),
+     ALTER TABLE containers ADD COLUMN snapshot_created_at INTEGER;",
+    ),
     // 4: tenants with their quotas (NULL = unlimited), their API tokens
     // (only the SHA-256 of each is kept) and the audit log. Containers made
     // before tenants keep owner `admin`: they belong to the admin.
-    Migration::Same("CREATE TABLE tenants (
+    Migration::Same(
+        "CREATE TABLE tenants (
         id                  TEXT PRIMARY KEY,
         created_at          INTEGER NOT NULL,
         max_containers      INTEGER,
@@ -100,10 +107,12 @@ const MIGRATIONS: &[Migration] = &[
         status      INTEGER NOT NULL
     );
     CREATE INDEX audit_principal ON audit(principal, id);
-    CREATE INDEX audit_at ON audit(at);"),
+    CREATE INDEX audit_at ON audit(at);",
+    ),
     // 5: webhooks: where each owner's container events are sent, and the
     // secret its deliveries are signed with.
-    Migration::Same("CREATE TABLE webhooks (
+    Migration::Same(
+        "CREATE TABLE webhooks (
         id          TEXT PRIMARY KEY,
         owner       TEXT NOT NULL,
         url         TEXT NOT NULL,
@@ -112,18 +121,21 @@ const MIGRATIONS: &[Migration] = &[
         secret      TEXT NOT NULL,
         created_at  INTEGER NOT NULL
     );
-    CREATE INDEX webhooks_owner ON webhooks(owner);"),
+    CREATE INDEX webhooks_owner ON webhooks(owner);",
+    ),
     // 6 (private container URLs): container access tokens, only their
     // SHA-256 kept; `container_created_at` ties each to one container, not
     // to a later one of the same name.
-    Migration::Same("CREATE TABLE container_tokens (
+    Migration::Same(
+        "CREATE TABLE container_tokens (
         id                    TEXT PRIMARY KEY,
         container             TEXT NOT NULL,
         container_created_at  INTEGER NOT NULL,
         hash                  TEXT NOT NULL UNIQUE,
         created_at            INTEGER NOT NULL
     );
-    CREATE INDEX container_tokens_container ON container_tokens(container);"),
+    CREATE INDEX container_tokens_container ON container_tokens(container);",
+    ),
     // 7 (several nodes, issue 14): the node that runs a container (none
     // when archived: `node` may now be NULL), the lease a node holds on a
     // container's row while it acts on it, and the nodes themselves. SQLite
@@ -281,7 +293,11 @@ mod tests {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .unwrap();
-        assert_eq!((owner.as_str(), node.as_str()), ("admin", "n"), "kept through the rebuild of 7");
+        assert_eq!(
+            (owner.as_str(), node.as_str()),
+            ("admin", "n"),
+            "kept through the rebuild of 7"
+        );
         let tenants: i64 = conn
             .query_row("SELECT COUNT(*) FROM tenants", [], |r| r.get(0))
             .unwrap();
@@ -313,7 +329,11 @@ mod tests {
         }
         let store = db.open();
         let version = store
-            .with(|tx| tx.query_opt("SELECT version FROM dormant_schema", &[])?.expect("a row").int(0))
+            .with(|tx| {
+                tx.query_opt("SELECT version FROM dormant_schema", &[])?
+                    .expect("a row")
+                    .int(0)
+            })
             .await
             .unwrap();
         assert_eq!(version, MIGRATIONS.len() as i64);

@@ -42,23 +42,24 @@ pub enum StoreError {
     #[error("store (SQLite) failed: {0}")]
     Sqlite(#[from] rusqlite::Error),
     /// A PostgreSQL error not yet tied to its store (turned into `PgQuery`
-    /// or `PgConnect` before it leaves the store).
+    /// or `PgConnect` before it leaves the store). The messages below carry
+    /// the client's error and its cause, so they are not a `source` too.
     #[error("store (PostgreSQL) failed: {}", pg_detail(.0))]
-    Postgres(#[from] postgres::Error),
-    #[error("store (PostgreSQL {target}) failed: {}", pg_detail(.source))]
+    Postgres(postgres::Error),
+    #[error("store (PostgreSQL {target}) failed: {}", pg_detail(.error))]
     PgQuery {
         target: String,
-        source: postgres::Error,
+        error: postgres::Error,
     },
     #[error(
         "store (PostgreSQL {target}) unreachable: {}; is PostgreSQL running and reachable \
          at {address}, and do the user, password and database in --store exist?",
-        pg_detail(.source)
+        pg_detail(.error)
     )]
     PgConnect {
         target: String,
         address: String,
-        source: postgres::Error,
+        error: postgres::Error,
     },
     #[error(
         "store ({target}) did not answer within {after:?}; is PostgreSQL reachable at \
@@ -82,6 +83,12 @@ pub enum StoreError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+}
+
+impl From<postgres::Error> for StoreError {
+    fn from(error: postgres::Error) -> Self {
+        StoreError::Postgres(error)
+    }
 }
 
 /// A PostgreSQL error with its cause (the client's own text is only its
@@ -261,13 +268,17 @@ impl Store {
             None => call.await,
             // A call past its deadline is left to finish on its own (still
             // holding the connection); this caller gets the error now.
-            Some((limit, target)) => tokio::time::timeout(*limit, call)
-                .await
-                .unwrap_or_else(|_| Err(StoreError::PgTimeout {
-                    target: target.to_string(),
-                    address: target.address().to_owned(),
-                    after: *limit,
-                })),
+            Some((limit, target)) => {
+                tokio::time::timeout(*limit, call)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(StoreError::PgTimeout {
+                            target: target.to_string(),
+                            address: target.address().to_owned(),
+                            after: *limit,
+                        })
+                    })
+            }
         }
     }
 
@@ -332,10 +343,13 @@ impl Store {
     /// Every container, ordered by name.
     pub async fn list(&self) -> Result<Vec<ContainerRecord>, StoreError> {
         self.with(|tx| {
-            tx.query(&format!("SELECT {COLUMNS} FROM containers ORDER BY name"), &[])?
-                .iter()
-                .map(read_row)
-                .collect()
+            tx.query(
+                &format!("SELECT {COLUMNS} FROM containers ORDER BY name"),
+                &[],
+            )?
+            .iter()
+            .map(read_row)
+            .collect()
         })
         .await
     }
@@ -449,9 +463,8 @@ fn read_row(row: &SqlRow) -> Result<ContainerRecord, StoreError> {
     };
     let spec = serde_json::from_str(&row.text(1)?).map_err(|e| corrupt(format!("spec: {e}")))?;
     let state = row.text(2)?.parse().map_err(corrupt)?;
-    let count = |i: usize| -> Result<u64, StoreError> {
-        Ok(row.opt_int(i)?.unwrap_or(0).max(0) as u64)
-    };
+    let count =
+        |i: usize| -> Result<u64, StoreError> { Ok(row.opt_int(i)?.unwrap_or(0).max(0) as u64) };
     Ok(ContainerRecord {
         spec,
         state,
@@ -638,7 +651,10 @@ mod tests {
         let err = StoreUrl::parse("postgres://app:s3cret@db:notaport/x").unwrap_err();
         assert!(!err.contains("s3cret"), "{err}");
         let err = StoreUrl::parse("mysql://app:s3cret@db/x").unwrap_err();
-        assert!(err.contains("postgres://") && !err.contains("s3cret"), "{err}");
+        assert!(
+            err.contains("postgres://") && !err.contains("s3cret"),
+            "{err}"
+        );
     }
 
     /// A statement the server refuses says why, and which store refused it.
@@ -673,7 +689,9 @@ mod tests {
             Err(e) => e.to_string(),
         };
         assert!(
-            err.contains(&format!("is PostgreSQL running and reachable at 127.0.0.1:{port}")),
+            err.contains(&format!(
+                "is PostgreSQL running and reachable at 127.0.0.1:{port}"
+            )),
             "{err}"
         );
         assert!(err.contains("app@127.0.0.1"), "{err}");

@@ -153,13 +153,31 @@ mod tests {
         for db in TestDb::both() {
             let backend = db.name();
             let store = with_rows(&db, &["a", "b"]).await;
-            assert!(store.take_lease("a", "n1", LONG).await.unwrap(), "{backend}: free");
-            assert!(store.take_lease("a", "n1", LONG).await.unwrap(), "{backend}: ours");
-            assert!(!store.take_lease("a", "n2", LONG).await.unwrap(), "{backend}: held");
-            assert!(!store.take_lease("nope", "n1", LONG).await.unwrap(), "{backend}: no row");
-            assert!(!store.release_lease("a", "n2").await.unwrap(), "{backend}: not n2's");
+            assert!(
+                store.take_lease("a", "n1", LONG).await.unwrap(),
+                "{backend}: free"
+            );
+            assert!(
+                store.take_lease("a", "n1", LONG).await.unwrap(),
+                "{backend}: ours"
+            );
+            assert!(
+                !store.take_lease("a", "n2", LONG).await.unwrap(),
+                "{backend}: held"
+            );
+            assert!(
+                !store.take_lease("nope", "n1", LONG).await.unwrap(),
+                "{backend}: no row"
+            );
+            assert!(
+                !store.release_lease("a", "n2").await.unwrap(),
+                "{backend}: not n2's"
+            );
             assert!(store.release_lease("a", "n1").await.unwrap(), "{backend}");
-            assert!(store.take_lease("a", "n2", LONG).await.unwrap(), "{backend}: released");
+            assert!(
+                store.take_lease("a", "n2", LONG).await.unwrap(),
+                "{backend}: released"
+            );
 
             // A lease of zero length expires at once: the next node takes it
             // over, and its old holder can no longer renew it.
@@ -168,10 +186,23 @@ mod tests {
                 store.renew_leases("n1", LONG).await.unwrap().is_empty(),
                 "{backend}: an expired lease is not renewed"
             );
-            assert!(store.take_lease("b", "n2", LONG).await.unwrap(), "{backend}: taken over");
-            assert!(!store.take_lease("b", "n1", LONG).await.unwrap(), "{backend}");
-            assert_eq!(store.renew_leases("n2", LONG).await.unwrap(), ["a", "b"], "{backend}");
-            assert!(store.renew_leases("n1", LONG).await.unwrap().is_empty(), "{backend}");
+            assert!(
+                store.take_lease("b", "n2", LONG).await.unwrap(),
+                "{backend}: taken over"
+            );
+            assert!(
+                !store.take_lease("b", "n1", LONG).await.unwrap(),
+                "{backend}"
+            );
+            assert_eq!(
+                store.renew_leases("n2", LONG).await.unwrap(),
+                ["a", "b"],
+                "{backend}"
+            );
+            assert!(
+                store.renew_leases("n1", LONG).await.unwrap().is_empty(),
+                "{backend}"
+            );
         }
     }
 
@@ -223,7 +254,10 @@ mod tests {
             let names: Vec<_> = nodes.iter().map(|n| n.name.as_str()).collect();
             assert_eq!(names, ["n1", "n2"], "{backend}");
             assert_eq!(nodes[0].advertise_addr, "10.0.0.9:8080", "{backend}");
-            assert!(nodes[0].last_heartbeat >= before[0].last_heartbeat, "{backend}");
+            assert!(
+                nodes[0].last_heartbeat >= before[0].last_heartbeat,
+                "{backend}"
+            );
             // The database's clock is Unix time in milliseconds, as ours.
             let drift = (nodes[0].last_heartbeat - crate::domain::now_millis()).abs();
             assert!(drift < 60_000, "{backend}: {drift} ms off");

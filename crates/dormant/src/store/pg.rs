@@ -98,10 +98,10 @@ impl PgTarget {
     fn connect(&self) -> Result<postgres::Client, StoreError> {
         self.config
             .connect(postgres::NoTls)
-            .map_err(|source| StoreError::PgConnect {
+            .map_err(|error| StoreError::PgConnect {
                 target: self.shown.clone(),
                 address: self.address.clone(),
-                source,
+                error,
             })
     }
 }
@@ -138,14 +138,18 @@ impl PgConnection {
             if self.client.as_ref().is_none_or(postgres::Client::is_closed) {
                 self.client = None;
                 self.client = Some(self.target.connect()?);
-                if attempt > 0 {
-                    tracing::info!(store = %self.target, "connected to PostgreSQL again");
-                }
+                // `open` made the first connection: this one replaces a
+                // broken one.
+                tracing::info!(store = %self.target, "connected to PostgreSQL again");
             }
             let client = self.client.as_mut().expect("connected above");
             match in_transaction(client, f) {
                 Ok(result) => {
-                    if self.client.as_ref().is_some_and(postgres::Client::is_closed) {
+                    if self
+                        .client
+                        .as_ref()
+                        .is_some_and(postgres::Client::is_closed)
+                    {
                         self.client = None;
                     }
                     return result.map_err(|e| match e {
@@ -164,20 +168,20 @@ impl PgConnection {
         unreachable!("the second attempt returns")
     }
 
-    fn error(&self, source: postgres::Error) -> StoreError {
-        let broken = source.is_closed()
-            || std::error::Error::source(&source).is_some_and(|cause| cause.is::<std::io::Error>());
+    fn error(&self, error: postgres::Error) -> StoreError {
+        let broken = error.is_closed()
+            || std::error::Error::source(&error).is_some_and(|cause| cause.is::<std::io::Error>());
         if broken {
             // Not the server's answer: the connection failed under the call.
             StoreError::PgConnect {
                 target: self.target.shown.clone(),
                 address: self.target.address.clone(),
-                source,
+                error,
             }
         } else {
             StoreError::PgQuery {
                 target: self.target.shown.clone(),
-                source,
+                error,
             }
         }
     }

@@ -218,11 +218,7 @@ impl Tx<'_> {
     }
 
     /// Runs one query expected to return at most one row.
-    pub fn query_opt(
-        &mut self,
-        sql: &str,
-        params: &[Value],
-    ) -> Result<Option<SqlRow>, StoreError> {
+    pub fn query_opt(&mut self, sql: &str, params: &[Value]) -> Result<Option<SqlRow>, StoreError> {
         Ok(self.query(sql, params)?.into_iter().next())
     }
 

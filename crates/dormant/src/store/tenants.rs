@@ -121,10 +121,13 @@ impl Store {
     /// Every tenant, ordered by id.
     pub async fn tenants(&self) -> Result<Vec<TenantRow>, StoreError> {
         self.with(|tx| {
-            tx.query(&format!("SELECT {TENANT_COLUMNS} FROM tenants ORDER BY id"), &[])?
-                .iter()
-                .map(read_tenant)
-                .collect()
+            tx.query(
+                &format!("SELECT {TENANT_COLUMNS} FROM tenants ORDER BY id"),
+                &[],
+            )?
+            .iter()
+            .map(read_tenant)
+            .collect()
         })
         .await
     }

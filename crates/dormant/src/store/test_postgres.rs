@@ -56,8 +56,8 @@ impl TestPostgres {
         let url = self.url("postgres");
         let sql = format!("CREATE DATABASE {name}");
         std::thread::spawn(move || {
-            let mut client =
-                postgres::Client::connect(&url, postgres::NoTls).expect("connect to the test PostgreSQL");
+            let mut client = postgres::Client::connect(&url, postgres::NoTls)
+                .expect("connect to the test PostgreSQL");
             client.batch_execute(&sql).expect("create a test database");
         })
         .join()
@@ -127,7 +127,15 @@ fn start() -> TestPostgres {
     let out = as_postgres(&bin.join("initdb"))
         .arg("-D")
         .arg(dir.join("data"))
-        .args(["-U", USER, "--auth=scram-sha-256", "--no-locale", "-E", "UTF8", "--no-sync"])
+        .args([
+            "-U",
+            USER,
+            "--auth=scram-sha-256",
+            "--no-locale",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ])
         .arg(format!("--pwfile={}", dir.join("pwfile").display()))
         .output()
         .expect("run initdb");
@@ -176,7 +184,11 @@ fn start() -> TestPostgres {
         _watchdog: Mutex::new(watchdog),
         databases: AtomicU32::new(0),
     };
-    wait_ready(&server.url("postgres"), &server.dir, Some(&server._watchdog));
+    wait_ready(
+        &server.url("postgres"),
+        &server.dir,
+        Some(&server._watchdog),
+    );
     server
 }
 
@@ -218,8 +230,7 @@ fn find_bin() -> Option<PathBuf> {
             let entry = entry.ok()?;
             let version = entry.file_name().to_str()?.parse().ok()?;
             let bin = entry.path().join("bin");
-            (bin.join("postgres").exists() && bin.join("initdb").exists())
-                .then_some((version, bin))
+            (bin.join("postgres").exists() && bin.join("initdb").exists()).then_some((version, bin))
         })
         .collect();
     found.sort();
