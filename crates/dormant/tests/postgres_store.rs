@@ -50,7 +50,7 @@ async fn containers_outlive_restarts_of_dormant_and_of_postgres() {
 
     // dormant dies and comes back: the container is still there, asleep.
     dormant.kill_and_restart();
-    assert_eq!(dormant.names().await, [name.clone()]);
+    assert_eq!(dormant.names().await, std::slice::from_ref(&name));
     assert_eq!(state(&dormant, &name).await, "asleep");
 
     // PostgreSQL dies (SIGQUIT: no clean goodbye to clients) and comes back

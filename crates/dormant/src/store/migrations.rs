@@ -193,7 +193,7 @@ const MIGRATIONS: &[Migration] = &[
 /// Nodes starting together take this PostgreSQL advisory lock (for the
 /// length of the migrating transaction), so one migrates and the others
 /// then find the schema up to date.
-const MIGRATION_LOCK: i64 = 0x646f_726d_616e_74; // "dormant"
+const MIGRATION_LOCK: i64 = 0x0064_6f72_6d61_6e74; // "dormant"
 
 /// Brings the schema up to date inside `tx` (one transaction: all or none).
 pub fn migrate(tx: &mut Tx<'_>) -> Result<(), StoreError> {

@@ -168,7 +168,8 @@ const PG_CALL_DEADLINE: Duration = Duration::from_secs(30);
 /// The one connection of a store.
 enum Backend {
     Sqlite(Connection),
-    Postgres(pg::PgConnection),
+    /// Boxed: the client is large.
+    Postgres(Box<pg::PgConnection>),
 }
 
 impl Backend {
@@ -241,7 +242,8 @@ impl Store {
     /// a thread that runs no async tasks (`open_url` does).
     pub fn open_postgres(target: PgTarget) -> Result<Self, StoreError> {
         let deadline = Some((PG_CALL_DEADLINE, target.clone()));
-        let mut store = Self::migrated(Backend::Postgres(pg::PgConnection::open(target)?))?;
+        let mut store =
+            Self::migrated(Backend::Postgres(Box::new(pg::PgConnection::open(target)?)))?;
         store.deadline = deadline;
         Ok(store)
     }

@@ -26,7 +26,8 @@ const KEEPALIVES_IDLE: Duration = Duration::from_secs(10);
 /// said; shown without its password.
 #[derive(Clone)]
 pub struct PgTarget {
-    config: postgres::Config,
+    /// Boxed: a `Config` is large, and a `StoreUrl` is mostly `Sqlite`.
+    config: Box<postgres::Config>,
     /// `user@host:port/db`, for messages and logs.
     shown: String,
     /// `host:port`, for "is PostgreSQL reachable at ...".
@@ -84,7 +85,7 @@ impl PgTarget {
             // The server's notices ("already exists, skipping") are no news.
             .notice_callback(|notice| tracing::debug!(%notice, "PostgreSQL notice"));
         Ok(Self {
-            config,
+            config: Box::new(config),
             shown,
             address,
         })
