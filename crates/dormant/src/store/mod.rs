@@ -673,6 +673,34 @@ mod tests {
         assert!(!err.contains(test_postgres::PASSWORD), "{err}");
     }
 
+    /// A call that outlasts its deadline (a server that does not answer:
+    /// here one that sleeps) fails with an error naming the store, so does
+    /// a call waiting behind it, and the store serves again once it ends.
+    #[tokio::test]
+    async fn a_postgres_call_past_its_deadline_fails_and_the_store_recovers() {
+        let mut store = TestDb::postgres().open();
+        let target = store.deadline.clone().expect("a PostgreSQL deadline").1;
+        store.deadline = Some((Duration::from_millis(300), target.clone()));
+        store.insert_all(vec![record("a")]).await.unwrap();
+        let err = store
+            .with(|tx| tx.execute("SELECT pg_sleep(4)", &[]))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::PgTimeout { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .contains("is PostgreSQL reachable at 127.0.0.1:"),
+            "{err}"
+        );
+        let err = store.list().await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::PgTimeout { .. }),
+            "waiting for the connection counts: {err}"
+        );
+        store.deadline = Some((PG_CALL_DEADLINE, target));
+        assert_eq!(store.list().await.unwrap().len(), 1);
+    }
+
     /// Nothing listens: the error names the store and asks whether
     /// PostgreSQL is reachable there, without the password.
     #[test]

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use super::sql::Tx;
+use super::sql::{PgStatements, Tx};
 use super::StoreError;
 
 /// How long connecting may take before the call fails.
@@ -110,8 +110,10 @@ impl PgTarget {
 /// The store's PostgreSQL connection.
 pub struct PgConnection {
     target: PgTarget,
-    /// `None` until the first call, and after the connection broke.
+    /// `None` after the connection broke, until the next call.
     client: Option<postgres::Client>,
+    /// Prepared on `client`; forgotten with it.
+    statements: PgStatements,
 }
 
 impl PgConnection {
@@ -122,6 +124,7 @@ impl PgConnection {
         Ok(Self {
             target,
             client: Some(client),
+            statements: PgStatements::default(),
         })
     }
 
@@ -138,13 +141,14 @@ impl PgConnection {
         for attempt in 0..2 {
             if self.client.as_ref().is_none_or(postgres::Client::is_closed) {
                 self.client = None;
+                self.statements.clear();
                 self.client = Some(self.target.connect()?);
                 // `open` made the first connection: this one replaces a
                 // broken one.
                 tracing::info!(store = %self.target, "connected to PostgreSQL again");
             }
             let client = self.client.as_mut().expect("connected above");
-            match in_transaction(client, f) {
+            match in_transaction(client, &mut self.statements, f) {
                 Ok(result) => {
                     if self
                         .client
@@ -161,6 +165,7 @@ impl PgConnection {
                 Err((e, unused)) if attempt == 0 => {
                     tracing::debug!(store = %self.target, error = %e, "beginning a transaction failed; connecting again");
                     self.client = None;
+                    self.statements.clear();
                     f = unused;
                 }
                 Err((e, _)) => return Err(self.error(e)),
@@ -193,6 +198,7 @@ impl PgConnection {
 #[allow(clippy::type_complexity)]
 fn in_transaction<T, F>(
     client: &mut postgres::Client,
+    statements: &mut PgStatements,
     f: F,
 ) -> Result<Result<T, StoreError>, (postgres::Error, F)>
 where
@@ -200,7 +206,7 @@ where
 {
     match client.transaction() {
         Ok(tx) => {
-            let mut tx = Tx::Postgres(tx);
+            let mut tx = Tx::Postgres(tx, statements);
             Ok(f(&mut tx).and_then(|out| tx.commit().map(|()| out)))
         }
         Err(e) => Err((e, f)),

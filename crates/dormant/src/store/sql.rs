@@ -163,14 +163,47 @@ impl SqlRow {
 /// One transaction on either backend. Dropped without `commit`, it rolls back.
 pub enum Tx<'c> {
     Sqlite(rusqlite::Transaction<'c>),
-    Postgres(postgres::Transaction<'c>),
+    /// With the connection's prepared statements, as SQLite's
+    /// `prepare_cached`: one round trip per statement instead of two.
+    Postgres(postgres::Transaction<'c>, &'c mut PgStatements),
+}
+
+/// A PostgreSQL connection's prepared statements, by their SQL.
+#[derive(Default)]
+pub struct PgStatements(std::collections::HashMap<String, postgres::Statement>);
+
+impl PgStatements {
+    /// More than the store's own SQL (a few dozen statements): a bound,
+    /// should that ever change.
+    const MAX: usize = 256;
+
+    fn get(
+        &mut self,
+        tx: &mut postgres::Transaction<'_>,
+        sql: &str,
+    ) -> Result<postgres::Statement, postgres::Error> {
+        if let Some(statement) = self.0.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = tx.prepare(sql)?;
+        if self.0.len() >= Self::MAX {
+            self.0.clear();
+        }
+        self.0.insert(sql.to_owned(), statement.clone());
+        Ok(statement)
+    }
+
+    /// Forgets them all (they die with their connection).
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
 }
 
 impl Tx<'_> {
     pub fn dialect(&self) -> Dialect {
         match self {
             Tx::Sqlite(_) => Dialect::Sqlite,
-            Tx::Postgres(_) => Dialect::Postgres,
+            Tx::Postgres(..) => Dialect::Postgres,
         }
     }
 
@@ -182,7 +215,10 @@ impl Tx<'_> {
                 let mut stmt = tx.prepare_cached(&sql)?;
                 Ok(stmt.execute(rusqlite::params_from_iter(params))? as u64)
             }
-            Tx::Postgres(tx) => Ok(tx.execute(sql.as_ref(), &pg_params(params))?),
+            Tx::Postgres(tx, statements) => {
+                let statement = statements.get(tx, &sql)?;
+                Ok(tx.execute(&statement, &pg_params(params))?)
+            }
         }
     }
 
@@ -203,17 +239,19 @@ impl Tx<'_> {
                 }
                 Ok(out)
             }
-            Tx::Postgres(tx) => tx
-                .query(sql.as_ref(), &pg_params(params))?
-                .iter()
-                .map(|row| {
-                    (0..row.len())
-                        .map(|i| row.try_get::<_, Value>(i))
-                        .collect::<Result<Vec<_>, _>>()
-                        .map(SqlRow)
-                        .map_err(StoreError::from)
-                })
-                .collect(),
+            Tx::Postgres(tx, statements) => {
+                let statement = statements.get(tx, &sql)?;
+                tx.query(&statement, &pg_params(params))?
+                    .iter()
+                    .map(|row| {
+                        (0..row.len())
+                            .map(|i| row.try_get::<_, Value>(i))
+                            .collect::<Result<Vec<_>, _>>()
+                            .map(SqlRow)
+                            .map_err(StoreError::from)
+                    })
+                    .collect()
+            }
         }
     }
 
@@ -226,7 +264,7 @@ impl Tx<'_> {
     pub fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
         match self {
             Tx::Sqlite(tx) => tx.execute_batch(sql)?,
-            Tx::Postgres(tx) => tx.batch_execute(sql)?,
+            Tx::Postgres(tx, _) => tx.batch_execute(sql)?,
         }
         Ok(())
     }
@@ -234,7 +272,7 @@ impl Tx<'_> {
     pub fn commit(self) -> Result<(), StoreError> {
         match self {
             Tx::Sqlite(tx) => tx.commit()?,
-            Tx::Postgres(tx) => tx.commit()?,
+            Tx::Postgres(tx, _) => tx.commit()?,
         }
         Ok(())
     }
