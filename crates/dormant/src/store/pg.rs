@@ -1,6 +1,7 @@
-//! The store's connection to PostgreSQL: one connection, made on first use
+//! The store's connection to PostgreSQL: one connection, made at start-up
 //! and made again after it breaks (the server restarted, the network
-//! dropped), with every wait bounded.
+//! dropped), with every wait bounded: here by the server's statement and
+//! lock timeouts and TCP's, and around each call by the store's deadline.
 //!
 //! One connection behind the store's mutex, as with SQLite: the store's
 //! calls are few and short, and running them one at a time keeps each
@@ -141,6 +142,7 @@ impl PgConnection {
         for attempt in 0..2 {
             if self.client.as_ref().is_none_or(postgres::Client::is_closed) {
                 self.client = None;
+                // Prepared on the connection that is gone.
                 self.statements.clear();
                 self.client = Some(self.target.connect()?);
                 // `open` made the first connection: this one replaces a
@@ -165,7 +167,6 @@ impl PgConnection {
                 Err((e, unused)) if attempt == 0 => {
                     tracing::debug!(store = %self.target, error = %e, "beginning a transaction failed; connecting again");
                     self.client = None;
-                    self.statements.clear();
                     f = unused;
                 }
                 Err((e, _)) => return Err(self.error(e)),
