@@ -31,6 +31,12 @@ pub struct ServeConfig {
     #[arg(long, env = "DORMANT_DATA_DIR", default_value = Self::DEFAULT_DATA_DIR, value_name = "DIR")]
     pub data_dir: PathBuf,
 
+    /// Where the store lives: `sqlite://` (the default: `dormant.db` in the
+    /// data dir) or `postgres://user:password@host:port/database`, which
+    /// several nodes can share. Never logged with its password.
+    #[arg(long, env = "DORMANT_STORE", default_value = "sqlite://", value_parser = StoreUrlParser, value_name = "URL", hide_env_values = true)]
+    pub store: crate::store::StoreUrl,
+
     /// Address of the REST API.
     #[arg(
         long,
@@ -402,6 +408,31 @@ impl ServeConfig {
     pub const DEFAULT_DATA_DIR: &'static str = "./dormant-data";
 }
 
+/// Parses `--store` with an error that does not repeat the value, as
+/// clap's own would: a PostgreSQL URL may hold a password.
+#[derive(Clone)]
+struct StoreUrlParser;
+
+impl clap::builder::TypedValueParser for StoreUrlParser {
+    type Value = crate::store::StoreUrl;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Self::Value, clap::Error> {
+        let text = value.to_str().unwrap_or_default();
+        crate::store::StoreUrl::parse(text).map_err(|why| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid value for --store (DORMANT_STORE): {why}\n"),
+            )
+            .with_cmd(cmd)
+        })
+    }
+}
+
 /// A log file size: at least 1 KiB (Docker's json-file would otherwise
 /// rotate on every line), at most 1 GiB.
 fn parse_log_size(text: &str) -> Result<u64, String> {
@@ -525,6 +556,26 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         config: ServeConfig,
+    }
+
+    #[test]
+    fn the_store_is_sqlite_unless_a_postgres_url_is_given_and_bad_ones_are_not_echoed() {
+        let cli = Cli::try_parse_from(["dormant"]).unwrap();
+        assert!(matches!(cli.config.store, crate::store::StoreUrl::Sqlite));
+        let url = "postgres://app:s3cret@db:5432/dormant";
+        let cli = Cli::try_parse_from(["dormant", "--store", url]).unwrap();
+        assert_eq!(
+            cli.config.store.to_string(),
+            "postgres://app@db:5432/dormant"
+        );
+        for bad in ["mysql://app:s3cret@db/x", "postgres://app:s3cret@db:port/x"] {
+            let err = Cli::try_parse_from(["dormant", "--store", bad])
+                .err()
+                .expect("refused")
+                .to_string();
+            assert!(err.contains("--store"), "{err}");
+            assert!(!err.contains("s3cret"), "{err}");
+        }
     }
 
     #[test]

@@ -242,8 +242,9 @@ pub struct ContainerRecord {
     pub docker_id: Option<String>,
     /// Who asked for it; every row has one so tenants can come later.
     pub owner: String,
-    /// The dormant node that owns it.
-    pub node: String,
+    /// The dormant node that runs it; `None` when no node holds it (an
+    /// archived container, once several nodes share a store).
+    pub node: Option<String>,
     pub created_at: UnixMillis,
     pub last_active_at: UnixMillis,
     /// How many times it has been woken (from asleep or failed).
@@ -342,7 +343,7 @@ pub fn sample_record(name: &str, at: UnixMillis) -> ContainerRecord {
         reason: None,
         docker_id: None,
         owner: "admin".into(),
-        node: "n1".into(),
+        node: Some("n1".into()),
         created_at: at,
         last_active_at: at,
         wakes: 0,

@@ -33,7 +33,7 @@ use crate::runtime::docker::{DockerRuntime, LogRotation, Reach};
 use crate::runtime::limited::Limited;
 use crate::runtime::Runtime;
 use crate::snapshot_store::{self, SnapshotLocation, SnapshotStore};
-use crate::store::Store;
+use crate::store::{Store, StoreUrl};
 use crate::token::{self, TokenSource};
 use crate::webhooks::{self, Webhooks};
 use std::collections::HashMap;
@@ -111,9 +111,16 @@ pub async fn run(
     let admin_token = admin_token(data_dir)?;
     let node = node_id(data_dir)?;
     let metrics = Arc::new(Metrics::new());
-    let store_path = config.data_dir.join("dormant.db");
-    let store = Store::open(&store_path)
-        .with_context(|| format!("cannot open the store {}", store_path.display()))?;
+    let store = Store::open_url(&config.store, data_dir)
+        .await
+        .with_context(|| match &config.store {
+            StoreUrl::Sqlite => format!(
+                "cannot open the store {}",
+                data_dir.join("dormant.db").display()
+            ),
+            StoreUrl::Postgres(target) => format!("cannot open the store {target}"),
+        })?;
+    tracing::info!(store = %config.store, "store open");
     let lifecycle = build_lifecycle(
         &config,
         store.clone(),

@@ -37,7 +37,7 @@ pub(super) async fn run(
             reason: None,
             docker_id: None,
             owner: request.owner.clone(),
-            node: ctx.config.node.clone(),
+            node: Some(ctx.config.node.clone()),
             created_at: now,
             last_active_at: now,
             wakes: 0,

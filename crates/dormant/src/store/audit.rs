@@ -1,7 +1,7 @@
 //! The audit log in the store: one row per API call that changed something
 //! (or tried to), newest first, pruned after the retention.
 
-use rusqlite::params;
+use super::sql::vals;
 
 use super::{Store, StoreError};
 use crate::domain::UnixMillis;
@@ -25,19 +25,19 @@ pub struct AuditEntry {
 impl Store {
     /// Appends one entry (its `id` is assigned).
     pub async fn record_audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
-        self.with(move |conn| {
-            conn.prepare_cached(
+        self.with(move |tx| {
+            tx.execute(
                 "INSERT INTO audit (at, token_id, principal, method, path, status)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?
-            .execute(params![
-                entry.at,
-                entry.token_id,
-                entry.principal,
-                entry.method,
-                entry.path,
-                entry.status
-            ])?;
+                &vals![
+                    entry.at,
+                    entry.token_id,
+                    entry.principal,
+                    entry.method,
+                    entry.path,
+                    entry.status
+                ],
+            )?;
             Ok(())
         })
         .await
@@ -51,27 +51,26 @@ impl Store {
         before: Option<i64>,
         limit: usize,
     ) -> Result<Vec<AuditEntry>, StoreError> {
-        self.with(move |conn| {
-            let mut stmt = conn.prepare_cached(
+        self.with(move |tx| {
+            tx.query(
                 "SELECT id, at, token_id, principal, method, path, status FROM audit
-                 WHERE (?1 IS NULL OR principal = ?1) AND id < ?2
+                 WHERE (CAST(?1 AS TEXT) IS NULL OR principal = ?1) AND id < ?2
                  ORDER BY id DESC LIMIT ?3",
-            )?;
-            let rows = stmt.query_map(
-                params![principal, before.unwrap_or(i64::MAX), limit as i64],
-                |row| {
-                    Ok(AuditEntry {
-                        id: row.get(0)?,
-                        at: row.get(1)?,
-                        token_id: row.get(2)?,
-                        principal: row.get(3)?,
-                        method: row.get(4)?,
-                        path: row.get(5)?,
-                        status: row.get(6)?,
-                    })
-                },
-            )?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
+                &vals![principal, before.unwrap_or(i64::MAX), limit as i64],
+            )?
+            .iter()
+            .map(|row| {
+                Ok(AuditEntry {
+                    id: row.int(0)?,
+                    at: row.int(1)?,
+                    token_id: row.text(2)?,
+                    principal: row.text(3)?,
+                    method: row.text(4)?,
+                    path: row.text(5)?,
+                    status: u16::try_from(row.int(6)?).unwrap_or(0),
+                })
+            })
+            .collect()
         })
         .await
     }
@@ -84,15 +83,13 @@ impl Store {
         keep_at_most: u64,
     ) -> Result<usize, StoreError> {
         let keep = i64::try_from(keep_at_most).unwrap_or(i64::MAX);
-        self.with(move |conn| {
-            let tx = conn.transaction()?;
-            let old = tx.execute("DELETE FROM audit WHERE at < ?1", [cutoff])?;
+        self.with(move |tx| {
+            let old = tx.execute("DELETE FROM audit WHERE at < ?1", &vals![cutoff])?;
             let over = tx.execute(
                 "DELETE FROM audit WHERE id <= (SELECT MAX(id) FROM audit) - ?1",
-                [keep],
+                &vals![keep],
             )?;
-            tx.commit()?;
-            Ok(old + over)
+            Ok((old + over) as usize)
         })
         .await
     }
@@ -101,6 +98,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::test_backend::TestDb;
 
     fn entry(at: UnixMillis, principal: &str) -> AuditEntry {
         AuditEntry {
@@ -116,7 +114,13 @@ mod tests {
 
     #[tokio::test]
     async fn pages_go_newest_first_per_principal_and_pruning_drops_the_old() {
-        let store = Store::open_in_memory().unwrap();
+        for db in TestDb::both() {
+            eprintln!("backend: {}", db.name());
+            pages_and_pruning(db.open()).await;
+        }
+    }
+
+    async fn pages_and_pruning(store: Store) {
         for at in 1..=5 {
             store.record_audit(entry(at, "acme")).await.unwrap();
             store.record_audit(entry(at, "other")).await.unwrap();

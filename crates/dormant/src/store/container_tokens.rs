@@ -1,7 +1,7 @@
 //! Container access tokens in the store: only the SHA-256 of each secret,
 //! with its public id and the container (by name and creation time) it opens.
 
-use rusqlite::params;
+use super::sql::vals;
 
 use super::{Store, StoreError};
 use crate::domain::UnixMillis;
@@ -21,11 +21,11 @@ pub struct ContainerTokenRow {
 
 impl Store {
     pub async fn insert_container_token(&self, row: ContainerTokenRow) -> Result<(), StoreError> {
-        self.with(move |conn| {
-            conn.execute(
+        self.with(move |tx| {
+            tx.execute(
                 "INSERT INTO container_tokens (id, container, container_created_at, hash, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![row.id, row.container, row.container_created_at, row.hash, row.created_at],
+                &vals![row.id, row.container, row.container_created_at, row.hash, row.created_at],
             )?;
             Ok(())
         })
@@ -39,10 +39,10 @@ impl Store {
         id: &str,
     ) -> Result<bool, StoreError> {
         let (container, id) = (container.to_owned(), id.to_owned());
-        self.with(move |conn| {
-            let deleted = conn.execute(
+        self.with(move |tx| {
+            let deleted = tx.execute(
                 "DELETE FROM container_tokens WHERE container = ?1 AND id = ?2",
-                params![container, id],
+                &vals![container, id],
             )?;
             Ok(deleted > 0)
         })
@@ -52,33 +52,30 @@ impl Store {
     /// Every token whose container still exists; tokens of containers gone
     /// meanwhile (a crash between the two deletes) are deleted first.
     pub async fn load_container_tokens(&self) -> Result<Vec<ContainerTokenRow>, StoreError> {
-        self.with(|conn| {
-            let tx = conn.transaction()?;
+        self.with(|tx| {
             tx.execute(
                 "DELETE FROM container_tokens WHERE NOT EXISTS (
                    SELECT 1 FROM containers c
                    WHERE c.name = container_tokens.container
                      AND c.created_at = container_tokens.container_created_at)",
-                [],
+                &[],
             )?;
-            let rows = {
-                let mut stmt = tx.prepare(
-                    "SELECT id, container, container_created_at, hash, created_at
-                     FROM container_tokens ORDER BY created_at, id",
-                )?;
-                let rows = stmt.query_map([], |row| {
-                    Ok(ContainerTokenRow {
-                        id: row.get(0)?,
-                        container: row.get(1)?,
-                        container_created_at: row.get(2)?,
-                        hash: row.get(3)?,
-                        created_at: row.get(4)?,
-                    })
-                })?;
-                rows.collect::<Result<Vec<_>, _>>()?
-            };
-            tx.commit()?;
-            Ok(rows)
+            tx.query(
+                "SELECT id, container, container_created_at, hash, created_at
+                 FROM container_tokens ORDER BY created_at, id",
+                &[],
+            )?
+            .iter()
+            .map(|row| {
+                Ok(ContainerTokenRow {
+                    id: row.text(0)?,
+                    container: row.text(1)?,
+                    container_created_at: row.int(2)?,
+                    hash: row.text(3)?,
+                    created_at: row.int(4)?,
+                })
+            })
+            .collect()
         })
         .await
     }
@@ -87,6 +84,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::test_backend::TestDb;
 
     fn row(id: &str, container: &str, made: UnixMillis) -> ContainerTokenRow {
         ContainerTokenRow {
@@ -100,7 +98,13 @@ mod tests {
 
     #[tokio::test]
     async fn tokens_go_with_their_container() {
-        let store = Store::open_in_memory().unwrap();
+        for db in TestDb::both() {
+            eprintln!("backend: {}", db.name());
+            go_with_their_container(db.open()).await;
+        }
+    }
+
+    async fn go_with_their_container(store: Store) {
         let a = crate::domain::sample_record("a", 1);
         store.insert_all(vec![a.clone()]).await.unwrap();
         store

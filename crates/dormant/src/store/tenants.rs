@@ -2,12 +2,10 @@
 //! SHA-256 of its secret, under a short public id shown in listings and the
 //! audit log.
 
-use rusqlite::{params, OptionalExtension, Row};
-
+use super::sql::{vals, SqlRow, Tx};
 use super::{Store, StoreError};
 use crate::domain::UnixMillis;
 use crate::tenant::Quotas;
-
 /// A tenant as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TenantRow {
@@ -42,13 +40,13 @@ const TENANT_COLUMNS: &str =
     "id, created_at, max_containers, max_running, max_memory_bytes, max_snapshot_bytes";
 const TOKEN_COLUMNS: &str = "id, tenant, sha256, created_at, revoked_at";
 
-fn read_tenant(row: &Row<'_>) -> rusqlite::Result<TenantRow> {
-    let limit = |i: usize| -> rusqlite::Result<Option<u64>> {
-        Ok(row.get::<_, Option<i64>>(i)?.map(|v| v.max(0) as u64))
+fn read_tenant(row: &SqlRow) -> Result<TenantRow, StoreError> {
+    let limit = |i: usize| -> Result<Option<u64>, StoreError> {
+        Ok(row.opt_int(i)?.map(|v| v.max(0) as u64))
     };
     Ok(TenantRow {
-        id: row.get(0)?,
-        created_at: row.get(1)?,
+        id: row.text(0)?,
+        created_at: row.int(1)?,
         quotas: Quotas {
             max_containers: limit(2)?,
             max_running: limit(3)?,
@@ -58,35 +56,35 @@ fn read_tenant(row: &Row<'_>) -> rusqlite::Result<TenantRow> {
     })
 }
 
-fn read_token(row: &Row<'_>) -> rusqlite::Result<TokenRow> {
+fn read_token(row: &SqlRow) -> Result<TokenRow, StoreError> {
     Ok(TokenRow {
-        id: row.get(0)?,
-        tenant: row.get(1)?,
-        sha256: row.get(2)?,
-        created_at: row.get(3)?,
-        revoked_at: row.get(4)?,
+        id: row.text(0)?,
+        tenant: row.text(1)?,
+        sha256: row.text(2)?,
+        created_at: row.int(3)?,
+        revoked_at: row.opt_int(4)?,
     })
 }
 
-/// SQLite integers are signed; a quota past `i64::MAX` is as good as none.
+/// SQL integers are signed; a quota past `i64::MAX` is as good as none.
 fn sql_limit(limit: Option<u64>) -> Option<i64> {
     limit.map(|v| i64::try_from(v).unwrap_or(i64::MAX))
 }
 
-fn insert_token(tx: &rusqlite::Transaction<'_>, token: &TokenRow) -> rusqlite::Result<()> {
+fn insert_token(tx: &mut Tx<'_>, token: &TokenRow) -> Result<(), StoreError> {
     tx.execute(
         &format!("INSERT INTO tenant_tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, NULL)"),
-        params![token.id, token.tenant, token.sha256, token.created_at],
+        &vals![&token.id, &token.tenant, &token.sha256, token.created_at],
     )?;
     Ok(())
 }
 
-fn live_tokens(tx: &rusqlite::Transaction<'_>, tenant: &str) -> rusqlite::Result<usize> {
-    tx.query_row(
+fn live_tokens(tx: &mut Tx<'_>, tenant: &str) -> Result<usize, StoreError> {
+    let row = tx.query_opt(
         "SELECT COUNT(*) FROM tenant_tokens WHERE tenant = ?1 AND revoked_at IS NULL",
-        [tenant],
-        |row| row.get::<_, i64>(0).map(|n| n.max(0) as usize),
-    )
+        &vals![tenant],
+    )?;
+    Ok(row.map_or(Ok(0), |row| row.int(0))?.max(0) as usize)
 }
 
 impl Store {
@@ -96,16 +94,15 @@ impl Store {
         tenant: TenantRow,
         token: TokenRow,
     ) -> Result<(), StoreError> {
-        self.with(move |conn| {
-            let tx = conn.transaction()?;
+        self.with(move |tx| {
             let q = &tenant.quotas;
             let inserted = tx.execute(
                 &format!(
                     "INSERT INTO tenants ({TENANT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                      ON CONFLICT(id) DO NOTHING"
                 ),
-                params![
-                    tenant.id,
+                &vals![
+                    &tenant.id,
                     tenant.created_at,
                     sql_limit(q.max_containers),
                     sql_limit(q.max_running),
@@ -116,34 +113,34 @@ impl Store {
             if inserted == 0 {
                 return Err(StoreError::TenantTaken(tenant.id.clone()));
             }
-            insert_token(&tx, &token)?;
-            tx.commit()?;
-            Ok(())
+            insert_token(tx, &token)
         })
         .await
     }
 
     /// Every tenant, ordered by id.
     pub async fn tenants(&self) -> Result<Vec<TenantRow>, StoreError> {
-        self.with(|conn| {
-            let mut stmt =
-                conn.prepare(&format!("SELECT {TENANT_COLUMNS} FROM tenants ORDER BY id"))?;
-            let rows = stmt.query_map([], read_tenant)?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        self.with(|tx| {
+            tx.query(
+                &format!("SELECT {TENANT_COLUMNS} FROM tenants ORDER BY id"),
+                &[],
+            )?
+            .iter()
+            .map(read_tenant)
+            .collect()
         })
         .await
     }
 
     pub async fn tenant(&self, id: &str) -> Result<Option<TenantRow>, StoreError> {
         let id = id.to_owned();
-        self.with(move |conn| {
-            Ok(conn
-                .query_row(
-                    &format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE id = ?1"),
-                    [&id],
-                    read_tenant,
-                )
-                .optional()?)
+        self.with(move |tx| {
+            tx.query_opt(
+                &format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE id = ?1"),
+                &vals![id],
+            )?
+            .map(|row| read_tenant(&row))
+            .transpose()
         })
         .await
     }
@@ -151,11 +148,11 @@ impl Store {
     /// Replaces a tenant's quotas; false if there is no such tenant.
     pub async fn set_quotas(&self, id: &str, quotas: Quotas) -> Result<bool, StoreError> {
         let id = id.to_owned();
-        self.with(move |conn| {
-            let changed = conn.execute(
+        self.with(move |tx| {
+            let changed = tx.execute(
                 "UPDATE tenants SET max_containers = ?2, max_running = ?3,
                    max_memory_bytes = ?4, max_snapshot_bytes = ?5 WHERE id = ?1",
-                params![
+                &vals![
                     id,
                     sql_limit(quotas.max_containers),
                     sql_limit(quotas.max_running),
@@ -171,11 +168,9 @@ impl Store {
     /// Removes a tenant and all its tokens; false if there was none.
     pub async fn delete_tenant(&self, id: &str) -> Result<bool, StoreError> {
         let id = id.to_owned();
-        self.with(move |conn| {
-            let tx = conn.transaction()?;
-            tx.execute("DELETE FROM tenant_tokens WHERE tenant = ?1", [&id])?;
-            let deleted = tx.execute("DELETE FROM tenants WHERE id = ?1", [&id])?;
-            tx.commit()?;
+        self.with(move |tx| {
+            tx.execute("DELETE FROM tenant_tokens WHERE tenant = ?1", &vals![&id])?;
+            let deleted = tx.execute("DELETE FROM tenants WHERE id = ?1", &vals![&id])?;
             Ok(deleted > 0)
         })
         .await
@@ -183,12 +178,16 @@ impl Store {
 
     /// Every live (unrevoked) token of every tenant, for the token index.
     pub async fn live_tokens(&self) -> Result<Vec<TokenRow>, StoreError> {
-        self.with(|conn| {
-            let mut stmt = conn.prepare(&format!(
-                "SELECT {TOKEN_COLUMNS} FROM tenant_tokens WHERE revoked_at IS NULL ORDER BY created_at, id"
-            ))?;
-            let rows = stmt.query_map([], read_token)?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        self.with(|tx| {
+            tx.query(
+                &format!(
+                    "SELECT {TOKEN_COLUMNS} FROM tenant_tokens WHERE revoked_at IS NULL ORDER BY created_at, id"
+                ),
+                &[],
+            )?
+            .iter()
+            .map(read_token)
+            .collect()
         })
         .await
     }
@@ -196,13 +195,17 @@ impl Store {
     /// The live tokens of one tenant, oldest first.
     pub async fn tenant_tokens(&self, tenant: &str) -> Result<Vec<TokenRow>, StoreError> {
         let tenant = tenant.to_owned();
-        self.with(move |conn| {
-            let mut stmt = conn.prepare(&format!(
-                "SELECT {TOKEN_COLUMNS} FROM tenant_tokens
-                 WHERE tenant = ?1 AND revoked_at IS NULL ORDER BY created_at, id"
-            ))?;
-            let rows = stmt.query_map([&tenant], read_token)?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        self.with(move |tx| {
+            tx.query(
+                &format!(
+                    "SELECT {TOKEN_COLUMNS} FROM tenant_tokens
+                     WHERE tenant = ?1 AND revoked_at IS NULL ORDER BY created_at, id"
+                ),
+                &vals![tenant],
+            )?
+            .iter()
+            .map(read_token)
+            .collect()
         })
         .await
     }
@@ -213,21 +216,17 @@ impl Store {
         token: TokenRow,
         max_live: usize,
     ) -> Result<TokenAdded, StoreError> {
-        self.with(move |conn| {
-            let tx = conn.transaction()?;
-            let exists: bool = tx.query_row(
-                "SELECT EXISTS(SELECT 1 FROM tenants WHERE id = ?1)",
-                [&token.tenant],
-                |row| row.get(0),
-            )?;
+        self.with(move |tx| {
+            let exists = tx
+                .query_opt("SELECT 1 FROM tenants WHERE id = ?1", &vals![&token.tenant])?
+                .is_some();
             if !exists {
                 return Ok(TokenAdded::NotFound);
             }
-            if live_tokens(&tx, &token.tenant)? >= max_live {
+            if live_tokens(tx, &token.tenant)? >= max_live {
                 return Ok(TokenAdded::TooMany);
             }
-            insert_token(&tx, &token)?;
-            tx.commit()?;
+            insert_token(tx, &token)?;
             Ok(TokenAdded::Added)
         })
         .await
@@ -241,11 +240,11 @@ impl Store {
         at: UnixMillis,
     ) -> Result<bool, StoreError> {
         let (tenant, token_id) = (tenant.to_owned(), token_id.to_owned());
-        self.with(move |conn| {
-            let changed = conn.execute(
+        self.with(move |tx| {
+            let changed = tx.execute(
                 "UPDATE tenant_tokens SET revoked_at = ?3
                  WHERE id = ?1 AND tenant = ?2 AND revoked_at IS NULL",
-                params![token_id, tenant, at],
+                &vals![token_id, tenant, at],
             )?;
             Ok(changed > 0)
         })
@@ -260,18 +259,16 @@ impl Store {
         new: TokenRow,
     ) -> Result<TokenAdded, StoreError> {
         let old_id = old_id.to_owned();
-        self.with(move |conn| {
-            let tx = conn.transaction()?;
+        self.with(move |tx| {
             let revoked = tx.execute(
                 "UPDATE tenant_tokens SET revoked_at = ?3
                  WHERE id = ?1 AND tenant = ?2 AND revoked_at IS NULL",
-                params![old_id, new.tenant, new.created_at],
+                &vals![old_id, &new.tenant, new.created_at],
             )?;
             if revoked == 0 {
                 return Ok(TokenAdded::NotFound);
             }
-            insert_token(&tx, &new)?;
-            tx.commit()?;
+            insert_token(tx, &new)?;
             Ok(TokenAdded::Added)
         })
         .await
@@ -281,6 +278,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::test_backend::TestDb;
 
     fn token(id: &str, tenant: &str) -> TokenRow {
         TokenRow {
@@ -306,7 +304,13 @@ mod tests {
 
     #[tokio::test]
     async fn tenants_and_tokens_round_trip() {
-        let store = Store::open_in_memory().unwrap();
+        for db in TestDb::both() {
+            eprintln!("backend: {}", db.name());
+            round_trip(db.open()).await;
+        }
+    }
+
+    async fn round_trip(store: Store) {
         store
             .insert_tenant(tenant("acme"), token("tok_1", "acme"))
             .await

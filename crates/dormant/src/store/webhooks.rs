@@ -2,7 +2,7 @@
 //! delivery is signed with (kept as is: dormant needs it to sign; the
 //! database is private to dormant, 0600).
 
-use rusqlite::{params, Row};
+use super::sql::{vals, SqlRow};
 
 use super::{Store, StoreError};
 use crate::domain::UnixMillis;
@@ -26,20 +26,20 @@ pub struct WebhookRow {
 
 const COLUMNS: &str = "id, owner, url, events, container, secret, created_at";
 
-fn read(row: &Row<'_>) -> rusqlite::Result<WebhookRow> {
-    let events: String = row.get(3)?;
+fn read(row: &SqlRow) -> Result<WebhookRow, StoreError> {
+    let events = row.text(3)?;
     Ok(WebhookRow {
-        id: row.get(0)?,
-        owner: row.get(1)?,
-        url: row.get(2)?,
+        id: row.text(0)?,
+        owner: row.text(1)?,
+        url: row.text(2)?,
         events: events
             .split(',')
             .filter(|e| !e.is_empty())
             .map(str::to_owned)
             .collect(),
-        container: row.get(4)?,
-        secret: row.get(5)?,
-        created_at: row.get(6)?,
+        container: row.opt_text(4)?,
+        secret: row.text(5)?,
+        created_at: row.int(6)?,
     })
 }
 
@@ -58,19 +58,19 @@ impl Store {
         hook: WebhookRow,
         max: usize,
     ) -> Result<WebhookAdded, StoreError> {
-        self.with(move |conn| {
-            let tx = conn.transaction()?;
-            let have: i64 = tx.query_row(
-                "SELECT COUNT(*) FROM webhooks WHERE owner = ?1",
-                [&hook.owner],
-                |row| row.get(0),
-            )?;
-            if have as usize >= max {
+        self.with(move |tx| {
+            let have = tx
+                .query_opt(
+                    "SELECT COUNT(*) FROM webhooks WHERE owner = ?1",
+                    &vals![&hook.owner],
+                )?
+                .map_or(Ok(0), |row| row.int(0))?;
+            if have.max(0) as usize >= max {
                 return Ok(WebhookAdded::TooMany);
             }
             tx.execute(
                 &format!("INSERT INTO webhooks ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
-                params![
+                &vals![
                     hook.id,
                     hook.owner,
                     hook.url,
@@ -80,7 +80,6 @@ impl Store {
                     hook.created_at
                 ],
             )?;
-            tx.commit()?;
             Ok(WebhookAdded::Added)
         })
         .await
@@ -88,12 +87,14 @@ impl Store {
 
     /// Every webhook, oldest first.
     pub async fn webhooks(&self) -> Result<Vec<WebhookRow>, StoreError> {
-        self.with(|conn| {
-            let mut stmt = conn.prepare(&format!(
-                "SELECT {COLUMNS} FROM webhooks ORDER BY created_at, id"
-            ))?;
-            let rows = stmt.query_map([], read)?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        self.with(|tx| {
+            tx.query(
+                &format!("SELECT {COLUMNS} FROM webhooks ORDER BY created_at, id"),
+                &[],
+            )?
+            .iter()
+            .map(read)
+            .collect()
         })
         .await
     }
@@ -101,15 +102,13 @@ impl Store {
     /// Deletes every webhook of `owner` (a tenant that is gone); their ids.
     pub async fn delete_webhooks_of(&self, owner: &str) -> Result<Vec<String>, StoreError> {
         let owner = owner.to_owned();
-        self.with(move |conn| {
-            let tx = conn.transaction()?;
-            let ids = {
-                let mut stmt = tx.prepare("SELECT id FROM webhooks WHERE owner = ?1")?;
-                let rows = stmt.query_map([&owner], |row| row.get::<_, String>(0))?;
-                rows.collect::<rusqlite::Result<Vec<_>>>()?
-            };
-            tx.execute("DELETE FROM webhooks WHERE owner = ?1", [&owner])?;
-            tx.commit()?;
+        self.with(move |tx| {
+            let ids = tx
+                .query("SELECT id FROM webhooks WHERE owner = ?1", &vals![&owner])?
+                .iter()
+                .map(|row| row.text(0))
+                .collect::<Result<Vec<_>, _>>()?;
+            tx.execute("DELETE FROM webhooks WHERE owner = ?1", &vals![&owner])?;
             Ok(ids)
         })
         .await
@@ -118,7 +117,7 @@ impl Store {
     /// Deletes webhook `id`; `false` if there was none.
     pub async fn delete_webhook(&self, id: &str) -> Result<bool, StoreError> {
         let id = id.to_owned();
-        self.with(move |conn| Ok(conn.execute("DELETE FROM webhooks WHERE id = ?1", [&id])? > 0))
+        self.with(move |tx| Ok(tx.execute("DELETE FROM webhooks WHERE id = ?1", &vals![id])? > 0))
             .await
     }
 }
@@ -126,6 +125,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::test_backend::TestDb;
 
     fn hook(id: &str, owner: &str) -> WebhookRow {
         WebhookRow {
@@ -141,7 +141,13 @@ mod tests {
 
     #[tokio::test]
     async fn webhooks_are_kept_counted_per_owner_and_deleted() {
-        let store = Store::open_in_memory().unwrap();
+        for db in TestDb::both() {
+            eprintln!("backend: {}", db.name());
+            kept_counted_deleted(db.open()).await;
+        }
+    }
+
+    async fn kept_counted_deleted(store: Store) {
         assert_eq!(
             store.add_webhook(hook("wh_1", "acme"), 2).await.unwrap(),
             WebhookAdded::Added

@@ -20,6 +20,10 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
+/// The test process's own PostgreSQL (the same helper as the unit tests').
+#[path = "../../src/store/test_postgres.rs"]
+pub mod postgres;
+
 pub const DEMO_IMAGE: &str = "dormant-demo:latest";
 
 /// Builds the demo image once per test binary.

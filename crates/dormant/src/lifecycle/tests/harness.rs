@@ -89,6 +89,9 @@ impl Harness {
         std::fs::create_dir_all(dir.path().join("snapshots")).expect("create the snapshot dir");
         let store = if options.store_faults {
             Store::open(&dir.path().join("dormant.db")).expect("open the store")
+        } else if std::env::var("DORMANT_TEST_STORE").as_deref() == Ok("postgres") {
+            // The lifecycle suite again on PostgreSQL (see .ci/run).
+            crate::store::test_backend::TestDb::postgres().open()
         } else {
             Store::open_in_memory().expect("open the store")
         };
