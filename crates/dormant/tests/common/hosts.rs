@@ -1,0 +1,542 @@
+//! Several Docker hosts on this one machine, for the tests of dormant across
+//! hosts: `Lab::start(n)` brings up n hosts (each its own network, PID, mount
+//! and UTS namespaces, its own dockerd and address on a private bridge, the
+//! demo image loaded), and dropping the lab removes all of it, even when the
+//! test panics. The work is done by `tests/hosts/lab.sh`.
+//!
+//! Names, addresses and directories come from a slot (0-7) held with an
+//! exclusive `flock`: concurrent test processes take different slots, so they
+//! never share a name, a subnet or a directory. Names from a random run id
+//! would do that too, but a run killed outright (SIGKILL, no `Drop`) would
+//! leave its namespaces and daemons for ever; with slots the kernel drops a
+//! dead run's lock, and whoever takes the slot next removes what is left of
+//! it before using it (`lab.sh down`). A slot's names also stay short enough
+//! for the kernel's 15-character interface names.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{demo_image, Dormant};
+
+/// Slots 0-7: subnets 10.77.0.0/24 to 10.77.7.0/24.
+const SLOTS: u8 = 8;
+/// Longest wait for a free slot (another test process holds each one).
+const SLOT_WAIT: Duration = Duration::from_secs(600);
+/// How long a host's dockerd may take to answer (a loaded machine; it takes
+/// 0.3-1.5 s when quiet).
+const HOST_START_LIMIT: Duration = Duration::from_secs(60);
+/// How long a killed host's processes may take to be gone.
+const HOST_KILL_LIMIT: Duration = Duration::from_secs(15);
+/// Where the slots' locks and directories live.
+const LAB_ROOT: &str = "/tmp/dormant-lab";
+
+/// Why this machine cannot run a lab (so the test skips), or `None`. Only
+/// these are reasons to skip: anything else missing fails the test.
+pub fn unavailable() -> Option<String> {
+    if !rustix::process::geteuid().is_root() {
+        return Some("not root: network namespaces need root".into());
+    }
+    if !on_path("ip") {
+        return Some("no `ip` command (Debian package iproute2)".into());
+    }
+    None
+}
+
+/// A few Docker hosts on a private network. Host numbers start at 1.
+pub struct Lab {
+    slot: u8,
+    /// The slot's lock: held (flock) as long as the file is open.
+    _lock: File,
+    hosts: Vec<Host>,
+    started: Instant,
+}
+
+/// One host: the `lab.sh host` process, whose child is the host's PID 1.
+struct Host {
+    child: Option<Child>,
+    /// Its PID namespace (the inode of /proc/PID/ns/pid of its PID 1).
+    pid_namespace: u64,
+}
+
+impl Lab {
+    /// Brings up `n` hosts (1-9) on their network, each with a dockerd that
+    /// answers and has the demo image. Panics saying what is missing or what
+    /// failed.
+    pub fn start(n: usize) -> Self {
+        assert!((1..=9).contains(&n), "a lab has 1-9 hosts, not {n}");
+        for (program, package) in [
+            ("unshare", "util-linux"),
+            ("nsenter", "util-linux"),
+            ("docker-init", "docker.io"),
+            ("dockerd", "docker.io"),
+        ] {
+            assert!(
+                on_path(program),
+                "the lab needs `{program}`: install Debian's {package}"
+            );
+        }
+        let image = demo_image();
+        let (slot, lock) = take_slot();
+        let mut lab = Self {
+            slot,
+            _lock: lock,
+            hosts: Vec::new(),
+            started: Instant::now(),
+        };
+        lab.script(&["down"]);
+        lab.script(&["up", &n.to_string()]);
+        for i in 1..=n {
+            lab.hosts.push(Host {
+                child: None,
+                pid_namespace: 0,
+            });
+            lab.spawn_host(i);
+        }
+        for i in 1..=n {
+            lab.wait_host(i);
+        }
+        lab.load_image(image);
+        eprintln!(
+            "lab: slot {slot}, {n} hosts up with {image} in {} ms",
+            lab.started.elapsed().as_millis()
+        );
+        lab
+    }
+
+    /// Host `i`'s Docker endpoint (for `docker -H` or bollard).
+    pub fn docker(&self, i: usize) -> String {
+        format!("unix://{}", self.dir(i).join("docker.sock").display())
+    }
+
+    /// Host `i`'s address on the lab's network (the machine is `.1`).
+    pub fn address(&self, i: usize) -> IpAddr {
+        self.host(i);
+        IpAddr::V4(Ipv4Addr::new(10, 77, self.slot, 10 + i as u8))
+    }
+
+    /// The machine's own address on the lab's network.
+    pub fn machine_address(&self) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(10, 77, self.slot, 1))
+    }
+
+    /// Host `i`'s directory (its dockerd's data, a place for its dormant's).
+    pub fn dir(&self, i: usize) -> PathBuf {
+        self.host(i);
+        Path::new(LAB_ROOT)
+            .join(self.slot.to_string())
+            .join(format!("h{i}"))
+    }
+
+    /// Runs the docker CLI against host `i`; its non-empty output lines.
+    pub fn docker_lines(&self, i: usize, args: &[&str]) -> Vec<String> {
+        super::docker_lines(&[&["-H", self.docker(i).as_str()], args].concat())
+    }
+
+    /// A command that runs `program` inside host `i` (all its namespaces):
+    /// killing the host kills the process too, as on a real host.
+    pub fn run_in(&self, i: usize, program: impl AsRef<OsStr>) -> Command {
+        let mut command = Command::new("nsenter");
+        command
+            .args([
+                "-t",
+                &self.init(i).to_string(),
+                "-n",
+                "-p",
+                "-m",
+                "-u",
+                "--",
+            ])
+            .arg(program);
+        command
+    }
+
+    /// Starts dormant inside host `i` with extra `serve` flags: data under
+    /// the host's directory, host `i`'s daemon, the API and the proxy on
+    /// the host's address (ephemeral ports), reachable from the machine.
+    pub fn dormant(&self, i: usize, extra_args: &[&str]) -> Dormant {
+        let data_dir = self.dir(i).join("dormant");
+        let mut dormant = Dormant::prepare(data_dir, extra_args, &[]);
+        dormant.launcher = self.nsenter_args(i);
+        dormant.listen = self.address(i);
+        dormant.docker_host = Some(self.docker(i));
+        dormant.spawn();
+        dormant
+    }
+
+    /// Points `dormant` (stopped) at host `i` again, after a host restart
+    /// gave the host a new PID 1; `dormant.restart()` then starts it there.
+    pub fn rehome(&self, i: usize, dormant: &mut Dormant) {
+        dormant.launcher = self.nsenter_args(i);
+    }
+
+    fn nsenter_args(&self, i: usize) -> Vec<std::ffi::OsString> {
+        let command = self.run_in(i, "");
+        let mut args = vec![command.get_program().to_owned()];
+        args.extend(command.get_args().map(OsStr::to_owned));
+        args.pop(); // the empty program
+        args
+    }
+
+    /// SIGKILL to host `i`'s PID 1, as a power cut: the kernel ends every
+    /// process in it (dockerd, containerd, shims, containers, whatever
+    /// `run_in` started). Returns once they are all gone.
+    pub fn kill(&mut self, i: usize) {
+        let init = self.init(i);
+        let pid = rustix::process::Pid::from_raw(init as i32).expect("PID 1's pid");
+        rustix::process::kill_process(pid, rustix::process::Signal::KILL)
+            .unwrap_or_else(|e| panic!("SIGKILL to host {i}'s PID 1 ({init}): {e}"));
+        let mut child = self.hosts[i - 1].child.take().expect("the host runs");
+        let deadline = Instant::now() + HOST_KILL_LIMIT;
+        while child.try_wait().expect("wait for the host").is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "host {i} still runs {HOST_KILL_LIMIT:?} after SIGKILL to its PID 1"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        while !self.processes(i).is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "host {i}'s processes outlived its PID 1 by {HOST_KILL_LIMIT:?}: {:?}",
+                self.processes(i)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts host `i` again (killing it first if it runs), as a reboot: same
+    /// disk, empty /run; its daemon answers when this returns.
+    pub fn restart(&mut self, i: usize) {
+        if self.hosts[i - 1].child.is_some() {
+            self.kill(i);
+        }
+        self.spawn_host(i);
+        self.wait_host(i);
+    }
+
+    /// Unplugs host `i` from the network: packets to and from it are dropped
+    /// (nothing answers, nothing is refused), as with a cut cable.
+    pub fn cut(&self, i: usize) {
+        self.host(i);
+        self.script(&["cut", &i.to_string()]);
+    }
+
+    /// Plugs host `i` back in.
+    pub fn heal(&self, i: usize) {
+        self.host(i);
+        self.script(&["heal", &i.to_string()]);
+    }
+
+    /// Every process of host `i` as the machine sees it (its PID 1 and all
+    /// below it, containers included): `(pid, start time)`, which names a
+    /// process even after its pid is reused. Empty once the host is dead.
+    pub fn processes(&self, i: usize) -> Vec<(u32, u64)> {
+        let namespace = self.host(i).pid_namespace;
+        let table = process_table();
+        let in_host = |mut pid: u32| loop {
+            let Some(process) = table.iter().find(|p| p.pid == pid) else {
+                return false;
+            };
+            if process.pid_namespace == namespace {
+                return true;
+            }
+            if process.parent <= 1 {
+                return false;
+            }
+            pid = process.parent;
+        };
+        table
+            .iter()
+            .filter(|p| in_host(p.pid))
+            .map(|p| (p.pid, p.start))
+            .collect()
+    }
+
+    /// Whether a process of host `i` lives in a PID namespace below the
+    /// host's own (a container's), by `(pid, start time)`.
+    pub fn in_container(&self, i: usize, process: (u32, u64)) -> bool {
+        let namespace = self.host(i).pid_namespace;
+        process_table()
+            .iter()
+            .any(|p| (p.pid, p.start) == process && p.pid_namespace != namespace)
+    }
+
+    fn host(&self, i: usize) -> &Host {
+        assert!(
+            (1..=self.hosts.len()).contains(&i),
+            "the lab has hosts 1-{}, not {i}",
+            self.hosts.len()
+        );
+        &self.hosts[i - 1]
+    }
+
+    /// Host `i`'s PID 1 (docker-init), the only child of `lab.sh host`.
+    fn init(&self, i: usize) -> u32 {
+        let child = self.host(i).child.as_ref();
+        let child = child.unwrap_or_else(|| panic!("host {i} is not running (killed?)"));
+        children(child.id())
+            .first()
+            .copied()
+            .unwrap_or_else(|| panic!("host {i} has no PID 1 yet"))
+    }
+
+    fn spawn_host(&mut self, i: usize) {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.log_path(i))
+            .unwrap_or_else(|e| panic!("host {i}'s log: {e}"));
+        let child = Command::new(script())
+            .args(["host", &self.slot.to_string(), &i.to_string()])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone the log's handle"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start host {i} with lab.sh: {e}"));
+        self.hosts[i - 1].child = Some(child);
+    }
+
+    /// Waits until host `i`'s dockerd answers; notes its PID namespace.
+    fn wait_host(&mut self, i: usize) {
+        let deadline = Instant::now() + HOST_START_LIMIT;
+        loop {
+            let child = self.hosts[i - 1].child.as_mut().expect("host started");
+            if let Some(status) = child.try_wait().expect("wait for the host") {
+                panic!(
+                    "host {i} ended ({status}) before its dockerd answered; its log:\n{}",
+                    self.log(i)
+                );
+            }
+            let answers = Command::new("docker")
+                .args(["-H", &self.docker(i), "version"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if answers {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "host {i}'s dockerd did not answer in {HOST_START_LIMIT:?}; its log:\n{}",
+                self.log(i)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let init = self.init(i);
+        self.hosts[i - 1].pid_namespace = pid_namespace(init)
+            .unwrap_or_else(|| panic!("host {i}'s PID 1 ({init}) has no PID namespace"));
+    }
+
+    /// `docker save` once, `docker load` into every host at once: never a pull.
+    fn load_image(&self, image: &str) {
+        let archive = Path::new(LAB_ROOT)
+            .join(self.slot.to_string())
+            .join("image.tar");
+        let saved = Command::new("docker")
+            .args(["save", "-o"])
+            .arg(&archive)
+            .arg(image)
+            .output()
+            .expect("run docker save");
+        assert!(
+            saved.status.success(),
+            "docker save {image}: {}",
+            String::from_utf8_lossy(&saved.stderr)
+        );
+        let loads: Vec<_> = (1..=self.hosts.len())
+            .map(|i| {
+                let child = Command::new("docker")
+                    .args(["-H", &self.docker(i), "load", "-q", "-i"])
+                    .arg(&archive)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("run docker load");
+                (i, child)
+            })
+            .collect();
+        for (i, child) in loads {
+            let output = child.wait_with_output().expect("wait for docker load");
+            assert!(
+                output.status.success(),
+                "docker load of {image} into host {i}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        let _ = std::fs::remove_file(&archive);
+    }
+
+    fn log_path(&self, i: usize) -> PathBuf {
+        Path::new(LAB_ROOT)
+            .join(self.slot.to_string())
+            .join(format!("h{i}.log"))
+    }
+
+    fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.log_path(i)).unwrap_or_default()
+    }
+
+    /// Runs `lab.sh COMMAND SLOT ARGS...`; panics with its output on failure.
+    fn script(&self, args: &[&str]) {
+        let slot = self.slot.to_string();
+        let mut all = vec![args[0], slot.as_str()];
+        all.extend(&args[1..]);
+        let output = Command::new(script())
+            .args(&all)
+            .output()
+            .unwrap_or_else(|e| panic!("run lab.sh {all:?}: {e}"));
+        assert!(
+            output.status.success(),
+            "lab.sh {all:?} failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let started = Instant::now();
+        if std::thread::panicking() {
+            for i in 1..=self.hosts.len() {
+                let log = self.log(i);
+                let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                eprintln!("---- lab host {i}'s log (last lines) ----");
+                for line in tail.iter().rev() {
+                    eprintln!("{line}");
+                }
+            }
+        }
+        // PID 1s first (each takes its host down at once), then `down`
+        // removes the rest: namespaces, links, cgroups, files.
+        for host in &mut self.hosts {
+            if let Some(child) = &host.child {
+                if let Some(init) = children(child.id()).first() {
+                    if let Some(pid) = rustix::process::Pid::from_raw(*init as i32) {
+                        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                    }
+                }
+            }
+        }
+        for host in &mut self.hosts {
+            if let Some(mut child) = host.child.take() {
+                let deadline = Instant::now() + HOST_KILL_LIMIT;
+                while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        let down = Command::new(script())
+            .args(["down", &self.slot.to_string()])
+            .output();
+        match down {
+            Ok(output) if output.status.success() => {}
+            Ok(output) => eprintln!(
+                "lab: `lab.sh down {}` failed; run it by hand: {}",
+                self.slot,
+                String::from_utf8_lossy(&output.stderr)
+            ),
+            Err(e) => eprintln!("lab: cannot run lab.sh down {}: {e}", self.slot),
+        }
+        eprintln!(
+            "lab: slot {} torn down in {} ms",
+            self.slot,
+            started.elapsed().as_millis()
+        );
+    }
+}
+
+/// The first free slot, locked; waits (up to `SLOT_WAIT`) while all are taken.
+fn take_slot() -> (u8, File) {
+    use rustix::fs::{flock, FlockOperation};
+    std::fs::create_dir_all(LAB_ROOT).unwrap_or_else(|e| panic!("create {LAB_ROOT}: {e}"));
+    let deadline = Instant::now() + SLOT_WAIT;
+    loop {
+        for slot in 0..SLOTS {
+            let path = Path::new(LAB_ROOT).join(format!("slot{slot}.lock"));
+            let file = File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+            if flock(&file, FlockOperation::NonBlockingLockExclusive).is_ok() {
+                return (slot, file);
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "all {SLOTS} lab slots stayed taken for {SLOT_WAIT:?} (locks in {LAB_ROOT})"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// `tests/hosts/lab.sh` of this source tree.
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hosts/lab.sh")
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+}
+
+/// Child processes of `pid` (from /proc; empty when it has none or is gone).
+pub fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// Whether the process `(pid, start time)` from `Lab::processes` still runs.
+pub fn still_runs(process: (u32, u64)) -> bool {
+    read_process(process.0).is_some_and(|p| p.start == process.1)
+}
+
+struct Process {
+    pid: u32,
+    parent: u32,
+    /// Clock ticks after boot: with the pid, names one process for good.
+    start: u64,
+    pid_namespace: u64,
+}
+
+fn process_table() -> Vec<Process> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .filter_map(read_process)
+        .collect()
+}
+
+fn read_process(pid: u32) -> Option<Process> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command's closing parenthesis: state, parent, ... start time
+    // is the 20th field from there (the 22nd of the line).
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    Some(Process {
+        pid,
+        parent: fields.get(1)?.parse().ok()?,
+        start: fields.get(19)?.parse().ok()?,
+        pid_namespace: pid_namespace(pid)?,
+    })
+}
+
+fn pid_namespace(pid: u32) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/{pid}/ns/pid"))
+        .ok()
+        .map(|m| m.ino())
+}
