@@ -1,8 +1,9 @@
 //! dormant on a host of its own: three Docker hosts on this machine (the lab
 //! of `common::hosts`), the real binary inside host 1 with host 1's daemon,
 //! reached from the machine over the lab's network; then host 1's cable is
-//! cut and mended, and finally its power: nothing of it may outlive that.
-//! The ground the several-nodes tests stand on.
+//! cut and mended, and finally its power: nothing of it may outlive that;
+//! back on, it serves the same data. The ground the several-nodes tests
+//! stand on.
 //!
 //! Needs root and `ip` (it skips, saying so, without them); anything else
 //! missing (util-linux's `unshare`/`nsenter`, docker.io's `dockerd` and
@@ -29,9 +30,11 @@ const TEST_LIMIT: Duration = Duration::from_secs(300);
 const REQUEST_LIMIT: Duration = Duration::from_secs(2);
 /// How long a mended cable may take to carry requests again.
 const HEAL_LIMIT: Duration = Duration::from_secs(20);
+/// How long a container may take to be served after its host came back.
+const WAKE_LIMIT: Duration = Duration::from_secs(60);
 
 #[tokio::test]
-async fn dormant_in_its_own_host_survives_a_cut_cable_and_dies_with_its_host() {
+async fn dormant_in_a_host_of_its_own_through_a_cut_cable_a_power_cut_and_a_reboot() {
     if let Some(why) = hosts::unavailable() {
         eprintln!("SKIPPED: the several-hosts lab cannot run here: {why}");
         return;
@@ -177,6 +180,26 @@ async fn one_host_lifecycle() {
             "host {other}'s daemon answers"
         );
     }
+
+    // Power back: host 1 boots on the same disk; dormant, started again on
+    // its data, wakes the container with the data it had.
+    lab.restart(1);
+    lab.rehome(1, &mut dormant);
+    dormant.restart();
+    let served = eventually(WAKE_LIMIT, async || {
+        get(dormant.proxy, &name, "/files/data/note").await
+            == Ok((StatusCode::OK, "written on host 1".to_owned()))
+    })
+    .await;
+    assert!(
+        served,
+        "not served with its data {WAKE_LIMIT:?} after host 1 came back: {:?}",
+        get(dormant.proxy, &name, "/files/data/note").await
+    );
+    assert!(
+        lab.processes(1).iter().any(|p| p.0 == dormant.pid()),
+        "dormant runs inside the rebooted host 1"
+    );
     drop(dormant);
     let teardown = Instant::now();
     drop(lab);

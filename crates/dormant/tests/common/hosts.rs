@@ -52,7 +52,6 @@ pub struct Lab {
     /// The slot's lock: held (flock) as long as the file is open.
     _lock: File,
     hosts: Vec<Host>,
-    started: Instant,
 }
 
 /// One host: the `lab.sh host` process, whose child is the host's PID 1.
@@ -71,7 +70,6 @@ impl Lab {
         for (program, package) in [
             ("unshare", "util-linux"),
             ("nsenter", "util-linux"),
-            ("docker-init", "docker.io"),
             ("dockerd", "docker.io"),
         ] {
             assert!(
@@ -79,16 +77,21 @@ impl Lab {
                 "the lab needs `{program}`: install Debian's {package}"
             );
         }
+        assert!(
+            on_path("docker-init") || on_path("tini"),
+            "the lab needs `docker-init` (Debian's docker.io) or `tini` (Debian's tini)"
+        );
         let image = demo_image();
         let (slot, lock) = take_slot();
         let mut lab = Self {
             slot,
             _lock: lock,
             hosts: Vec::new(),
-            started: Instant::now(),
         };
+        let started = Instant::now();
         lab.script(&["down"]);
         lab.script(&["up", &n.to_string()]);
+        let network = started.elapsed();
         for i in 1..=n {
             lab.hosts.push(Host {
                 child: None,
@@ -99,10 +102,16 @@ impl Lab {
         for i in 1..=n {
             lab.wait_host(i);
         }
+        let daemons = started.elapsed();
         lab.load_image(image);
+        let ms = |d: Duration| d.as_millis();
         eprintln!(
-            "lab: slot {slot}, {n} hosts up with {image} in {} ms",
-            lab.started.elapsed().as_millis()
+            "lab: slot {slot}, {n} hosts up in {} ms (network {} ms, daemons {} ms, \
+             {image} loaded {} ms)",
+            ms(started.elapsed()),
+            ms(network),
+            ms(daemons - network),
+            ms(started.elapsed() - daemons)
         );
         lab
     }

@@ -12,6 +12,7 @@
 #   lab.sh host S I [D]  runs host I in the foreground: docker-init as PID 1 of
 #                        new PID, mount and UTS namespaces in dlabShI, dockerd
 #                        under it (storage driver D, else dockerd's choice)
+#   lab.sh enter S I [CMD...]  runs CMD (default: sh) inside host I
 #   lab.sh kill S I      SIGKILL to host I's PID 1: the kernel ends everything in it
 #   lab.sh cut S I       unplugs host I from the bridge; `heal S I` plugs it back
 #   lab.sh down S        removes everything of slot S: its hosts' processes,
@@ -31,12 +32,14 @@ host_arg() {
   echo "$1"
 }
 
-# PID of host I's PID 1 (docker-init), found as the process of its network
-# namespace whose parent is outside it (the `unshare` that started it).
+# PID of host I's PID 1: the process of its network namespace that is PID 1
+# of the PID namespace below the machine's ("NSpid: <machine pid> 1").
 host_init() {
   local pid
   for pid in $(ip netns pids "${prefix}h$1" 2>/dev/null); do
-    if [[ $(ps -o comm= -p "$pid") == docker-init ]]; then echo "$pid"; return; fi
+    if grep -qE '^NSpid:\s+[0-9]+\s+1$' "/proc/$pid/status" 2>/dev/null; then
+      echo "$pid"; return
+    fi
   done
 }
 
@@ -70,15 +73,24 @@ host)
   # Without its own config file dockerd would read the machine's
   # /etc/docker/daemon.json (its data-root, its storage driver).
   echo '{}' >"$dir/daemon.json"
-  # docker-init (tini) is PID 1: it reaps orphans, passes SIGTERM on to
-  # dockerd, and when it dies the kernel kills everything in the namespace.
+  # docker-init (Docker's copy of tini) is PID 1: it reaps orphans, passes
+  # SIGTERM on to dockerd, and when it dies the kernel kills everything in
+  # the namespace. Debian's docker.io has it; tini is the same program.
+  init=$(command -v docker-init || command -v tini) ||
+    { echo "lab.sh: no docker-init (docker.io) or tini" >&2; exit 1; }
   exec ip netns exec "${prefix}h$i" \
     unshare --pid --fork --mount --uts --mount-proc --propagation private \
-    docker-init -- "$here/hostinit.sh" "$dir" "${prefix}h$i" "10.77.$slot.1$i" "${4:-}" ;;
+    "$init" -- "$here/hostinit.sh" "$dir" "${prefix}h$i" "10.77.$slot.1$i" "${4:-}" ;;
+enter)
+  i=$(host_arg "${3:-}")
+  init=$(host_init "$i")
+  [[ -n $init ]] || { echo "lab.sh: host $i of slot $slot is not running" >&2; exit 1; }
+  shift 3
+  exec nsenter -t "$init" -n -p -m -u -- "${@:-sh}" ;;
 kill)
   i=$(host_arg "${3:-}")
   init=$(host_init "$i")
-  [[ -n $init ]] && kill -9 "$init"
+  if [[ -n $init ]]; then kill -9 "$init"; fi
   for _ in $(seq 1 100); do
     [[ -z $(ip netns pids "${prefix}h$i" 2>/dev/null) ]] && exit 0
     sleep 0.1
