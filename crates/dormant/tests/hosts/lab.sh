@@ -96,8 +96,8 @@ kill)
     sleep 0.1
   done
   echo "lab.sh: host $i of slot $slot still has processes 10 s after SIGKILL" >&2; exit 1 ;;
-cut)  ip -n "$switch" link set "${prefix}h$(host_arg "${3:-}")" down ;;
-heal) ip -n "$switch" link set "${prefix}h$(host_arg "${3:-}")" up ;;
+cut)  i=$(host_arg "${3:-}"); ip -n "$switch" link set "${prefix}h$i" down ;;
+heal) i=$(host_arg "${3:-}"); ip -n "$switch" link set "${prefix}h$i" up ;;
 down)
   for ns in $(ip netns list | awk '{print $1}' | grep -E "^${prefix}h[1-9]$" || true); do
     # A namespace outlives its name while processes use it: kill them first
