@@ -47,6 +47,13 @@ case $command in
 up)
   n=${3:?number of hosts missing}
   [[ $n =~ ^[1-9]$ ]] || { echo "lab.sh: 1-9 hosts, not '$n'" >&2; exit 2; }
+  # The machine must not already route this subnet (a LAN, another lab's
+  # leftover outside slot S): the lab's veth would fight it.
+  used=$(ip -4 route show match "10.77.$slot.1"; ip -4 route show root "10.77.$slot.0/24")
+  used=$(grep -v '^default' <<<"$used" || true)
+  if [[ -n $used ]]; then
+    echo "lab.sh: 10.77.$slot.0/24 is already routed on this machine: $used" >&2; exit 1
+  fi
   mkdir -p "$root"
   ip netns add "$switch"
   ip -n "$switch" link set lo up
