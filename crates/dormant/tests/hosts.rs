@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::hosts::{self, Lab};
+use common::processes;
 use common::{demo_image, eventually, unique};
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -135,7 +136,7 @@ async fn one_host_lifecycle() {
     // dormant (started inside it) and the container included.
     let before = lab.processes(1);
     assert!(
-        before.iter().any(|p| p.0 == dormant.pid()),
+        before.iter().any(|p| p.pid == dormant.pid()),
         "dormant runs inside host 1: {} not among {before:?}",
         dormant.pid()
     );
@@ -157,7 +158,7 @@ async fn one_host_lifecycle() {
     );
     let survivors: Vec<_> = before
         .into_iter()
-        .filter(|p| hosts::still_runs(*p))
+        .filter(|p| processes::still_runs(*p))
         .collect();
     assert_eq!(survivors, Vec::new(), "processes of host 1 outlived it");
     assert_eq!(lab.processes(1), Vec::new(), "host 1 still has processes");
@@ -197,7 +198,7 @@ async fn one_host_lifecycle() {
         get(dormant.proxy, &name, "/files/data/note").await
     );
     assert!(
-        lab.processes(1).iter().any(|p| p.0 == dormant.pid()),
+        lab.processes(1).iter().any(|p| p.pid == dormant.pid()),
         "dormant runs inside the rebooted host 1"
     );
     drop(dormant);

@@ -2,16 +2,8 @@
 //! hosts: `Lab::start(n)` brings up n hosts (each its own network, PID, mount
 //! and UTS namespaces, its own dockerd and address on a private bridge, the
 //! demo image loaded), and dropping the lab removes all of it, even when the
-//! test panics. The work is done by `tests/hosts/lab.sh`.
-//!
-//! Names, addresses and directories come from a slot (0-7) held with an
-//! exclusive `flock`: concurrent test processes take different slots, so they
-//! never share a name, a subnet or a directory. Names from a random run id
-//! would do that too, but a run killed outright (SIGKILL, no `Drop`) would
-//! leave its namespaces and daemons for ever; with slots the kernel drops a
-//! dead run's lock, and whoever takes the slot next removes what is left of
-//! it before using it (`lab.sh down`). A slot's names also stay short enough
-//! for the kernel's 15-character interface names.
+//! test panics. The work is done by `tests/hosts/lab.sh`; names, addresses
+//! and directories come from the lab's slot (see `lab_slot`).
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -20,19 +12,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::lab_slot::{take_slot, LAB_ROOT};
+use super::processes::{self, children, ProcessId};
 use super::{demo_image, Dormant};
 
-/// Slots 0-7: subnets 10.77.0.0/24 to 10.77.7.0/24.
-const SLOTS: u8 = 8;
-/// Longest wait for a free slot (another test process holds each one).
-const SLOT_WAIT: Duration = Duration::from_secs(600);
 /// How long a host's dockerd may take to answer (a loaded machine; it takes
 /// 0.3-1.5 s when quiet).
 const HOST_START_LIMIT: Duration = Duration::from_secs(60);
 /// How long a killed host's processes may take to be gone.
 const HOST_KILL_LIMIT: Duration = Duration::from_secs(15);
-/// Where the slots' locks and directories live.
-const LAB_ROOT: &str = "/tmp/dormant-lab";
 
 /// Why this machine cannot run a lab (so the test skips), or `None`. Only
 /// these are reasons to skip: anything else missing fails the test.
@@ -241,37 +229,15 @@ impl Lab {
     }
 
     /// Every process of host `i` as the machine sees it (its PID 1 and all
-    /// below it, containers included): `(pid, start time)`, which names a
-    /// process even after its pid is reused. Empty once the host is dead.
-    pub fn processes(&self, i: usize) -> Vec<(u32, u64)> {
-        let namespace = self.host(i).pid_namespace;
-        let table = process_table();
-        let in_host = |mut pid: u32| loop {
-            let Some(process) = table.iter().find(|p| p.pid == pid) else {
-                return false;
-            };
-            if process.pid_namespace == namespace {
-                return true;
-            }
-            if process.parent <= 1 {
-                return false;
-            }
-            pid = process.parent;
-        };
-        table
-            .iter()
-            .filter(|p| in_host(p.pid))
-            .map(|p| (p.pid, p.start))
-            .collect()
+    /// below it, containers included). Empty once the host is dead.
+    pub fn processes(&self, i: usize) -> Vec<ProcessId> {
+        processes::in_namespace_tree(self.host(i).pid_namespace)
     }
 
-    /// Whether a process of host `i` lives in a PID namespace below the
-    /// host's own (a container's), by `(pid, start time)`.
-    pub fn in_container(&self, i: usize, process: (u32, u64)) -> bool {
-        let namespace = self.host(i).pid_namespace;
-        process_table()
-            .iter()
-            .any(|p| (p.pid, p.start) == process && p.pid_namespace != namespace)
+    /// Whether `process` of host `i` lives in a PID namespace below the
+    /// host's own (a container's).
+    pub fn in_container(&self, i: usize, process: ProcessId) -> bool {
+        processes::namespace(process).is_some_and(|ns| ns != self.host(i).pid_namespace)
     }
 
     fn host(&self, i: usize) -> &Host {
@@ -337,7 +303,7 @@ impl Lab {
             std::thread::sleep(Duration::from_millis(50));
         }
         let init = self.init(i);
-        self.hosts[i - 1].pid_namespace = pid_namespace(init)
+        self.hosts[i - 1].pid_namespace = processes::pid_namespace(init)
             .unwrap_or_else(|| panic!("host {i}'s PID 1 ({init}) has no PID namespace"));
     }
 
@@ -462,32 +428,6 @@ impl Drop for Lab {
     }
 }
 
-/// The first free slot, locked; waits (up to `SLOT_WAIT`) while all are taken.
-fn take_slot() -> (u8, File) {
-    use rustix::fs::{flock, FlockOperation};
-    std::fs::create_dir_all(LAB_ROOT).unwrap_or_else(|e| panic!("create {LAB_ROOT}: {e}"));
-    let deadline = Instant::now() + SLOT_WAIT;
-    loop {
-        for slot in 0..SLOTS {
-            let path = Path::new(LAB_ROOT).join(format!("slot{slot}.lock"));
-            let file = File::options()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&path)
-                .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-            if flock(&file, FlockOperation::NonBlockingLockExclusive).is_ok() {
-                return (slot, file);
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "all {SLOTS} lab slots stayed taken for {SLOT_WAIT:?} (locks in {LAB_ROOT})"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
 /// `tests/hosts/lab.sh` of this source tree.
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hosts/lab.sh")
@@ -496,56 +436,4 @@ fn script() -> PathBuf {
 fn on_path(program: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
-}
-
-/// Child processes of `pid` (from /proc; empty when it has none or is gone).
-pub fn children(pid: u32) -> Vec<u32> {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect()
-}
-
-/// Whether the process `(pid, start time)` from `Lab::processes` still runs.
-pub fn still_runs(process: (u32, u64)) -> bool {
-    read_process(process.0).is_some_and(|p| p.start == process.1)
-}
-
-struct Process {
-    pid: u32,
-    parent: u32,
-    /// Clock ticks after boot: with the pid, names one process for good.
-    start: u64,
-    pid_namespace: u64,
-}
-
-fn process_table() -> Vec<Process> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
-        .filter_map(read_process)
-        .collect()
-}
-
-fn read_process(pid: u32) -> Option<Process> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // After the command's closing parenthesis: state, parent, ... start time
-    // is the 20th field from there (the 22nd of the line).
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    Some(Process {
-        pid,
-        parent: fields.get(1)?.parse().ok()?,
-        start: fields.get(19)?.parse().ok()?,
-        pid_namespace: pid_namespace(pid)?,
-    })
-}
-
-fn pid_namespace(pid: u32) -> Option<u64> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(format!("/proc/{pid}/ns/pid"))
-        .ok()
-        .map(|m| m.ino())
 }

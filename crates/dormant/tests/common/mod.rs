@@ -5,6 +5,8 @@
 #![allow(dead_code)]
 
 pub mod hosts;
+mod lab_slot;
+pub mod processes;
 pub mod s3;
 
 use std::ffi::OsString;
@@ -163,7 +165,7 @@ impl Dormant {
         self.pid = if self.launcher.is_empty() {
             launcher
         } else {
-            hosts::children(launcher)
+            processes::children(launcher)
                 .first()
                 .copied()
                 .unwrap_or_else(|| panic!("dormant did not start: `{line}`"))
