@@ -5,7 +5,7 @@
 //! test panics. The work is done by `tests/hosts/lab.sh`; names, addresses
 //! and directories come from the lab's slot (see `lab_slot`).
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -136,19 +136,18 @@ impl Lab {
     /// A command that runs `program` inside host `i` (all its namespaces):
     /// killing the host kills the process too, as on a real host.
     pub fn run_in(&self, i: usize, program: impl AsRef<OsStr>) -> Command {
-        let mut command = Command::new("nsenter");
+        let nsenter = self.nsenter(i);
+        let mut command = Command::new(&nsenter[0]);
+        command.args(&nsenter[1..]).arg(program);
         command
-            .args([
-                "-t",
-                &self.init(i).to_string(),
-                "-n",
-                "-p",
-                "-m",
-                "-u",
-                "--",
-            ])
-            .arg(program);
-        command
+    }
+
+    /// `nsenter` and its arguments that enter host `i`; the program follows.
+    fn nsenter(&self, i: usize) -> Vec<OsString> {
+        let init = self.init(i).to_string();
+        ["nsenter", "-t", &init, "-n", "-p", "-m", "-u", "--"]
+            .map(OsString::from)
+            .into()
     }
 
     /// Starts dormant inside host `i` with extra `serve` flags: data under
@@ -157,7 +156,7 @@ impl Lab {
     pub fn dormant(&self, i: usize, extra_args: &[&str]) -> Dormant {
         let data_dir = self.dir(i).join("dormant");
         let mut dormant = Dormant::prepare(data_dir, extra_args, &[]);
-        dormant.launcher = self.nsenter_args(i);
+        dormant.launcher = self.nsenter(i);
         dormant.listen = self.address(i);
         dormant.docker_host = Some(self.docker(i));
         dormant.spawn();
@@ -167,15 +166,7 @@ impl Lab {
     /// Points `dormant` (stopped) at host `i` again, after a host restart
     /// gave the host a new PID 1; `dormant.restart()` then starts it there.
     pub fn rehome(&self, i: usize, dormant: &mut Dormant) {
-        dormant.launcher = self.nsenter_args(i);
-    }
-
-    fn nsenter_args(&self, i: usize) -> Vec<std::ffi::OsString> {
-        let command = self.run_in(i, "");
-        let mut args = vec![command.get_program().to_owned()];
-        args.extend(command.get_args().map(OsStr::to_owned));
-        args.pop(); // the empty program
-        args
+        dormant.launcher = self.nsenter(i);
     }
 
     /// SIGKILL to host `i`'s PID 1, as a power cut: the kernel ends every
