@@ -4,10 +4,14 @@
 
 #![allow(dead_code)]
 
+pub mod hosts;
+mod lab_slot;
+pub mod processes;
 pub mod s3;
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -18,6 +22,7 @@ use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
+use rustix::process::Signal;
 use serde_json::Value;
 
 /// The test process's own PostgreSQL (the same helper as the unit tests').
@@ -63,6 +68,16 @@ pub struct Dormant {
     extra_args: Vec<String>,
     extra_env: Vec<(String, String)>,
     http: Client<HttpConnector, Full<Bytes>>,
+    /// The program (and its arguments) that runs the binary: empty runs it
+    /// directly; `nsenter ...` runs it inside a lab host (see `hosts`).
+    launcher: Vec<OsString>,
+    /// The address the API and the proxy listen on.
+    listen: IpAddr,
+    /// The Docker daemon dormant uses when not the machine's own: a lab
+    /// host's, which the lab removes with everything in it.
+    docker_host: Option<String>,
+    /// dormant's own process: `child` itself, or (through `nsenter`) its child.
+    pid: u32,
 }
 
 impl Dormant {
@@ -79,8 +94,15 @@ impl Dormant {
     /// variables (set after the harness's own, so they may override them).
     pub fn start_with_env(extra_args: &[&str], extra_env: &[(&str, &str)]) -> Self {
         let data_dir = std::env::temp_dir().join(unique("dormant-test"));
+        let mut dormant = Self::prepare(data_dir, extra_args, extra_env);
+        dormant.spawn();
+        dormant
+    }
+
+    /// A dormant not started yet: `spawn` starts it.
+    fn prepare(data_dir: PathBuf, extra_args: &[&str], extra_env: &[(&str, &str)]) -> Self {
         std::fs::create_dir_all(&data_dir).unwrap();
-        let mut dormant = Self {
+        Self {
             child: None,
             api: "0.0.0.0:0".parse().unwrap(),
             proxy: "0.0.0.0:0".parse().unwrap(),
@@ -93,9 +115,11 @@ impl Dormant {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             http: Client::builder(TokioExecutor::new()).build_http(),
-        };
-        dormant.spawn();
-        dormant
+            launcher: Vec::new(),
+            listen: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            docker_host: None,
+            pid: 0,
+        }
     }
 
     fn spawn(&mut self) {
@@ -104,10 +128,23 @@ impl Dormant {
             .append(true)
             .open(self.data_dir.join("dormant.log"))
             .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_dormant"))
+        let mut command = match self.launcher.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(env!("CARGO_BIN_EXE_dormant"));
+                command
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_dormant")),
+        };
+        let listen = SocketAddr::new(self.listen, 0).to_string();
+        command
             .arg("serve")
             .args(["--data-dir".as_ref(), self.data_dir.as_os_str()])
-            .args(["--api-addr", "127.0.0.1:0", "--proxy-addr", "127.0.0.1:0"])
+            .args(["--api-addr", &listen, "--proxy-addr", &listen]);
+        if let Some(docker_host) = &self.docker_host {
+            command.args(["--docker-host", docker_host]);
+        }
+        let mut child = command
             .args(&self.extra_args)
             .env("DORMANT_ADMIN_TOKEN", &self.token)
             .env("DORMANT_LOG", "dormant=debug,info")
@@ -124,9 +161,19 @@ impl Dormant {
             .spawn()
             .expect("start dormant");
         let stdout = child.stdout.take().unwrap();
+        let launcher = child.id();
         self.child = Some(child);
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).unwrap();
+        // Through a launcher, dormant is its only child (alive: it printed).
+        self.pid = if self.launcher.is_empty() {
+            launcher
+        } else {
+            processes::children(launcher)
+                .first()
+                .copied()
+                .unwrap_or_else(|| panic!("dormant did not start: `{line}`"))
+        };
         let log = self.log();
         let field = |key: &str| {
             line.split_whitespace()
@@ -150,8 +197,15 @@ impl Dormant {
     /// starts it again on the same data dir.
     pub fn kill(&mut self) {
         let mut child = self.child.take().unwrap();
-        child.kill().unwrap();
+        self.signal(Signal::KILL);
         child.wait().unwrap();
+    }
+
+    /// Sends `signal` to dormant's own process (not to a launcher).
+    fn signal(&self, signal: Signal) {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.pid as i32) {
+            let _ = rustix::process::kill_process(pid, signal);
+        }
     }
 
     /// Starts dormant again (after `kill` or `stop`) on the same data dir
@@ -178,12 +232,9 @@ impl Dormant {
 
     /// Sends SIGTERM without waiting.
     pub fn terminate(&self) {
-        let child = self.child.as_ref().expect("dormant is running");
-        let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -TERM failed");
+        assert!(self.child.is_some(), "dormant is running");
+        let pid = rustix::process::Pid::from_raw(self.pid as i32).expect("dormant's pid");
+        rustix::process::kill_process(pid, Signal::TERM).expect("SIGTERM to dormant");
     }
 
     /// Waits for dormant to exit on its own; `None` (and dormant killed)
@@ -197,7 +248,7 @@ impl Dormant {
                 return Some(status);
             }
             if std::time::Instant::now() >= deadline {
-                let _ = child.kill();
+                self.signal(Signal::KILL);
                 let _ = child.wait();
                 return None;
             }
@@ -208,9 +259,7 @@ impl Dormant {
     /// Stops dormant with SIGTERM and waits for it to exit.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().unwrap();
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
+        self.signal(Signal::TERM);
         child.wait().unwrap()
     }
 
@@ -338,9 +387,10 @@ impl Dormant {
         );
     }
 
-    /// IDs of the Docker containers this dormant's node labelled.
+    /// IDs of the Docker containers this dormant's node labelled, in the
+    /// daemon it uses.
     pub fn docker_containers(&self) -> Vec<String> {
-        docker_lines(&[
+        self.docker_lines(&[
             "ps",
             "-aq",
             "--filter",
@@ -349,7 +399,7 @@ impl Dormant {
     }
 
     pub fn docker_volumes(&self) -> Vec<String> {
-        docker_lines(&[
+        self.docker_lines(&[
             "volume",
             "ls",
             "-q",
@@ -357,12 +407,25 @@ impl Dormant {
             &format!("label=dormant.node={}", self.node),
         ])
     }
+
+    /// `docker_lines` against the daemon this dormant uses.
+    pub fn docker_lines(&self, args: &[&str]) -> Vec<String> {
+        match &self.docker_host {
+            Some(host) => docker_lines(&[&["-H", host.as_str()], args].concat()),
+            None => docker_lines(args),
+        }
+    }
+
+    /// dormant's own process id (inside a lab host: as the machine sees it).
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
 }
 
 impl Drop for Dormant {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
+            self.signal(Signal::KILL);
             let _ = child.wait();
         }
         if std::thread::panicking() {
@@ -372,7 +435,8 @@ impl Drop for Dormant {
                 self.log()
             );
         }
-        if !self.node.is_empty() {
+        // A lab host's containers go with the host (the lab removes it).
+        if !self.node.is_empty() && self.docker_host.is_none() {
             let containers = self.docker_containers();
             if !containers.is_empty() {
                 let _ = Command::new("docker")
