@@ -222,6 +222,16 @@ pub struct ServeConfig {
     #[arg(long, env = "DORMANT_NAP_AFTER", default_value = "60s", value_parser = nap_after, value_name = "DURATION")]
     pub nap_after: Duration,
 
+    /// Where the other nodes sharing the store reach this node's proxy
+    /// (`host:port`). Default: the proxy's own address (`--proxy-addr`).
+    #[arg(long, env = "DORMANT_ADVERTISE_ADDR", value_parser = advertise_addr, value_name = "HOST:PORT")]
+    pub advertise_addr: Option<String>,
+
+    /// How long a node counts as live after its last heartbeat in the
+    /// store (it sends one every third of this), 1s to 10m.
+    #[arg(long, env = "DORMANT_LEASE_TTL", default_value = "10s", value_parser = lease_ttl, value_name = "DURATION")]
+    pub lease_ttl: Duration,
+
     /// Most containers running at once. Starting one more first puts the
     /// least recently active to sleep. Default: no limit.
     #[arg(long, env = "DORMANT_MAX_RUNNING", value_name = "N")]
@@ -460,6 +470,35 @@ fn positive_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
+/// `--advertise-addr`: a host name or IP address and a port, as other
+/// nodes will dial it.
+fn advertise_addr(s: &str) -> Result<String, String> {
+    const MAX_LEN: usize = 255;
+    if s.len() > MAX_LEN {
+        return Err(format!("at most {MAX_LEN} characters"));
+    }
+    let authority: http::uri::Authority = s
+        .parse()
+        .map_err(|_| "expected host:port, e.g. 10.0.0.5:8080".to_owned())?;
+    let host_ok = !authority.host().is_empty()
+        && authority.as_str().find('@').is_none()
+        && authority.port_u16().is_some_and(|port| port != 0);
+    if !host_ok {
+        return Err("expected host:port with a port above 0, e.g. 10.0.0.5:8080".into());
+    }
+    Ok(authority.as_str().to_owned())
+}
+
+/// `--lease-ttl`: 1 s to 10 min; shorter would flap on a slow database,
+/// longer would keep a dead node's containers unserved for too long.
+fn lease_ttl(s: &str) -> Result<Duration, String> {
+    let ttl = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if !(Duration::from_secs(1)..=Duration::from_secs(600)).contains(&ttl) {
+        return Err("must be between 1s and 10m".into());
+    }
+    Ok(ttl)
+}
+
 /// `--nap-after`: `0` (never) or between 1s and 100 years, as a
 /// container's own `nap_after`.
 fn nap_after(s: &str) -> Result<Duration, String> {
@@ -592,6 +631,8 @@ mod tests {
         assert_eq!(c.wake_buffer, 1 << 20);
         assert_eq!(c.stop_grace, Duration::from_secs(10));
         assert_eq!(c.archive_after, Duration::from_secs(24 * 3600));
+        assert_eq!(c.lease_ttl, Duration::from_secs(10));
+        assert_eq!(c.advertise_addr, None);
         assert_eq!(c.audit_retention, Duration::from_secs(30 * 24 * 3600));
         assert_eq!(c.upstream, UpstreamMode::Auto);
         assert_eq!(c.docker_concurrency, 8);
@@ -731,6 +772,36 @@ mod tests {
             ["--trusted-proxies", "10.0.0.0/40"],
             ["--max-connections", "0"],
             ["--header-timeout", "0s"],
+        ] {
+            assert!(
+                Cli::try_parse_from(["dormant", bad[0], bad[1]]).is_err(),
+                "{bad:?} was accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn node_flags_parse_and_refuse_nonsense() {
+        let cli = Cli::try_parse_from([
+            "dormant",
+            "--advertise-addr",
+            "node-a.internal:8080",
+            "--lease-ttl",
+            "30s",
+        ])
+        .unwrap();
+        assert_eq!(
+            cli.config.advertise_addr.as_deref(),
+            Some("node-a.internal:8080")
+        );
+        assert_eq!(cli.config.lease_ttl, Duration::from_secs(30));
+        for bad in [
+            ["--advertise-addr", "node-a"],
+            ["--advertise-addr", "node-a:0"],
+            ["--advertise-addr", "user@node-a:80"],
+            ["--advertise-addr", "node a:80"],
+            ["--lease-ttl", "500ms"],
+            ["--lease-ttl", "1h"],
         ] {
             assert!(
                 Cli::try_parse_from(["dormant", bad[0], bad[1]]).is_err(),

@@ -199,6 +199,17 @@ pub async fn run(
     let api_task = tasks.spawn(async move { api_server.await });
     tasks.spawn(lifecycle.sweep_periodically(stopped()));
     tasks.spawn(flush_activity_periodically(lifecycle.clone(), stopped()));
+    let advertise_addr = config
+        .advertise_addr
+        .clone()
+        .unwrap_or_else(|| proxy_addr.to_string());
+    tasks.spawn(heartbeat_periodically(
+        store.clone(),
+        node.clone(),
+        advertise_addr,
+        config.lease_ttl,
+        stopped(),
+    ));
     tasks.spawn(prune_audit_periodically(
         store,
         config.audit_retention,
@@ -336,6 +347,40 @@ async fn load_tenants(
 }
 
 /// Deletes audit entries older than `retention`, at start and every hour.
+/// Tells the store this node is alive, and where its proxy is, every third
+/// of `--lease-ttl`: `GET /v1/nodes` counts a node live while its last
+/// heartbeat is younger than that.
+async fn heartbeat_periodically(
+    store: Store,
+    node: String,
+    advertise_addr: String,
+    lease_ttl: Duration,
+    stopped: impl Future<Output = ()>,
+) {
+    tokio::pin!(stopped);
+    let mut tick = tokio::time::interval(lease_ttl / 3);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => match store.heartbeat(&node, &advertise_addr).await {
+                Ok(()) if failing => {
+                    failing = false;
+                    tracing::info!(%node, "heartbeats reach the store again");
+                }
+                Ok(()) => {}
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!(%node, error = %e, "cannot record this node's heartbeat in the store; other nodes will count it dead after --lease-ttl");
+                    }
+                    failing = true;
+                }
+            },
+            () = &mut stopped => return,
+        }
+    }
+}
+
 async fn prune_audit_periodically(
     store: Store,
     retention: Duration,
@@ -380,6 +425,7 @@ fn api_state(
         store,
         access,
         trusted_proxies: TrustedProxies::new(config.trusted_proxies.clone()),
+        lease_ttl: config.lease_ttl,
         public: Arc::new(api::model::PublicAddress::new(
             &config.base_domain,
             proxy_port,

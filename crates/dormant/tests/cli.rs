@@ -366,3 +366,47 @@ async fn dormant_events_prints_one_line_per_transition_as_it_happens() {
     assert!(seen.iter().all(|line| line.contains(&name)), "{seen:#?}");
     assert!(seen[3].contains("(asked)"), "{}", seen[3]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_ls_shows_this_node_live_with_its_containers() {
+    let image = demo_image();
+    let dormant = Dormant::start_with(&["--advertise-addr", "node-a.internal:9999"]);
+    let name = unique("nodes");
+    dormant.create(json!({"image": image, "name": name})).await;
+
+    let (status, list) = dormant.api(Method::GET, "/v1/nodes", None).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let nodes = list["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 1, "{list}");
+    let node = &nodes[0];
+    assert_eq!(node["name"], dormant.node.as_str(), "{list}");
+    assert_eq!(node["advertise_addr"], "node-a.internal:9999", "{list}");
+    assert_eq!(node["this_node"], true, "{list}");
+    assert_eq!(node["live"], true, "{list}");
+    let held: i64 = node["containers"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|count| count.as_i64().unwrap())
+        .sum();
+    assert_eq!(held, 1, "{list}");
+
+    let (status, body) = dormant
+        .api_raw(
+            Method::GET,
+            "/v1/nodes",
+            Some("not-the-token"),
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body:?}");
+
+    let table = ok(
+        client(&dormant, &dormant.token, &["node", "ls"]),
+        "dormant node ls",
+    );
+    assert!(
+        table.contains(&format!("{} (this)", dormant.node)) && table.contains("live"),
+        "{table}"
+    );
+}

@@ -9,6 +9,7 @@ mod error;
 mod events;
 mod image_ref;
 pub mod model;
+pub mod nodes;
 mod openapi;
 mod private_urls;
 pub mod tenant_model;
@@ -58,6 +59,9 @@ pub struct ApiState {
     /// Gateways whose X-Forwarded-* headers shape the login links they ask
     /// for (`--trusted-proxies`).
     pub trusted_proxies: crate::proxy::forwarded::TrustedProxies,
+    /// A node is live while its last heartbeat is younger than this
+    /// (`--lease-ttl`).
+    pub lease_ttl: std::time::Duration,
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -114,6 +118,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/webhooks", get(webhooks::list).post(webhooks::create))
         .route("/webhooks/{id}", axum::routing::delete(webhooks::delete))
         .route("/stats", get(stats))
+        .route("/nodes", get(nodes::list))
         .route("/openapi.json", get(openapi_json))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

@@ -14,7 +14,7 @@ use super::tenant_model::{
     CreateTenant, NewTokenView, QuotasBody, QuotasView, TenantCreated, TenantList, TenantView,
     TokenList, TokenView, UsageView,
 };
-use super::{audit, containers, events, private_urls, tenants, webhooks};
+use super::{audit, containers, events, nodes, private_urls, tenants, webhooks};
 use crate::domain::{Access, ContainerState, WakeStrategy};
 
 #[derive(OpenApi)]
@@ -37,6 +37,7 @@ use crate::domain::{Access, ContainerState, WakeStrategy};
         private_urls::revoke_token,
         private_urls::login_link,
         super::stats,
+        nodes::list,
         tenants::create,
         tenants::list,
         tenants::get,
@@ -54,6 +55,7 @@ use crate::domain::{Access, ContainerState, WakeStrategy};
     ),
     components(schemas(CreateContainers, ContainerView, SnapshotView, Stats, WakeMinute, ContainerList, ContainerState, WakeStrategy, ErrorBody, ErrorDetail,
         CreateTenant, QuotasBody, QuotasView, UsageView, TenantView, TenantList, TenantCreated, TokenView, TokenList, NewTokenView, AuditView, AuditPage,
+        nodes::NodeView, nodes::NodeList,
         crate::events::Event, crate::events::EventKind,
         webhooks::CreateWebhook, webhooks::WebhookView, webhooks::WebhookCreated, webhooks::WebhookList,
         Access, SetAccess, ContainerTokenCreated, ContainerTokenView, ContainerTokenList, LoginLinkRequest, LoginLink, ContainerPatch)),
@@ -115,6 +117,7 @@ mod tests {
             "/v1/tenants",
             "/v1/tenants/{id}/tokens/{token_id}/rotate",
             "/v1/audit",
+            "/v1/nodes",
             "/v1/containers/{name}/access",
             "/v1/containers/{name}/tokens",
             "/v1/containers/{name}/tokens/{id}",

@@ -5,6 +5,7 @@ mod client;
 mod client_args;
 mod create;
 mod events;
+mod node;
 mod output;
 mod tenant;
 
@@ -118,6 +119,9 @@ pub enum Command {
     /// Manage tenants and their API tokens.
     #[command(subcommand)]
     Tenant(tenant::TenantCommand),
+    /// The nodes sharing this dormant's store: `node ls`.
+    #[command(subcommand)]
+    Node(node::NodeCommand),
     /// Build the demo workload into a local image `FROM scratch` (no registry needed): this
     /// `dormant` executable and the shared objects it loads, running `dormant demo-serve`.
     DemoImage {
@@ -156,6 +160,7 @@ pub async fn run_client(command: Command) -> anyhow::Result<()> {
         }
         Command::Create(args) => create::create(*args).await,
         Command::Tenant(command) => tenant::run(command).await,
+        Command::Node(command) => node::run(command).await,
         Command::Ls {
             watch: true,
             client,

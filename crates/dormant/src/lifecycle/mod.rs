@@ -263,6 +263,11 @@ impl Lifecycle {
         &self.ctx.metrics
     }
 
+    /// This dormant's node id.
+    pub fn node(&self) -> &str {
+        &self.ctx.config.node
+    }
+
     /// Whether this host supports archiving, and if not, why.
     pub fn archive_support(&self) -> &ArchiveSupport {
         &self.ctx.archive_support

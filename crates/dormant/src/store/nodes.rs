@@ -108,6 +108,23 @@ impl Store {
         .await
     }
 
+    /// How many containers each node runs or keeps, by state: `(node, state,
+    /// count)`, node `None` for those no node holds (archived), by node and
+    /// state.
+    pub async fn count_by_node(&self) -> Result<Vec<(Option<String>, String, i64)>, StoreError> {
+        self.with(|tx| {
+            tx.query(
+                "SELECT node, state, COUNT(*) FROM containers
+                 GROUP BY node, state ORDER BY node, state",
+                &[],
+            )?
+            .iter()
+            .map(|row| Ok((row.opt_text(0)?, row.text(1)?, row.int(2)?)))
+            .collect()
+        })
+        .await
+    }
+
     /// Every node that ever sent a heartbeat, by name.
     pub async fn list_nodes(&self) -> Result<Vec<NodeRow>, StoreError> {
         self.with(|tx| {
@@ -261,6 +278,36 @@ mod tests {
             // The database's clock is Unix time in milliseconds, as ours.
             let drift = (nodes[0].last_heartbeat - crate::domain::now_millis()).abs();
             assert!(drift < 60_000, "{backend}: {drift} ms off");
+        }
+    }
+
+    #[tokio::test]
+    async fn containers_are_counted_by_node_and_state() {
+        for db in TestDb::both() {
+            let store = db.open();
+            let mut rows = Vec::new();
+            for (name, node) in [
+                ("a", Some("n1")),
+                ("b", Some("n1")),
+                ("c", Some("n2")),
+                ("d", None),
+            ] {
+                let mut row = crate::domain::sample_record(name, 1);
+                row.node = node.map(str::to_owned);
+                rows.push(row);
+            }
+            store.insert_all(rows).await.unwrap();
+            let counts = store.count_by_node().await.unwrap();
+            let mut expected = vec![
+                (Some("n1".to_owned()), "creating".to_owned(), 2),
+                (Some("n2".to_owned()), "creating".to_owned(), 1),
+                (None, "creating".to_owned(), 1),
+            ];
+            // NULLs sort first on SQLite and last on PostgreSQL.
+            let mut counts_sorted = counts.clone();
+            counts_sorted.sort();
+            expected.sort();
+            assert_eq!(counts_sorted, expected, "{}", db.name());
         }
     }
 
