@@ -18,6 +18,8 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
+pub mod gateway_process;
+
 pub const DEMO_IMAGE: &str = "dormant-demo:latest";
 
 /// Builds the demo image once per test binary.
