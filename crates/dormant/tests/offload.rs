@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::gateway_process::{free_port, nginx_command, nginx_conf, start_nginx_in, Gateway};
-use common::{demo_image, docker_running, eventually, unique, Dormant};
+use common::{demo_image, docker_lines, docker_running, eventually, unique, Dormant};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
@@ -398,6 +398,42 @@ async fn a_private_container_is_never_offloaded() {
     assert!(location.is_none());
     let map = std::fs::read_to_string(beside.dir.join("map.conf")).unwrap();
     assert!(!map.contains(&name), "{map}");
+}
+
+#[tokio::test]
+async fn a_napping_container_leaves_nginx_before_its_pause_and_its_request_unpauses_it() {
+    let beside = Beside::start();
+    let name = unique("napper");
+    beside
+        .dormant
+        .create(json!({"image": demo_image(), "name": name, "nap_after": "1s"}))
+        .await;
+    // Paused, and nginx sends the host to dormant (that the pause waits
+    // for nginx is lifecycle's test
+    // `beside_a_gateway_a_nap_pauses_only_once_the_gateway_no_longer_routes_it`).
+    let paused = eventually(Duration::from_secs(20), async || {
+        docker_lines(&[
+            "inspect",
+            "-f",
+            "{{.State.Paused}}",
+            &format!("dormant-{name}"),
+        ]) == ["true"]
+    })
+    .await;
+    assert!(paused, "{}", beside.context("it never paused"));
+    assert!(
+        beside.route_of(&name).await.ends_with("/.dormant/wake"),
+        "{}",
+        beside.context("paused while nginx still sends it requests")
+    );
+    let (response, location) = through_nginx(&beside, Method::GET, &name, "/", "").await;
+    assert!(location.is_some(), "{}", beside.context("unpause"));
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "{}",
+        beside.context("after the unpause")
+    );
 }
 
 #[test]
