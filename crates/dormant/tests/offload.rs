@@ -4,8 +4,9 @@
 //! dormant's wake endpoint. Running containers' requests never reach
 //! dormant (its request counter stays put) yet count as activity; a
 //! sleeping container's GET and POST wake it and land on the app after a
-//! 307; a container that stops while nginx still maps it is woken through
-//! the recipe's `error_page` path.
+//! 307; a WebSocket handshake wakes it and is served by dormant; a
+//! container that stops while nginx still maps it is woken through the
+//! recipe's `error_page` path.
 
 mod common;
 
@@ -15,10 +16,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::gateway_process::{free_port, nginx_command, nginx_conf, start_nginx_in, Gateway};
 use common::{demo_image, docker_lines, docker_running, eventually, unique, Dormant};
+use futures_util::{SinkExt, StreamExt};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::json;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
 
 /// The nginx recipe the README shows under "Beside nginx": `{listen}`,
 /// `{hosts}`, `{dormant}`, `{map}`, `{probe}` and `{activity}` are filled
@@ -353,6 +357,30 @@ async fn beside_nginx_running_containers_bypass_dormant_and_sleeping_ones_wake()
     );
     assert_eq!(response.headers()["x-request-method"], "POST");
     assert_eq!(response.body().as_ref(), b"my body");
+
+    // A WebSocket to a sleeping container: dormant wakes it and serves the
+    // handshake itself (clients do not follow a handshake's redirect).
+    beside.sleep(&sleepy).await;
+    beside.wait_routed(&sleepy, false).await;
+    let port = beside.nginx.port;
+    let mut handshake = format!("ws://{sleepy}.localhost:{port}/ws")
+        .into_client_request()
+        .unwrap();
+    handshake.headers_mut().insert(
+        "host",
+        format!("{sleepy}.localhost:{port}").parse().unwrap(),
+    );
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let (mut socket, response) = tokio_tungstenite::client_async(handshake, stream)
+        .await
+        .unwrap_or_else(|e| panic!("{}", beside.context(&format!("WebSocket wake: {e}"))));
+    assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+    socket.send(Message::text("ping")).await.unwrap();
+    let echoed = socket.next().await.unwrap().unwrap();
+    assert_eq!(echoed.into_text().unwrap().as_str(), "ping");
+    drop(socket);
 
     // Stopped while nginx still sends its host to it (reloads fail for
     // now): the recipe's error_page sends the request to dormant, which

@@ -306,8 +306,12 @@ impl Proxy {
         let (upstream, body) = match (status.state, status.upstream) {
             // At the wake endpoint, a public container is woken (or
             // unpaused) and the client sent back to nginx once nginx routes
-            // it there; a private one is served here, as always.
-            _ if offload.is_some() && route.access() == Access::Public => {
+            // it there; a private one is served here, as always, and so is
+            // a WebSocket handshake (clients do not follow its redirects).
+            _ if offload.is_some()
+                && route.access() == Access::Public
+                && !parts.headers.contains_key(header::UPGRADE) =>
+            {
                 let offload = offload.expect("checked");
                 let upstream =
                     offloaded::wake_and_route(offload, self.waker.as_ref(), &route, &self.holds)
