@@ -291,6 +291,7 @@ where
             path: map,
             reload: config.nginx_reload.clone(),
             wake: wake_addr(proxy_addr),
+            metrics: lifecycle.metrics().clone(),
         }
         .run(stopped()),
     );

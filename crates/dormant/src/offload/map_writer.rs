@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use super::nginx_map;
 use super::reload;
 use crate::lifecycle::table::ContainerTable;
+use crate::metrics::Metrics;
 
 /// How long a burst of transitions may go on before the map is written:
 /// a herd of wakes or a sweep's sleeps becomes one reload.
@@ -33,6 +34,7 @@ pub struct MapWriter {
     pub reload: String,
     /// dormant's proxy as nginx reaches it: the wake endpoint's upstream.
     pub wake: SocketAddr,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Where the writer stands: what is on disk, whether nginx has read it.
@@ -124,12 +126,14 @@ impl MapWriter {
         progress.last_reload = Some(Instant::now());
         match reload::run(&self.reload).await {
             Ok(()) => {
+                self.metrics.nginx_reloads.inc();
                 progress.reload_due = false;
                 progress.failures = 0;
                 tracing::debug!(generation = progress.generation, "nginx reloaded");
                 None
             }
             Err(why) => {
+                self.metrics.nginx_reload_failures.inc();
                 tracing::warn!(%why, generation = progress.generation, "nginx did not reload (--nginx-reload); trying again. Until it does, nginx sends hosts where the last map it read says, and dormant's fallback covers what fails");
                 Some(backoff(progress))
             }
@@ -195,6 +199,7 @@ mod tests {
         );
         table.publish_for_test(&a, RouteStatus::running(at(2)));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let metrics = Arc::new(Metrics::new());
         let writer = MapWriter {
             table: table.clone(),
             base_domain: "localhost".into(),
@@ -206,6 +211,7 @@ mod tests {
                 reloaded.display()
             ),
             wake: "127.0.0.1:8080".parse().unwrap(),
+            metrics: metrics.clone(),
         };
         let running = tokio::spawn(writer.run(async move {
             let _ = stopped.await;
@@ -262,6 +268,8 @@ mod tests {
         );
         std::fs::remove_file(&fail).unwrap();
         until("the reload tried again", || lines(&reloaded) == 4).await;
+        assert_eq!(metrics.nginx_reloads.get(), 4);
+        assert_eq!(metrics.nginx_reload_failures.get(), 1);
 
         stop.send(()).unwrap();
         running.await.unwrap();

@@ -13,8 +13,14 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
 
-/// Idle connections each nginx worker keeps to each container.
-const KEEPALIVE: u32 = 8;
+/// Most idle connections each nginx worker keeps to each container (they
+/// exist only as many as were busy at once, and close after nginx's
+/// `keepalive_timeout`). Fewer than a busy container's concurrent requests
+/// makes nginx close and open a connection per request, and the
+/// connections it closed wait out TIME_WAIT: 8 per worker measured 30 times
+/// slower than nginx alone at 64 concurrent clients, once the host's
+/// ephemeral ports ran out (bench/offload.sh).
+const KEEPALIVE: u32 = 128;
 
 /// The upstream block that stands for dormant's wake endpoint.
 pub const WAKE_UPSTREAM: &str = "dormant-wake";
@@ -152,7 +158,7 @@ mod tests {
         assert!(refused.is_empty());
         assert!(text.starts_with("# Written by dormant (--gateway nginx), generation 7"));
         assert!(text.contains(
-            "upstream dormant-wake {\n    server 127.0.0.1:8080;\n    keepalive 8;\n}\n"
+            "upstream dormant-wake {\n    server 127.0.0.1:8080;\n    keepalive 128;\n}\n"
         ));
         assert!(text
             .contains("upstream dormant-c-alice-172-18-0-5-8080 {\n    server 172.18.0.5:8080;\n"));
