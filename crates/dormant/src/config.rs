@@ -414,17 +414,13 @@ pub struct ServeConfig {
     )]
     pub nginx_probe: SocketAddr,
 
-    /// With `--gateway nginx`: the UDP address where dormant hears nginx's
-    /// access log (syslog, one `$host` per request) and counts each line as
-    /// activity of that host's container, since offloaded requests never
-    /// reach dormant. Only datagrams from `--trusted-proxies` count.
-    #[arg(
-        long,
-        env = "DORMANT_NGINX_ACTIVITY",
-        default_value = "127.0.0.1:8078",
-        value_name = "ADDR"
-    )]
-    pub nginx_activity: SocketAddr,
+    /// With `--gateway nginx`: the access log nginx writes each request's
+    /// `$host` to (the recipe's `dormant_activity` log). dormant reads it
+    /// every second, counts each host as its container's activity (the
+    /// requests nginx serves never reach dormant) and empties it. Default:
+    /// `nginx-activity.log` beside `--nginx-map`.
+    #[arg(long, env = "DORMANT_NGINX_ACTIVITY", value_name = "FILE")]
+    pub nginx_activity: Option<PathBuf>,
 }
 
 /// A gateway beside dormant that serves running containers itself.

@@ -275,15 +275,11 @@ where
             config.nginx_probe.ip()
         );
     }
-    let activity = tokio::net::UdpSocket::bind(config.nginx_activity)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen for nginx's access log on udp {} (--nginx-activity)",
-                config.nginx_activity
-            )
-        })?;
-    tracing::info!(activity = %config.nginx_activity, probe = %config.nginx_probe, "beside nginx: running containers are served by nginx");
+    let activity = config
+        .nginx_activity
+        .clone()
+        .unwrap_or_else(|| map_dir.join("nginx-activity.log"));
+    tracing::info!(activity = %activity.display(), probe = %config.nginx_probe, "beside nginx: running containers are served by nginx");
     tasks.spawn(
         MapWriter {
             table: lifecycle.table().clone(),
@@ -295,11 +291,10 @@ where
         }
         .run(stopped()),
     );
-    tasks.spawn(offload::activity::hear(
+    tasks.spawn(offload::activity::follow(
         activity,
         lifecycle.table().clone(),
         config.base_domain.clone(),
-        trusted,
         stopped(),
     ));
     let offload = Arc::new(Offload::new(

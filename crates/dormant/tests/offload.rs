@@ -36,7 +36,7 @@ const README_VALUES: [(&str, &str); 6] = [
     ("{dormant}", "127.0.0.1:8080"),
     ("{map}", "/var/lib/dormant/nginx-map.conf"),
     ("{probe}", "127.0.0.1:8079"),
-    ("{activity}", "127.0.0.1:8078"),
+    ("{activity}", "/var/lib/dormant/nginx-activity.log"),
 ];
 
 fn fill(recipe: &str, values: &[(&str, &str)]) -> String {
@@ -57,7 +57,8 @@ impl Beside {
     fn start() -> Self {
         let dir = std::env::temp_dir().join(unique("dormant-offload"));
         std::fs::create_dir_all(&dir).unwrap();
-        let (listen, probe, activity) = (free_port(), free_port(), free_port());
+        let (listen, probe) = (free_port(), free_port());
+        let activity = dir.join("activity.log");
         let map = dir.join("map.conf");
         // Each reload leaves a line in `reloads`; while `frozen` exists
         // reloads fail, as a broken nginx configuration would.
@@ -76,7 +77,7 @@ impl Beside {
             "--nginx-probe",
             &format!("127.0.0.1:{probe}"),
             "--nginx-activity",
-            &format!("127.0.0.1:{activity}"),
+            activity.to_str().unwrap(),
             "--trusted-proxies",
             "127.0.0.1",
             "--nap-after",
@@ -102,7 +103,7 @@ impl Beside {
                 ("{dormant}", &dormant.proxy.to_string()),
                 ("{map}", map.to_str().unwrap()),
                 ("{probe}", &format!("127.0.0.1:{probe}")),
-                ("{activity}", &format!("127.0.0.1:{activity}")),
+                ("{activity}", activity.to_str().unwrap()),
             ],
         );
         let nginx_dir = dir.join("nginx");

@@ -1,7 +1,7 @@
 //! Beside a gateway (`--gateway nginx`): nginx serves running containers
 //! itself and dormant only sees what is asleep, napping, private or
 //! unknown. dormant keeps nginx's map of running containers
-//! ([`map_writer`]), hears nginx's access log as activity ([`activity`]),
+//! ([`map_writer`]), reads nginx's access log as activity ([`activity`]),
 //! and, at its wake endpoint, asks nginx ([`probe`]) whether a woken
 //! container is routed before redirecting the client back.
 
