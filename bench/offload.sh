@@ -209,7 +209,7 @@ offload_main() {
 - Date: $(date -u '+%Y-%m-%d %H:%M UTC'); dormant $(cd "$ROOT" && git rev-parse --short HEAD)
 - Command: \`$COMMAND\`
 - Machine: $(nproc) cores; load average $load_before before, $(cut -d' ' -f1-3 /proc/loadavg) after
-- Test: \`wrk -t2 -c64 -d${WRK_SECONDS}s --latency\` (after a ${WARMUP_SECONDS} s warm-up), \`GET /\` of the demo app, network upstream mode; one nginx (\`worker_processes auto\`) serves both nginx targets; the three targets in a rotating order each round
+- Test: \`wrk -t2 -c64 -d${WRK_SECONDS}s --latency\` (after a ${WARMUP_SECONDS} s warm-up), \`GET /\` of the demo app, network upstream mode; one nginx (\`worker_processes auto\`) serves the three nginx targets; the four targets in a rotating order each round
 
 $table
 MD
