@@ -404,6 +404,54 @@ pub struct ServeConfig {
     /// How long the session cookie a login link sets stays valid (1m..30d).
     #[arg(long, env = "DORMANT_SESSION_TTL", default_value = "12h", value_parser = session_ttl, value_name = "DURATION")]
     pub session_ttl: Duration,
+
+    // --- Beside a gateway: running containers' traffic offloaded ---
+    /// `nginx`: nginx serves running containers itself, from the map
+    /// dormant writes to `--nginx-map`; every other host goes to dormant's
+    /// wake endpoint (see the README, "Beside nginx"). Default: none.
+    #[arg(long, env = "DORMANT_GATEWAY", value_enum, value_name = "GATEWAY")]
+    pub gateway: Option<GatewayKind>,
+
+    /// With `--gateway nginx`: the file dormant keeps the map entries in
+    /// (`hostname "ip:port";` for each running public container), included
+    /// by nginx's `map`.
+    #[arg(long, env = "DORMANT_NGINX_MAP", value_name = "FILE")]
+    pub nginx_map: Option<PathBuf>,
+
+    /// With `--gateway nginx`: the command (run by `sh -c`) that makes nginx
+    /// read the map again once it changed.
+    #[arg(
+        long,
+        env = "DORMANT_NGINX_RELOAD",
+        default_value = "nginx -s reload",
+        value_name = "CMD"
+    )]
+    pub nginx_reload: String,
+
+    /// With `--gateway nginx`: nginx's probe listener (the recipe's
+    /// `return 200 $dormant_upstream;` server), which dormant asks where
+    /// nginx sends a host before redirecting a woken request back.
+    #[arg(
+        long,
+        env = "DORMANT_NGINX_PROBE",
+        default_value = "127.0.0.1:8079",
+        value_name = "ADDR"
+    )]
+    pub nginx_probe: SocketAddr,
+
+    /// With `--gateway nginx`: the access log nginx writes each request's
+    /// `$host` to (the recipe's `dormant_activity` log). dormant reads it
+    /// every second, counts each host as its container's activity (the
+    /// requests nginx serves never reach dormant) and empties it. Default:
+    /// `nginx-activity.log` beside `--nginx-map`.
+    #[arg(long, env = "DORMANT_NGINX_ACTIVITY", value_name = "FILE")]
+    pub nginx_activity: Option<PathBuf>,
+}
+
+/// A gateway beside dormant that serves running containers itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GatewayKind {
+    Nginx,
 }
 
 /// How the proxy reaches containers.

@@ -12,6 +12,8 @@
 //! - [`access`]: private container URLs: tokens, login links, session cookies.
 //! - [`lifecycle`]: the only place a container's state changes; it owns the
 //!   container table the proxy reads, one owner per container.
+//! - [`offload`]: beside nginx: the map of running containers it serves
+//!   itself, its access log as activity, the wake endpoint's probe.
 //! - [`events`]: every container transition, numbered, for the event
 //!   stream and [`webhooks`].
 //! - [`error_kind`]: one mapping from what went wrong to an HTTP status.
@@ -43,6 +45,7 @@ pub mod lifecycle;
 pub mod listen;
 pub mod logging;
 pub mod metrics;
+pub mod offload;
 pub mod proxy;
 pub mod runtime;
 pub mod serve;

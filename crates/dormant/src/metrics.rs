@@ -49,6 +49,10 @@ pub struct Metrics {
     pub refused_holds: Counter,
     /// Wakes waiting for room (capacity limits).
     pub wake_queue: Gauge,
+    /// Beside nginx: reloads of nginx after its map changed, and those
+    /// that failed (each is tried again).
+    pub nginx_reloads: Counter,
+    pub nginx_reload_failures: Counter,
     /// Requests for containers not running that dormant answered itself
     /// instead of waking them, by reason (see `proxy::no_wake`).
     no_wake_answers: Family<ReasonLabel, Counter>,
@@ -128,6 +132,8 @@ impl Metrics {
             open_connections: Gauge::default(),
             refused_connections: Counter::default(),
             refused_holds: Counter::default(),
+            nginx_reloads: Counter::default(),
+            nginx_reload_failures: Counter::default(),
             wake_queue: Gauge::default(),
             no_wake_answers: Family::default(),
             rate_limited: Family::default(),
@@ -234,6 +240,16 @@ impl Metrics {
             "proxy_refused_holds",
             "Requests for waking containers answered 503 because --max-held-requests or --wake-buffer-total was spent",
             metrics.refused_holds.clone(),
+        );
+        registry.register(
+            "nginx_reloads",
+            "Beside nginx: nginx reloaded after its map changed (--nginx-reload)",
+            metrics.nginx_reloads.clone(),
+        );
+        registry.register(
+            "nginx_reload_failures",
+            "Beside nginx: --nginx-reload runs that failed; each is tried again",
+            metrics.nginx_reload_failures.clone(),
         );
         registry.register(
             "wake_queue_length",

@@ -18,7 +18,7 @@ use crate::access::tokens::ContainerTokens;
 use crate::access::{self, AccessControl};
 use crate::api::{self, ApiState, CreateDefaults};
 use crate::auth::TokenIndex;
-use crate::config::{ServeConfig, UpstreamMode};
+use crate::config::{GatewayKind, ServeConfig, UpstreamMode};
 use crate::data_dir;
 use crate::domain::LABEL_MANAGED;
 use crate::lifecycle::{
@@ -26,6 +26,8 @@ use crate::lifecycle::{
 };
 use crate::listen::{size_connections, CappedListener};
 use crate::metrics::Metrics;
+use crate::offload::map_writer::MapWriter;
+use crate::offload::{self, NginxProbe, Offload};
 use crate::proxy::forwarded::TrustedProxies;
 use crate::proxy::wake_filter::{WakeFilter, WakeFilterConfig};
 use crate::proxy::{self, ConnectionLimit, EdgeLimits, HoldBudget, ProxyParts};
@@ -215,7 +217,9 @@ pub async fn run(
         config.audit_retention,
         stopped(),
     ));
-    let proxy = proxy_parts(&config, &lifecycle, metrics, max_connections, access);
+    let offload = start_offload(&config, &lifecycle, proxy_addr, &tasks, &stopped).await?;
+    let mut proxy = proxy_parts(&config, &lifecycle, metrics, max_connections, access);
+    proxy.offload = offload;
     let proxy_threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let proxy_task = proxy::serve_per_core(
         proxy,
@@ -251,6 +255,87 @@ pub async fn run(
     lifecycle.flush_activity().await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// With `--gateway nginx`: keeps nginx's map and hears its access log in
+/// the background, and returns what the proxy's wake endpoint needs.
+async fn start_offload<S, F>(
+    config: &ServeConfig,
+    lifecycle: &Lifecycle,
+    proxy_addr: std::net::SocketAddr,
+    tasks: &TaskTracker,
+    stopped: &S,
+) -> anyhow::Result<Option<Arc<Offload>>>
+where
+    S: Fn() -> F,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let Some(GatewayKind::Nginx) = config.gateway else {
+        return Ok(None);
+    };
+    let map = config
+        .nginx_map
+        .clone()
+        .context("--gateway nginx needs --nginx-map FILE: the map file nginx's recipe includes")?;
+    let map_dir = match map.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+        _ => std::path::PathBuf::from("."),
+    };
+    anyhow::ensure!(
+        map_dir.is_dir(),
+        "--nginx-map {}: the directory {} does not exist",
+        map.display(),
+        map_dir.display()
+    );
+    let trusted = TrustedProxies::new(config.trusted_proxies.clone());
+    if !trusted.trusts(config.nginx_probe.ip()) {
+        anyhow::bail!(
+            "--gateway nginx: nginx's address {} is not in --trusted-proxies, so dormant would not take its requests for the wake endpoint; add it (e.g. --trusted-proxies 127.0.0.1)",
+            config.nginx_probe.ip()
+        );
+    }
+    let activity = config
+        .nginx_activity
+        .clone()
+        .unwrap_or_else(|| map_dir.join("nginx-activity.log"));
+    tracing::info!(activity = %activity.display(), probe = %config.nginx_probe, "beside nginx: running containers are served by nginx");
+    tasks.spawn(
+        MapWriter {
+            table: lifecycle.table().clone(),
+            base_domain: config.base_domain.clone(),
+            path: map,
+            reload: config.nginx_reload.clone(),
+            wake: wake_addr(proxy_addr),
+            metrics: lifecycle.metrics().clone(),
+        }
+        .run(stopped()),
+    );
+    tasks.spawn(offload::activity::follow(
+        activity,
+        lifecycle.table().clone(),
+        config.base_domain.clone(),
+        stopped(),
+    ));
+    let offload = Arc::new(Offload::new(
+        NginxProbe::new(config.nginx_probe),
+        &config.base_domain,
+    ));
+    // A paused app would leave nginx's requests hanging: naps wait until
+    // nginx sends the host to dormant.
+    lifecycle.guard_pauses(offload.clone());
+    Ok(Some(offload))
+}
+
+/// dormant's proxy as nginx on the same host reaches it: its address, or
+/// loopback when it listens on every address.
+fn wake_addr(proxy_addr: std::net::SocketAddr) -> std::net::SocketAddr {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let ip = match proxy_addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    std::net::SocketAddr::new(ip, proxy_addr.port())
 }
 
 /// The store, the snapshot dir, archive support and capacity, as lifecycle
@@ -472,6 +557,7 @@ fn proxy_parts(
         holds: HoldBudget::new(config.max_held_requests, bytes(config.wake_buffer_total)),
         wake_filter,
         access,
+        offload: None,
     }
 }
 

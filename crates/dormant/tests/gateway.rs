@@ -7,12 +7,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::gateway_process::{
+    free_port, nginx_conf, require, start_nginx_in, wait_listening, Gateway,
+};
 use common::{demo_image, docker_running, unique, Dormant};
 use futures_util::{SinkExt, StreamExt};
 use http::{Method, Request, Response, StatusCode};
@@ -45,67 +47,6 @@ fn fill(recipe: &str, values: &[(&str, &str)]) -> String {
     })
 }
 
-/// The path of a gateway's binary, or a failure saying what to install.
-fn require(binary: &str, package: &str) -> PathBuf {
-    let found = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
-        .iter()
-        .map(|dir| Path::new(dir).join(binary))
-        .chain(
-            std::env::var_os("PATH")
-                .iter()
-                .flat_map(std::env::split_paths)
-                .map(|dir| dir.join(binary)),
-        )
-        .find(|path| path.is_file());
-    found.unwrap_or_else(|| {
-        panic!(
-            "`{binary}` is not installed: this test runs Debian's {package} in front of dormant; \
-             install it with `apt-get install {package}` (CI's .ci/run does)"
-        )
-    })
-}
-
-/// A free loopback port (the gateway binds it a moment later).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A gateway process, killed when dropped (even when the test fails).
-struct Gateway {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-    log: PathBuf,
-}
-
-impl Gateway {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        // SIGTERM, so that nginx's master stops its workers too (SIGKILL
-        // would leave them running); SIGKILL if it is still there after 5 s.
-        let pid = rustix::process::Pid::from_child(&self.child);
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        for _ in 0..100 {
-            if !matches!(self.child.try_wait(), Ok(None)) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 /// A certificate for `hosts`, self-signed: the client trusts exactly it.
 struct TestCertificate {
     cert_pem: String,
@@ -122,26 +63,8 @@ fn certificate(hosts: &[String]) -> TestCertificate {
     }
 }
 
-/// Waits until something accepts connections on `port`, or fails with the
-/// gateway's log.
-fn wait_listening(gateway: &mut Gateway, what: &str) {
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", gateway.port)).is_ok() {
-            return;
-        }
-        if let Ok(Some(status)) = gateway.child.try_wait() {
-            panic!("{what} exited ({status}); its log:\n{}", gateway.log());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!(
-        "{what} did not listen within 5 s; its log:\n{}",
-        gateway.log()
-    );
-}
-
 fn start_nginx(dormant: &Dormant, cert: &TestCertificate) -> Gateway {
-    let nginx = require("nginx", "nginx");
+    require("nginx", "nginx");
     let dir = std::env::temp_dir().join(unique("dormant-nginx"));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("cert.pem"), &cert.cert_pem).unwrap();
@@ -158,33 +81,8 @@ fn start_nginx(dormant: &Dormant, cert: &TestCertificate) -> Gateway {
             ("{key}", &format!("{d}/key.pem")),
         ],
     );
-    // Everything nginx writes stays in the temp dir: no system paths.
-    let conf = format!(
-        "worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log info;\n\
-         events {{ worker_connections 128; }}\n\
-         http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  \
-         fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-         {server}}}\n"
-    );
-    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
-    let child = Command::new(nginx)
-        .arg("-p")
-        .arg(&dir)
-        .arg("-c")
-        .arg(dir.join("nginx.conf"))
-        .args(["-g", "daemon off;"])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap())
-        .spawn()
-        .expect("start nginx");
-    let mut gateway = Gateway {
-        child,
-        port,
-        log: dir.join("error.log"),
-        dir,
-    };
-    wait_listening(&mut gateway, "nginx");
-    gateway
+    std::fs::write(dir.join("nginx.conf"), nginx_conf(&dir, &server)).unwrap();
+    start_nginx_in(dir, port)
 }
 
 fn start_haproxy(dormant: &Dormant, cert: &TestCertificate) -> Gateway {

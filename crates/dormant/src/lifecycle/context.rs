@@ -44,6 +44,9 @@ pub(super) struct Context {
     /// Held while a create checks `max_containers` and enters its names in
     /// the table, so two creates of one tenant cannot both squeeze in.
     pub create_admission: std::sync::Mutex<()>,
+    /// Asked before a pause whether a gateway beside dormant still sends
+    /// the container requests (see [`super::nap::PauseGuard`]).
+    pub pause_guard: std::sync::OnceLock<Arc<dyn super::nap::PauseGuard>>,
 }
 
 /// What one transition changes about a container besides its status.

@@ -64,6 +64,7 @@ pub use archive::{check_support as check_archive_support, ArchiveSupport};
 pub use capacity::{host_memory_bytes, own_rss_bytes, CapacityUsage, Limits};
 use context::Context;
 pub use error::LifecycleError;
+pub use nap::PauseGuard;
 use table::{ContainerTable, Route};
 
 /// How far one event-stream reader may fall behind the live stream before
@@ -171,9 +172,17 @@ impl Lifecycle {
             tasks: tokio_util::task::TaskTracker::new(),
             quotas: QuotaBook::default(),
             create_admission: std::sync::Mutex::new(()),
+            pause_guard: std::sync::OnceLock::new(),
             events: Arc::new(EventBus::new(event_buffer, EVENTS_PER_SUBSCRIBER)),
         };
         Self { ctx: Arc::new(ctx) }
+    }
+
+    /// Makes every nap wait for `guard` before Docker's pause (a gateway
+    /// beside dormant must stop sending the container requests first). Set
+    /// once, at start-up.
+    pub fn guard_pauses(&self, guard: Arc<dyn nap::PauseGuard>) {
+        let _ = self.ctx.pause_guard.set(guard);
     }
 
     /// Every transition of every container, as it happens.

@@ -15,6 +15,16 @@ use super::LifecycleError;
 use crate::domain::{now_millis, ContainerState};
 use crate::proxy::waker::{WakeError, WakeErrorKind};
 
+/// Something beside dormant that sends requests straight to running
+/// containers (nginx with `--gateway nginx`): a paused app would leave
+/// them hanging, so a nap first waits until it no longer does.
+#[async_trait::async_trait]
+pub trait PauseGuard: Send + Sync + 'static {
+    /// Waits (bounded) until nothing but dormant sends container `name`
+    /// requests at `upstream` any more; false if that did not happen.
+    async fn withdrawn(&self, name: &str, upstream: SocketAddr) -> bool;
+}
+
 /// Why a container is being paused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Why {
@@ -49,6 +59,15 @@ pub(super) async fn run(ctx: &Context, owner: &Owner, why: Why) -> Result<(), Li
     // paused app never answers, so nothing may be in flight when it pauses.
     ctx.commit(owner, RouteStatus::napping(upstream), Change::default())
         .await?;
+    if let Some(guard) = ctx.pause_guard.get() {
+        if !guard.withdrawn(name, upstream).await {
+            ctx.commit_or_publish(owner, RouteStatus::running(upstream))
+                .await;
+            return Err(LifecycleError::Conflict(format!(
+                "container `{name}` is still served by the gateway beside dormant (its map did not drop it in time); it naps later"
+            )));
+        }
+    }
     let still_due = match why {
         Why::Idle => is_due(owner, now_millis()),
         Why::Asked => owner.in_use_count() == 0,

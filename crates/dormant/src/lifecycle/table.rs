@@ -390,6 +390,10 @@ pub struct ContainerTable {
     awake: Mutex<HashMap<String, Arc<Route>>>,
     /// Asleep containers by when they are due for archiving.
     archive_due: Mutex<ArchiveQueue>,
+    /// Told of every publish and removal, for whoever mirrors the table
+    /// elsewhere (the nginx map): one waiter, and changes made while it is
+    /// busy fold into one wake-up.
+    changed: Notify,
 }
 
 impl ContainerTable {
@@ -444,7 +448,37 @@ impl ContainerTable {
         let route = self.write().remove(name)?;
         self.lock_awake().remove(name);
         self.lock_archive_due().cancel(name);
+        self.changed.notify_one();
         Some(route)
+    }
+
+    /// Completes after the next publish or removal (at once if one came
+    /// since the last call). For a single follower of the table.
+    pub async fn changed(&self) {
+        self.changed.notified().await;
+    }
+
+    /// Name and upstream of each running public container: what a gateway
+    /// beside dormant may serve without it. Private containers always go
+    /// through dormant (it checks their credentials), napping ones too (a
+    /// paused app needs its unpause). Costs what runs, not what exists.
+    pub fn running_public_upstreams(&self) -> Vec<(String, SocketAddr)> {
+        let awake = self.lock_awake();
+        let mut running: Vec<_> = awake
+            .values()
+            .filter(|route| route.access() == Access::Public)
+            .filter_map(|route| {
+                let status = route.status.borrow();
+                match (status.state, status.upstream) {
+                    (ContainerState::Running, Some(upstream)) => {
+                        Some((route.name().to_owned(), upstream))
+                    }
+                    _ => None,
+                }
+            })
+            .collect();
+        running.sort_unstable();
+        running
     }
 
     /// Makes `status` (and the record changes that go with it) what every
@@ -486,6 +520,7 @@ impl ContainerTable {
             }
         }
         route.status.send_replace(status);
+        self.changed.notify_one();
     }
 
     pub fn all(&self) -> Vec<Arc<Route>> {
@@ -559,6 +594,12 @@ impl ContainerTable {
         status: RouteStatus,
     ) -> Arc<Route> {
         self.insert_record_for_test(crate::domain::sample_record(name, 0), config, status)
+    }
+
+    /// Publishes `status` as lifecycle would, for tests of what follows
+    /// the table.
+    pub fn publish_for_test(&self, route: &Arc<Route>, status: RouteStatus) {
+        self.publish(route, status, now_millis(), |_| {});
     }
 
     /// Adds a route made from `record`, for tests of what reads the table.

@@ -17,6 +17,7 @@ mod gate;
 mod head_timer;
 pub mod host;
 pub mod no_wake;
+mod offloaded;
 pub mod public_url;
 pub mod rate_limit;
 mod spread;
@@ -40,9 +41,10 @@ use hyper::body::Incoming;
 use tokio::sync::watch;
 
 use crate::access::AccessControl;
-use crate::domain::{ContainerState, WakeStrategy};
+use crate::domain::{Access, ContainerState, WakeStrategy};
 use crate::lifecycle::table::ContainerTable;
 use crate::metrics::Metrics;
+use crate::offload::Offload;
 use body::{RequestBody, TrackedBody};
 pub use budget::{ConnectionLimit, HoldBudget};
 use error::ALLOWED_METHODS;
@@ -94,6 +96,8 @@ pub struct ProxyParts {
     pub wake_filter: Arc<WakeFilter>,
     /// Who may reach private containers.
     pub access: Arc<AccessControl>,
+    /// Beside nginx (`--gateway nginx`): the wake endpoint's probe.
+    pub offload: Option<Arc<Offload>>,
 }
 
 /// Serves the proxy on `threads` threads, each with a single-threaded
@@ -181,6 +185,7 @@ pub struct Proxy {
     holds: Arc<HoldBudget>,
     wake_filter: Arc<WakeFilter>,
     access: Arc<AccessControl>,
+    offload: Option<Arc<Offload>>,
     metrics: Arc<Metrics>,
     /// Requests answered, by status class (`1xx` at 0 .. `5xx` at 4).
     answered: [prometheus_client::metrics::counter::Counter; 5],
@@ -198,6 +203,7 @@ impl Proxy {
             holds: parts.holds,
             wake_filter: parts.wake_filter,
             access: parts.access,
+            offload: parts.offload,
             answered: parts.metrics.proxy_request_counters(),
             metrics: parts.metrics,
         }
@@ -279,6 +285,12 @@ impl Proxy {
         let Some((route, path)) = found else {
             return Ok(server_options().map(Either::Right));
         };
+        // nginx sends every host it does not serve itself to the wake
+        // endpoint, with the original path after its prefix.
+        let (offload, path) = match self.offload.as_deref().filter(|_| trusted) {
+            Some(offload) => offloaded::wake_endpoint(offload, path)?,
+            None => (None, path),
+        };
         // Before anything wakes it or counts as activity.
         if let Some(answer) = gate::admit(&self.access, &route, &mut parts, &path, trusted)? {
             return Ok(answer.map(Either::Right));
@@ -303,6 +315,29 @@ impl Proxy {
             return Ok(answer.map(Either::Right));
         }
         let (upstream, body) = match (status.state, status.upstream) {
+            // At the wake endpoint, a public container is woken (or
+            // unpaused) and the client sent back to nginx once nginx routes
+            // it there; a private one is served here, as always, and so is
+            // a WebSocket handshake (clients do not follow its redirects).
+            _ if offload.is_some()
+                && route.access() == Access::Public
+                && !parts.headers.contains_key(header::UPGRADE) =>
+            {
+                let offload = offload.expect("checked");
+                let upstream =
+                    offloaded::wake_and_route(offload, self.waker.as_ref(), &route, &self.holds)
+                        .await?;
+                match upstream {
+                    offloaded::Woken::Routed => {
+                        return Ok(
+                            waking::redirect_to(&parts, path.as_str(), trusted).map(Either::Right)
+                        )
+                    }
+                    offloaded::Woken::NotRouted(upstream) => {
+                        (upstream, RequestBody::streaming(body))
+                    }
+                }
+            }
             (ContainerState::Running, Some(upstream)) => (upstream, RequestBody::streaming(body)),
             // Paused, not stopped: served like a running container, once its
             // first request has paid the unpause (joined by any other

@@ -101,6 +101,7 @@ impl TestProxy {
             holds: HoldBudget::new(100, 1 << 20),
             wake_filter: Arc::new(WakeFilter::new(filter, &metrics)),
             access: access.clone(),
+            offload: None,
         };
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();

@@ -114,6 +114,11 @@ pub fn redirect_to_same_url(parts: &Parts, trusted: bool) -> Response<Full<Bytes
         Some(pq) if pq.as_str().starts_with('/') => pq.as_str(),
         _ => "/",
     };
+    redirect_to(parts, path, trusted)
+}
+
+/// 307 to `path` (a path and query) on the host the client asked for.
+pub fn redirect_to(parts: &Parts, path: &str, trusted: bool) -> Response<Full<Bytes>> {
     let location = PublicOrigin::of(&parts.headers, trusted).url(path);
     let mut response = Response::new(Full::new(Bytes::new()));
     *response.status_mut() = StatusCode::TEMPORARY_REDIRECT;

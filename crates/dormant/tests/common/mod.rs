@@ -25,6 +25,7 @@ use hyper_util::rt::TokioExecutor;
 use rustix::process::Signal;
 use serde_json::Value;
 
+pub mod gateway_process;
 /// The test process's own PostgreSQL (the same helper as the unit tests').
 #[path = "../../src/store/test_postgres.rs"]
 pub mod postgres;

@@ -424,3 +424,59 @@ async fn after_a_restart_docker_decides_who_naps() {
     h.served("napped").await;
     assert_eq!(h.assert_settled("napped").await, Running);
 }
+
+/// A gateway beside dormant (nginx) that drops a container from its routes
+/// only when the test says, recording what it was asked.
+#[derive(Default)]
+struct Gateway {
+    drops: std::sync::atomic::AtomicBool,
+    asked: std::sync::Mutex<Vec<(String, bool)>>,
+}
+
+#[async_trait::async_trait]
+impl crate::lifecycle::PauseGuard for Gateway {
+    async fn withdrawn(&self, name: &str, _upstream: std::net::SocketAddr) -> bool {
+        let withdrawn = self.drops.load(std::sync::atomic::Ordering::SeqCst);
+        // As a real wait for nginx's reload would.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        self.asked
+            .lock()
+            .unwrap()
+            .push((name.to_owned(), withdrawn));
+        withdrawn
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn beside_a_gateway_a_nap_pauses_only_once_the_gateway_no_longer_routes_it() {
+    let h = Harness::new().await;
+    let gateway = Arc::new(Gateway::default());
+    h.lifecycle().guard_pauses(gateway.clone());
+    h.running("a").await;
+
+    // Still routed by the gateway: no pause, running and serving again.
+    let err = h.lifecycle().nap("a").await.unwrap_err();
+    assert!(
+        matches!(&err, LifecycleError::Conflict(m) if m.contains("gateway")),
+        "{err}"
+    );
+    assert_eq!(
+        h.fake().calls(Call::Pause),
+        0,
+        "never paused under the gateway"
+    );
+    assert_eq!(h.assert_settled("a").await, Running);
+    h.served("a").await;
+
+    // Dropped by the gateway: paused.
+    gateway
+        .drops
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    h.lifecycle().nap("a").await.expect("nap");
+    assert_eq!(h.state("a"), Napping);
+    assert_eq!(h.fake().calls(Call::Pause), 1);
+    assert_eq!(
+        *gateway.asked.lock().unwrap(),
+        [("a".to_owned(), false), ("a".to_owned(), true)]
+    );
+}
