@@ -6,9 +6,8 @@
 //!
 //! The daemon restarted is a private `dockerd` this test starts, beside the
 //! machine's own (which other tests use meanwhile): its own data root, exec
-//! root, pid file, socket and address pool, no iptables rules, a default
-//! bridge interface of its own (with `--bridge none` a daemon in the machine's
-//! network namespace deletes the machine's `docker0`), the `vfs` storage driver (works on any filesystem) and an empty
+//! root, pid file, socket and address pool, no iptables rules, no default
+//! bridge, the `vfs` storage driver (works on any filesystem) and an empty
 //! config file (so the machine's `daemon.json` is not read). It is stopped and
 //! its directories removed when the test ends, however it ends.
 
@@ -34,8 +33,6 @@ struct PrivateDockerd {
     host: String,
     /// `10.x.y.0/24`: the one subnet its networks may use.
     pool: String,
-    /// Its default bridge interface, made by the test, on another free subnet.
-    bridge: String,
     child: Option<Child>,
 }
 
@@ -46,23 +43,8 @@ impl PrivateDockerd {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("daemon.json"), "{}").unwrap();
         let host = format!("unix://{}", dir.join("docker.sock").display());
-        let pool = free_subnet();
-        let bridge_subnet = std::iter::repeat_with(free_subnet)
-            .find(|subnet| *subnet != pool)
-            .unwrap();
-        let bridge = format!("dkr{:08x}", std::process::id() ^ rand_u32());
-        let gateway = format!("{}1/24", bridge_subnet.trim_end_matches("0/24"));
-        for args in [
-            vec!["link", "add", &bridge, "type", "bridge"],
-            vec!["addr", "add", &gateway, "dev", &bridge],
-            vec!["link", "set", &bridge, "up"],
-        ] {
-            let status = Command::new("ip").args(&args).status().expect("run ip");
-            assert!(status.success(), "ip {} failed", args.join(" "));
-        }
         Self {
-            pool,
-            bridge,
+            pool: free_subnet(),
             dir,
             host,
             child: None,
@@ -88,7 +70,7 @@ impl PrivateDockerd {
             .args(["--config-file", &path("daemon.json")])
             .args(["--data-root", &path("data"), "--exec-root", &path("exec")])
             .args(["--pidfile", &path("dockerd.pid"), "-H", &self.host])
-            .args(["--storage-driver", "vfs", "--bridge", &self.bridge])
+            .args(["--storage-driver", "vfs", "--bridge", "none"])
             .args(["--iptables=false", "--ip6tables=false", "--ip-masq=false"])
             .args(["--ip-forward=false"])
             .args([
@@ -266,9 +248,6 @@ impl Drop for PrivateDockerd {
             let _ = Command::new("kill").args(["-KILL", pid]).status();
         }
         self.remove_bridges();
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.bridge])
-            .status();
         unmount_below(&self.dir);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -291,14 +270,6 @@ fn unmount_below(dir: &Path) {
 }
 
 /// A `10.x.y.0/24` that no route of this host overlaps.
-/// Enough randomness to keep concurrent runs apart.
-fn rand_u32() -> u32 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos()
-}
-
 fn free_subnet() -> String {
     let routes = Command::new("ip")
         .args(["-4", "route"])
@@ -316,7 +287,11 @@ fn free_subnet() -> String {
             Some((u32::from(addr) & mask, mask))
         })
         .collect();
-    let seed = rand_u32() ^ std::process::id();
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+        ^ std::process::id();
     (0..256u32)
         .map(|i| {
             let n = seed.wrapping_add(i.wrapping_mul(7919));
