@@ -11,39 +11,6 @@ use common::{demo_image, docker_lines, unique, Dormant};
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
-async fn view(dormant: &Dormant, name: &str) -> Value {
-    let (status, json) = dormant
-        .api(Method::GET, &format!("/v1/containers/{name}"), None)
-        .await;
-    assert_eq!(status, StatusCode::OK, "{json}");
-    json
-}
-
-async fn archive(dormant: &Dormant, name: &str) -> Value {
-    let (status, json) = dormant
-        .api(
-            Method::POST,
-            &format!("/v1/containers/{name}/archive"),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{json}\n{}", dormant.log());
-    assert_eq!(json["state"], "archived");
-    json
-}
-
-async fn put(dormant: &Dormant, name: &str, path: &str, body: &str) {
-    let (status, text) = dormant
-        .proxy_request(
-            Method::PUT,
-            name,
-            &format!("/files{path}"),
-            Bytes::from(body.to_owned()),
-        )
-        .await;
-    assert!(status.is_success(), "PUT {path}: {status} {text:?}");
-}
-
 async fn file_op(dormant: &Dormant, name: &str, method: Method, path_and_query: &str) {
     let (status, text) = dormant
         .proxy_request(
@@ -96,17 +63,23 @@ const PATHS: &[&str] = &[
 ];
 
 async fn make_changes(dormant: &Dormant, name: &str) {
-    put(dormant, name, "/home/u/a.txt", "first version").await;
-    put(dormant, name, "/home/u/a.txt", "second version, modified").await;
-    put(dormant, name, "/home/u/deep/er/b.txt", "nested").await;
-    put(dormant, name, "/home/u/empty", "").await;
-    put(
-        dormant,
-        name,
-        "/home/u/my%20file%20%C3%A9t%C3%A9.txt",
-        "spaces and accents",
-    )
-    .await;
+    dormant
+        .put_file(name, "/home/u/a.txt", "first version")
+        .await;
+    dormant
+        .put_file(name, "/home/u/a.txt", "second version, modified")
+        .await;
+    dormant
+        .put_file(name, "/home/u/deep/er/b.txt", "nested")
+        .await;
+    dormant.put_file(name, "/home/u/empty", "").await;
+    dormant
+        .put_file(
+            name,
+            "/home/u/my%20file%20%C3%A9t%C3%A9.txt",
+            "spaces and accents",
+        )
+        .await;
     file_op(
         dormant,
         name,
@@ -121,7 +94,7 @@ async fn make_changes(dormant: &Dormant, name: &str) {
         "/home/u/hard?op=link&target=/home/u/a.txt",
     )
     .await;
-    put(dormant, name, "/home/u/private", "secret").await;
+    dormant.put_file(name, "/home/u/private", "secret").await;
     file_op(
         dormant,
         name,
@@ -133,22 +106,16 @@ async fn make_changes(dormant: &Dormant, name: &str) {
     // Changes to what came from the image.
     file_op(dormant, name, Method::DELETE, "/srv/fixtures/delete-me.txt").await;
     file_op(dormant, name, Method::DELETE, "/srv/fixtures/dir-to-file").await;
-    put(dormant, name, "/srv/fixtures/dir-to-file", "now a file").await;
+    dormant
+        .put_file(name, "/srv/fixtures/dir-to-file", "now a file")
+        .await;
     file_op(dormant, name, Method::DELETE, "/srv/fixtures/opaque-dir").await;
-    put(
-        dormant,
-        name,
-        "/srv/fixtures/opaque-dir/new.txt",
-        "made again",
-    )
-    .await;
-    put(
-        dormant,
-        name,
-        "/data/in-volume.txt",
-        "kept in a named volume",
-    )
-    .await;
+    dormant
+        .put_file(name, "/srv/fixtures/opaque-dir/new.txt", "made again")
+        .await;
+    dormant
+        .put_file(name, "/data/in-volume.txt", "kept in a named volume")
+        .await;
 }
 
 async fn snapshot_of_everything(
@@ -194,7 +161,7 @@ async fn an_archived_container_comes_back_exactly_as_it_was() {
     );
     let depth = layer_depth(&name);
 
-    let archived = archive(&dormant, &name).await;
+    let archived = dormant.archive(&name).await;
     assert!(
         archived["snapshot"]["bytes"].as_u64().unwrap() > 0,
         "{archived}"
@@ -212,7 +179,7 @@ async fn an_archived_container_comes_back_exactly_as_it_was() {
     for (b, a) in before.iter().zip(&after) {
         assert_eq!(b, a, "{} changed across archive and restore", b.0);
     }
-    let restored = view(&dormant, &name).await;
+    let restored = dormant.view(&name).await;
     assert_eq!(restored["state"], "running");
     assert!(
         restored.get("snapshot").is_none(),
@@ -233,13 +200,9 @@ async fn twenty_cycles_keep_layer_depth_and_snapshot_size_flat() {
     for cycle in 0..20 {
         // The same amount of user data each time, under a new name, and the
         // previous cycle's file deleted: nothing should pile up.
-        put(
-            &dormant,
-            &name,
-            &format!("/work/file-{cycle}"),
-            &"x".repeat(100_000),
-        )
-        .await;
+        dormant
+            .put_file(&name, &format!("/work/file-{cycle}"), &"x".repeat(100_000))
+            .await;
         if cycle > 0 {
             file_op(
                 &dormant,
@@ -249,7 +212,7 @@ async fn twenty_cycles_keep_layer_depth_and_snapshot_size_flat() {
             )
             .await;
         }
-        let archived = archive(&dormant, &name).await;
+        let archived = dormant.archive(&name).await;
         sizes.push(archived["snapshot"]["bytes"].as_u64().unwrap());
         let (status, body) = dormant
             .get(&name, &format!("/files/work/file-{cycle}"))
@@ -278,8 +241,8 @@ async fn a_corrupt_snapshot_is_never_restored_and_is_kept() {
     dormant
         .create(json!({"image": demo_image(), "name": name}))
         .await;
-    put(&dormant, &name, "/home/u/a.txt", "precious").await;
-    archive(&dormant, &name).await;
+    dormant.put_file(&name, "/home/u/a.txt", "precious").await;
+    dormant.archive(&name).await;
     let dir = dormant.data_dir.join("snapshots");
     let files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
@@ -295,7 +258,7 @@ async fn a_corrupt_snapshot_is_never_restored_and_is_kept() {
     let (status, body) = dormant.get(&name, "/").await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
     assert!(body.contains("SHA-256"), "{body}");
-    let failed = view(&dormant, &name).await;
+    let failed = dormant.view(&name).await;
     assert_eq!(failed["state"], "failed");
     assert!(
         failed["reason"].as_str().unwrap().contains("damaged"),
@@ -322,10 +285,10 @@ async fn a_crash_at_any_point_of_an_archive_or_restore_loses_nothing() {
         dormant
             .create(json!({"image": demo_image(), "name": name, "volumes": ["/data"]}))
             .await;
-        put(&dormant, &name, "/home/u/a.txt", "survives").await;
-        put(&dormant, &name, "/data/v.txt", "survives too").await;
+        dormant.put_file(&name, "/home/u/a.txt", "survives").await;
+        dormant.put_file(&name, "/data/v.txt", "survives too").await;
         if restore_points.contains(point) {
-            archive(&dormant, &name).await;
+            dormant.archive(&name).await;
         }
         dormant.kill();
         dormant.set_env("DORMANT_FAULT_POINT", Some(point));
@@ -354,7 +317,7 @@ async fn a_crash_at_any_point_of_an_archive_or_restore_loses_nothing() {
         dormant.set_env("DORMANT_FAULT_POINT", None);
         dormant.restart();
 
-        let settled = view(&dormant, &name).await;
+        let settled = dormant.view(&name).await;
         let state = settled["state"].as_str().unwrap().to_owned();
         let containers = dormant.docker_containers();
         match state.as_str() {
@@ -411,9 +374,9 @@ async fn crash_around_the_flush(point: &str) {
     dormant
         .create(json!({"image": demo_image(), "name": name, "volumes": ["/data"]}))
         .await;
-    put(&dormant, &name, "/home/u/a.txt", "survives").await;
-    put(&dormant, &name, "/data/v.txt", "survives too").await;
-    archive(&dormant, &name).await;
+    dormant.put_file(&name, "/home/u/a.txt", "survives").await;
+    dormant.put_file(&name, "/data/v.txt", "survives too").await;
+    dormant.archive(&name).await;
     dormant.kill();
     dormant.set_env("DORMANT_FAULT_POINT", Some(point));
     dormant.restart();
@@ -451,7 +414,7 @@ async fn crash_around_the_flush(point: &str) {
     dormant.set_env("DORMANT_FAULT_POINT", None);
     dormant.restart();
     let flushed = common::eventually(Duration::from_secs(60), async || {
-        view(&dormant, &name).await["snapshot"].is_null() && snapshots().is_empty()
+        dormant.view(&name).await["snapshot"].is_null() && snapshots().is_empty()
     })
     .await;
     assert!(
@@ -476,5 +439,5 @@ async fn crash_around_the_flush(point: &str) {
         (StatusCode::OK, "survives too"),
         "{point}"
     );
-    assert_eq!(view(&dormant, &name).await["state"], "running", "{point}");
+    assert_eq!(dormant.view(&name).await["state"], "running", "{point}");
 }

@@ -8,11 +8,10 @@ mod common;
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use common::s3::S3Server;
 use common::{demo_image, unique, Dormant};
 use http::{Method, StatusCode};
-use serde_json::{json, Value};
+use serde_json::json;
 
 const BUCKET: &str = "dormant-snaps";
 
@@ -22,39 +21,6 @@ fn start(server: &S3Server, extra_env: &[(&str, &str)]) -> Dormant {
     let mut all: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     all.extend_from_slice(extra_env);
     Dormant::start_with_env(&["--snapshots", &url], &all)
-}
-
-async fn view(dormant: &Dormant, name: &str) -> Value {
-    let (status, json) = dormant
-        .api(Method::GET, &format!("/v1/containers/{name}"), None)
-        .await;
-    assert_eq!(status, StatusCode::OK, "{json}");
-    json
-}
-
-async fn put(dormant: &Dormant, name: &str, path: &str, body: &str) {
-    let (status, text) = dormant
-        .proxy_request(
-            Method::PUT,
-            name,
-            &format!("/files{path}"),
-            Bytes::from(body.to_owned()),
-        )
-        .await;
-    assert!(status.is_success(), "PUT {path}: {status} {text:?}");
-}
-
-async fn archive(dormant: &Dormant, name: &str) -> Value {
-    let (status, json) = dormant
-        .api(
-            Method::POST,
-            &format!("/v1/containers/{name}/archive"),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{json}\n{}", dormant.log());
-    assert_eq!(json["state"], "archived");
-    json
 }
 
 /// `len` bytes of text zstd cannot squeeze much (6 bits of noise per byte).
@@ -87,13 +53,17 @@ async fn an_archive_goes_to_the_bucket_and_a_request_restores_it_with_its_data()
     dormant
         .create(json!({"image": demo_image(), "name": name, "volumes": ["/data"]}))
         .await;
-    put(&dormant, &name, "/home/u/notes.txt", "kept in the bucket").await;
-    put(&dormant, &name, "/data/v.txt", "a volume's file").await;
+    dormant
+        .put_file(&name, "/home/u/notes.txt", "kept in the bucket")
+        .await;
+    dormant
+        .put_file(&name, "/data/v.txt", "a volume's file")
+        .await;
     // Big enough that its snapshot goes up as a multipart upload of 8 MiB parts.
     let big = noise(24 << 20);
-    put(&dormant, &name, "/data/big.txt", &big).await;
+    dormant.put_file(&name, "/data/big.txt", &big).await;
 
-    let archived = archive(&dormant, &name).await;
+    let archived = dormant.archive(&name).await;
     let snapshot = &archived["snapshot"];
     assert!(
         snapshot["bytes"].as_u64().unwrap() > 16 << 20,
@@ -128,11 +98,11 @@ async fn an_archive_goes_to_the_bucket_and_a_request_restores_it_with_its_data()
     let (status, body) = dormant.get(&name, "/files/data/big.txt").await;
     assert_eq!(status, StatusCode::OK);
     assert!(body == big, "the big file came back changed");
-    assert_eq!(view(&dormant, &name).await["state"], "running");
+    assert_eq!(dormant.view(&name).await["state"], "running");
 
     // Once the restored files are on disk, the object goes.
     let gone = common::eventually(Duration::from_secs(60), async || {
-        view(&dormant, &name).await["snapshot"].is_null() && server.objects(BUCKET).is_empty()
+        dormant.view(&name).await["snapshot"].is_null() && server.objects(BUCKET).is_empty()
     })
     .await;
     assert!(gone, "the object stays after the flush:\n{}", dormant.log());
@@ -153,9 +123,13 @@ async fn another_node_restores_from_the_bucket_alone() {
     first
         .create(json!({"image": demo_image(), "name": name, "volumes": ["/data"]}))
         .await;
-    put(&first, &name, "/home/u/a.txt", "written on the first node").await;
-    put(&first, &name, "/data/b.txt", "and in its volume").await;
-    archive(&first, &name).await;
+    first
+        .put_file(&name, "/home/u/a.txt", "written on the first node")
+        .await;
+    first
+        .put_file(&name, "/data/b.txt", "and in its volume")
+        .await;
+    first.archive(&name).await;
     let first_node = first.node.clone();
     first.stop();
 
@@ -231,7 +205,7 @@ async fn an_unreachable_bucket_keeps_the_container_asleep_and_says_what_to_check
     dormant
         .create(json!({"image": demo_image(), "name": name}))
         .await;
-    put(&dormant, &name, "/home/u/a.txt", "still here").await;
+    dormant.put_file(&name, "/home/u/a.txt", "still here").await;
     let (status, json) = dormant
         .api(
             Method::POST,
@@ -243,7 +217,7 @@ async fn an_unreachable_bucket_keeps_the_container_asleep_and_says_what_to_check
     let message = json["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains(&format!("s3://{BUCKET}/x/")), "{json}");
     assert!(message.contains("is the endpoint reachable"), "{json}");
-    assert_eq!(view(&dormant, &name).await["state"], "asleep");
+    assert_eq!(dormant.view(&name).await["state"], "asleep");
     assert_eq!(local_snapshots(&dormant), Vec::<String>::new());
     let (status, body) = dormant.get(&name, "/files/home/u/a.txt").await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "still here"));
@@ -257,8 +231,8 @@ async fn a_damaged_object_is_refused_before_any_container_is_made() {
     dormant
         .create(json!({"image": demo_image(), "name": name}))
         .await;
-    put(&dormant, &name, "/home/u/a.txt", "whatever").await;
-    archive(&dormant, &name).await;
+    dormant.put_file(&name, "/home/u/a.txt", "whatever").await;
+    dormant.archive(&name).await;
     let objects = server.objects(BUCKET);
     let object = server.root.join(BUCKET).join(&objects[0]);
     let mut bytes = std::fs::read(&object).unwrap();
@@ -277,7 +251,7 @@ async fn a_damaged_object_is_refused_before_any_container_is_made() {
         0,
         "no container is made from a damaged snapshot"
     );
-    assert_eq!(view(&dormant, &name).await["state"], "failed");
+    assert_eq!(dormant.view(&name).await["state"], "failed");
     assert_eq!(server.objects(BUCKET), objects, "kept for inspection");
     assert_eq!(local_snapshots(&dormant), Vec::<String>::new());
 
@@ -300,7 +274,7 @@ async fn a_crash_between_the_upload_and_its_record_leaves_no_orphan() {
     dormant
         .create(json!({"image": demo_image(), "name": name}))
         .await;
-    put(&dormant, &name, "/home/u/a.txt", "not lost").await;
+    dormant.put_file(&name, "/home/u/a.txt", "not lost").await;
     dormant.kill();
     dormant.set_env("DORMANT_FAULT_POINT", Some("archive-after-snapshot-keep"));
     dormant.restart();
@@ -324,7 +298,7 @@ async fn a_crash_between_the_upload_and_its_record_leaves_no_orphan() {
         "start-up removes the object no row records:\n{}",
         dormant.log()
     );
-    assert_eq!(view(&dormant, &name).await["state"], "asleep");
+    assert_eq!(dormant.view(&name).await["state"], "asleep");
     let (status, body) = dormant.get(&name, "/files/home/u/a.txt").await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "not lost"));
 }

@@ -351,6 +351,42 @@ impl Dormant {
         (status, String::from_utf8_lossy(&body).into_owned())
     }
 
+    /// `GET /v1/containers/{name}`, which must answer 200.
+    pub async fn view(&self, name: &str) -> serde_json::Value {
+        let (status, json) = self
+            .api(Method::GET, &format!("/v1/containers/{name}"), None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{json}");
+        json
+    }
+
+    /// Writes `body` at `/files{path}` in the demo app, through the proxy.
+    pub async fn put_file(&self, name: &str, path: &str, body: &str) {
+        let (status, text) = self
+            .proxy_request(
+                Method::PUT,
+                name,
+                &format!("/files{path}"),
+                Bytes::from(body.to_owned()),
+            )
+            .await;
+        assert!(status.is_success(), "PUT {path}: {status} {text:?}");
+    }
+
+    /// `POST /v1/containers/{name}/archive`, which must leave it archived.
+    pub async fn archive(&self, name: &str) -> serde_json::Value {
+        let (status, json) = self
+            .api(
+                Method::POST,
+                &format!("/v1/containers/{name}/archive"),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{json}\n{}", self.log());
+        assert_eq!(json["state"], "archived");
+        json
+    }
+
     /// A clone of the harness's HTTP client (pooled, keep-alive).
     pub fn http_client(&self) -> Client<HttpConnector, Full<Bytes>> {
         self.http.clone()
